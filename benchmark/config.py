@@ -1,0 +1,188 @@
+"""Run configuration: TOML validated into dataclasses, with `--set key=value` overrides.
+
+Unknown keys and wrong types are errors that name the key and the allowed keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunSection:
+    name: str = "phantom-default"
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # 0: torch's default
+
+
+@dataclass
+class DataSection:
+    dataset: str = "phantom"
+    size: int = 64
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+    limit: dict[str, int] = field(default_factory=lambda: {"train": 1600, "val": 200, "test": 40})
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+
+
+@dataclass
+class ModelsSection:
+    names: list[str] = field(default_factory=lambda: ["vgg16", "resnet50"])
+    params: dict[str, dict[str, Any]] = field(default_factory=lambda: {"vgg16": {"head": "compact"}})
+    train: dict[str, dict[str, Any]] = field(default_factory=lambda: {"vgg16": {"lr": 3e-4}})
+
+
+@dataclass
+class ExplainSection:
+    names: list[str] = field(default_factory=lambda: ["gradcam", "lrp", "lime", "sobel", "random"])
+    params: dict[str, dict[str, Any]] = field(default_factory=lambda: {"lime": {"num_samples": 100}})
+    target: str = "label"  # "label", "predicted" or "pneumonia"
+    batch_size: int = 16
+
+
+@dataclass
+class MetricsSection:
+    names: list[str] = field(default_factory=lambda: ["deletion_auc", "insertion_auc", "pointing_game",
+                                                      "relevance_mass", "seconds_per_image"])
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ReportSection:
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    overlay_images: int = 4
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    models: ModelsSection = field(default_factory=ModelsSection)
+    explain: ExplainSection = field(default_factory=ExplainSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    report: ReportSection = field(default_factory=ReportSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is None:
+        if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+            return value
+        raise ConfigError(f"config key {key!r} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_check_type(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a table, got {value!r}")
+        _, inner = typing.get_args(hint)
+        return {k: _check_type(f"{key}.{k}", v, inner) for k, v in value.items()}
+    raise ConfigError(f"config key {key!r}: unsupported type {hint}")
+
+
+def _build(cls, values: dict[str, Any], prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{sorted(unknown)[0]}'; allowed in "
+                          f"[{prefix.rstrip('.') or 'top level'}]: {sorted(names)}")
+    obj = cls()
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {prefix}{name!r} must be a table")
+            value = _build(hint, value, f"{prefix}{name}.")
+        else:
+            value = _check_type(f"{prefix}{name}", value, hint)
+        setattr(obj, name, value)
+    return obj
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override (value in TOML syntax; a bare word is a string)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key=value, e.g. train.epochs=2")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {p!r} is not a table")
+    node[parts[-1]] = _parse_value(text.strip())
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds, for tests: tiny images, few samples, two epochs
+    "smoke": {
+        "run": {"name": "smoke"},
+        "data": {"size": 32, "limit": {"train": 16, "val": 8, "test": 4}},
+        "train": {"epochs": 1, "batch_size": 8},
+        "explain": {"params": {"lime": {"num_samples": 10}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4}}},
+        "report": {"bootstrap": 50, "overlay_images": 2},
+    },
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                preset: str | None = None) -> Config:
+    """Defaults, then a preset, then the TOML file, then `--set` overrides."""
+    data: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
+        data = _merge(data, PRESETS[preset])
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = _merge(data, tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return _build(Config, data, "")

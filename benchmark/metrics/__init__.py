@@ -1,0 +1,5 @@
+"""Per-image metrics of attribution maps (see registry.py for the contract)."""
+from .registry import CATEGORIES, METRICS, MetricSpec, get_metric, register_metric, score
+from . import faithfulness, localisation  # noqa: F401  (register the entries)
+
+__all__ = ["CATEGORIES", "METRICS", "MetricSpec", "get_metric", "register_metric", "score"]

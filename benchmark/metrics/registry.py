@@ -1,0 +1,70 @@
+"""Metrics by name, each with its category, direction and needs.
+
+Every metric scores a batch at once: score(model, images, targets, maps, masks, has_mask) -> (N,)
+float32 on the device, NaN where the value is undefined (the runner counts NaNs per cell).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    category: str
+    higher_is_better: bool
+    needs_mask: bool
+    needs_model: bool
+    fn: Callable[..., torch.Tensor] | None
+    defaults: dict
+    doc: str
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
+                    needs_model: bool = False, **defaults):
+    if category not in CATEGORIES:
+        raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
+
+    def add(fn):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
+                                   (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return add
+
+
+# runtime is measured by the runner around each explain call, not computed from maps
+METRICS["seconds_per_image"] = MetricSpec("seconds_per_image", "runtime", False, False, False, None, {},
+                                          "Wall-clock seconds of the explain call divided by the images in it.")
+
+
+def get_metric(name: str) -> MetricSpec:
+    if name not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; registered: {sorted(METRICS)}")
+    return METRICS[name]
+
+
+def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor,
+          masks: torch.Tensor, has_mask: torch.Tensor, **params) -> torch.Tensor:
+    spec = get_metric(name)
+    if spec.fn is None:
+        raise ValueError(f"metric {name!r} is measured by the runner, not scored from maps")
+    unknown = set(params) - set(spec.defaults)
+    if unknown:
+        raise KeyError(f"metric {name!r}: unknown parameters {sorted(unknown)}; allowed: {sorted(spec.defaults)}")
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"metric {name!r}: maps {tuple(maps.shape)} do not match images {tuple(images.shape)}")
+    if not torch.isfinite(maps).all():
+        bad = (~torch.isfinite(maps)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise FloatingPointError(f"metric {name!r}: maps hold NaN or inf for images {bad}")
+    return spec.fn(model=model, images=images, targets=targets, maps=maps, masks=masks, has_mask=has_mask,
+                   **{**spec.defaults, **params})

@@ -1,0 +1,7 @@
+"""Classifiers taking (N,1,H,W) images in [0,1] and returning logits (N,2)."""
+from .builders import MODELS, XrayClassifier, build_model, register_model
+from .training import (TrainConfig, TrainResult, classifier_report, load_checkpoint, predict_proba,
+                       save_checkpoint, train_classifier)
+
+__all__ = ["MODELS", "TrainConfig", "TrainResult", "XrayClassifier", "build_model", "classifier_report",
+           "load_checkpoint", "predict_proba", "register_model", "save_checkpoint", "train_classifier"]

@@ -1,0 +1,156 @@
+"""Classifier builders: torchvision VGG16 and ResNet50 taking one grey channel in [0,1].
+
+Grey-to-RGB and ImageNet normalisation live in a module in front of the torchvision network
+instead of being folded into the first convolution: folding is not exact at the zero-padded
+border (padding in normalised space is grey, in image space black), so every explainer and
+perturbation sees plain image space through `XrayClassifier.forward`, and LRP explains
+`XrayClassifier.net` on the normalised input and sums relevance over the three channels.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODELS: dict[str, Callable[..., "XrayClassifier"]] = {}
+
+
+def register_model(name: str):
+    def add(fn):
+        MODELS[name] = fn
+        return fn
+    return add
+
+
+class XrayClassifier(nn.Module):
+    """(N,1,H,W) in [0,1] -> logits (N,2). `gradcam_layer` names the layer Grad-CAM uses."""
+
+    def __init__(self, net: nn.Module, arch: str, gradcam_layer: str):
+        super().__init__()
+        for module in net.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # in-place ReLUs break the backward hooks of captum and zennit
+        self.net = net
+        self.arch = arch
+        self.gradcam_layer_name = gradcam_layer
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise ValueError(f"{self.arch} expects images shaped (N,1,H,W), got {tuple(x.shape)}")
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+    @property
+    def input_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised values of black and white, per channel (the z-box bounds of LRP)."""
+        return (0 - self.mean) / self.std, (1 - self.mean) / self.std
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.net.get_submodule(self.gradcam_layer_name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+
+def _torchvision_cache_file(weights) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def _load_pretrained(net: nn.Module, pretrained: str | None, weights_enum, head: list[str]) -> None:
+    """Load ImageNet weights from torchvision's cache or a local file; never download.
+
+    The 1000-class head is dropped (`head` lists its parameter names) since we classify two classes.
+    """
+    if not pretrained:
+        return
+    if pretrained == "imagenet":
+        path = _torchvision_cache_file(weights_enum)
+        if not path.exists():
+            log.warning("ImageNet weights not found at %s (nothing is downloaded at run time); "
+                        "training from scratch. Put the torchvision file there to use them.", path)
+            return
+    else:
+        path = Path(pretrained)
+        if not path.exists():
+            raise FileNotFoundError(f"pretrained weights file {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    state = {k.removeprefix("net."): v for k, v in state.items() if k not in ("mean", "std")}
+    own = net.state_dict()
+    dropped = [k for k in state if k in head and state[k].shape != own[k].shape]
+    state = {k: v for k, v in state.items() if k not in dropped}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - set(head):
+        raise ValueError(f"weights in {path} do not fit this architecture: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}")
+    log.info("loaded pretrained weights from %s (re-initialised: %s)", path, dropped or "none")
+
+
+def _vgg(batch_norm: bool, pretrained: str | None, head: str, num_classes: int, gradcam_layer: str | None) -> XrayClassifier:
+    build = torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16
+    weights = torchvision.models.VGG16_BN_Weights if batch_norm else torchvision.models.VGG16_Weights
+    net = build(weights=None, num_classes=num_classes)
+    _load_pretrained(net, pretrained, weights.IMAGENET1K_V1, ["classifier.6.weight", "classifier.6.bias"])
+    if head == "compact":
+        net.avgpool = nn.AdaptiveAvgPool2d(1)
+        net.classifier = nn.Linear(512, num_classes)
+    elif head != "torchvision":
+        raise ValueError(f"unknown vgg16 head {head!r}; allowed: 'torchvision', 'compact'")
+    # the ReLU after the last convolution (before the last max pool), as in Selvaraju et al.
+    last_relu = [n for n, m in net.features.named_children() if isinstance(m, nn.ReLU)][-1]
+    return XrayClassifier(net, "vgg16_bn" if batch_norm else "vgg16", gradcam_layer or f"features.{last_relu}")
+
+
+@register_model("vgg16")
+def vgg16(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
+          gradcam_layer: str | None = None) -> XrayClassifier:
+    """torchvision VGG16 (no batch norm).
+
+    head="torchvision" keeps the 7x7x512 -> 4096 -> 4096 classifier (the published network);
+    head="compact" replaces pooling and classifier by global average pooling and one linear
+    layer, which makes CPU training on small images about twice as fast (the 102M-parameter
+    first dense layer dominates the optimiser step) while the 13 convolutions stay the same.
+    `gradcam_layer` defaults to the ReLU after the last convolution.
+    """
+    return _vgg(False, pretrained, head, num_classes, gradcam_layer)
+
+
+@register_model("vgg16_bn")
+def vgg16_bn(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
+             gradcam_layer: str | None = None) -> XrayClassifier:
+    """torchvision VGG16 with batch norm: trains from scratch in far fewer epochs than plain VGG16."""
+    return _vgg(True, pretrained, head, num_classes, gradcam_layer)
+
+
+@register_model("resnet50")
+def resnet50(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
+             gradcam_layer: str = "layer4") -> XrayClassifier:
+    """torchvision ResNet50; Grad-CAM on the output of the last stage (layer4) by default.
+
+    On small images layer4 is very coarse (2x2 at 64 px): there, `gradcam_layer="layer3"` gives the
+    same 4x4 grid that VGG16's last convolution gives.
+    """
+    if head not in ("torchvision", "compact"):
+        raise ValueError(f"unknown resnet50 head {head!r}; allowed: 'torchvision', 'compact'")
+    net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    _load_pretrained(net, pretrained, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, ["fc.weight", "fc.bias"])
+    return XrayClassifier(net, "resnet50", gradcam_layer=gradcam_layer)
+
+
+def build_model(name: str, **params) -> XrayClassifier:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+    return MODELS[name](**params)

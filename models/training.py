@@ -1,0 +1,152 @@
+"""Training loop: CUDA with bf16 autocast and channels_last when present, the CPU otherwise."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
+from torch import nn
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+    seed: int = 0
+    eval_batch_size: int = 128
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    val: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def classifier_report(labels: np.ndarray, prob_pos: np.ndarray) -> dict[str, float]:
+    """Accuracy, F1, AUROC, sensitivity, specificity and the confusion matrix at p >= 0.5."""
+    pred = (prob_pos >= 0.5).astype(int)
+    tn, fp, fn, tp = confusion_matrix(labels, pred, labels=[0, 1]).ravel()
+    both = len(np.unique(labels)) == 2
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "f1": float(f1_score(labels, pred, zero_division=0)),
+        "auroc": float(roc_auc_score(labels, prob_pos)) if both else float("nan"),
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
+        "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
+        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
+    }
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Softmax probabilities (N,2), evaluated in batches on the model's device."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(device)
+        with _autocast(device):
+            out.append(model(x).float().softmax(1).cpu())
+    return torch.cat(out)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Light random affine (rotation +-5 deg, scale 0.95-1.05, shift +-4%), one batched resample."""
+    n = x.shape[0]
+    r = torch.rand(n, 4, generator=gen).to(x.device)
+    angle = (r[:, 0] - 0.5) * math.radians(10)
+    scale = 0.95 + 0.1 * r[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, (r[:, 2] - 0.5) * 0.08], 1),
+                         torch.stack([sin, cos, (r[:, 3] - 0.5) * 0.08], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
+                     val_images: torch.Tensor, val_labels: torch.Tensor, cfg: TrainConfig,
+                     device: torch.device | str = "cpu", desc: str = "train") -> TrainResult:
+    """AdamW with a one-cycle schedule and class-weighted loss; keeps the best epoch on Val accuracy.
+
+    The model is left holding the best epoch's weights, in eval mode, on `device`.
+    """
+    if len(train_images) == 0 or len(val_images) == 0:
+        raise ValueError("training needs a non-empty train and val split")
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    counts = torch.bincount(train_labels, minlength=2).float()
+    weight = (counts.sum() / (2 * counts.clamp(min=1))).to(device)
+    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2)
+    best_acc, best_state, best_epoch, history = -1.0, None, -1, []
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(train_images), generator=gen)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            x = train_images[idx].to(device, non_blocking=True)
+            y = train_labels[idx].to(device)
+            if cfg.augment:
+                x = _augment(x, gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device):
+                loss = F.cross_entropy(model(x).float(), y, weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        prob = predict_proba(model, val_images, cfg.eval_batch_size)[:, 1].numpy()
+        rep = classifier_report(val_labels.numpy(), prob)
+        history.append({"epoch": epoch, "train_loss": total / seen, **{f"val_{k}": v for k, v in rep.items()}})
+        bar.set_postfix(loss=f"{total / seen:.3f}", val_acc=f"{rep['accuracy']:.3f}")
+        if rep["accuracy"] > best_acc:
+            best_acc, best_epoch, best_state = rep["accuracy"], epoch, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}
+    return TrainResult(best_epoch=best_epoch, val=val, history=history, seconds=time.perf_counter() - start)
+
+
+def save_checkpoint(model: nn.Module, path, meta: dict) -> None:
+    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}, path)
+
+
+def load_checkpoint(model: nn.Module, path) -> dict:
+    """Load weights saved by save_checkpoint (weights_only: never unpickle arbitrary objects)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path} does not fit model {getattr(model, 'arch', '?')}: {err}") from None
+    return ckpt.get("meta", {})

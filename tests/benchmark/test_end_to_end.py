@@ -1,0 +1,77 @@
+"""The whole benchmark at a tiny size, through the command line, from a folder outside the project."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_help_runs_our_package_from_any_folder(tmp_path):
+    """lime installs a stray top-level `benchmark` package: ours must still be the one that runs."""
+    r = _cli(["--help"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "cxr-xai-bench" in r.stdout
+    r = _cli(["run", "--help"], tmp_path)
+    for option in ("--config", "--set", "--out", "--device", "--preset"):
+        assert option in r.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "smoke"
+    r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_run_writes_report_with_numbers(smoke_run):
+    out, r = smoke_run
+    for f in ("config.toml", "manifest.json", "scores.csv", "report/leaderboard.md", "report/leaderboard.csv",
+              "report/leaderboard.png", "report/overlay-vgg16.png", "report/overlay-resnet50.png", "report/report.md"):
+        assert (out / f).exists() and (out / f).stat().st_size > 0, f
+    scores = pd.read_csv(out / "scores.csv")
+    assert list(scores.columns) == ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
+    assert set(scores.explainer) == {"gradcam", "lrp", "lime", "sobel", "random"}
+    assert set(scores.model) == {"vgg16", "resnet50"}
+    faith = scores[scores.metric == "deletion_auc"]["value"]
+    assert faith.notna().all() and faith.between(0, 1).all()
+    loc = scores[scores.metric == "pointing_game"]
+    assert loc["value"].notna().any() and loc["value"].isna().any()  # normals are NaN, pneumonia scored
+    board = (out / "report/leaderboard.md").read_text()
+    assert "pointing_game" in board and "[" in board
+    assert "report.md" in r.stdout and "gradcam" in r.stdout
+
+
+def test_rerun_reuses_every_stage(smoke_run):
+    out, _ = smoke_run
+    stored = sorted(p for p in out.rglob("*") if p.suffix in (".pt", ".npz") or p.parent.name == "scores")
+    before = {p: p.stat().st_mtime_ns for p in stored}
+    r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in stored} == before
+    assert "train " not in r.stderr  # no training progress bar: the checkpoints were reused
+
+
+def test_changed_metric_rescored_without_reexplaining(smoke_run, tmp_path):
+    out, _ = smoke_run
+    maps = {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()}
+    r = _cli(["run", "--preset", "smoke", "--out", str(out), "--set", "metrics.params.pointing_game.tolerance=1"],
+             out.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()} == maps
+    assert any("pointing_game" in p.name for p in (out / "scores").iterdir()
+               if p.stat().st_mtime_ns > max(maps.values()))
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    r = _cli(["run", "--preset", "smoke", "--set", "train.epoch=1", "--out", str(tmp_path / "x")], tmp_path)
+    assert r.returncode == 2 and "unknown config key 'train.epoch'" in r.stderr
