@@ -36,12 +36,12 @@ def smoke_run(tmp_path_factory):
 def test_run_writes_report_with_numbers(smoke_run):
     out, r = smoke_run
     for f in ("config.toml", "manifest.json", "scores.csv", "report/leaderboard.md", "report/leaderboard.csv",
-              "report/leaderboard.png", "report/overlay-vgg16.png", "report/overlay-resnet50.png", "report/report.md"):
+              "report/leaderboard.png", "report/overlay-vgg16_bn.png", "report/overlay-resnet50.png", "report/report.md"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
     assert set(scores.explainer) == {"gradcam", "lrp", "lime", "sobel", "random"}
-    assert set(scores.model) == {"vgg16", "resnet50"}
+    assert set(scores.model) == {"vgg16_bn", "resnet50"}
     faith = scores[scores.metric == "deletion_auc"]["value"]
     assert faith.notna().all() and faith.between(0, 1).all()
     loc = scores[scores.metric == "pointing_game"]

@@ -60,7 +60,7 @@ def test_pretrained_missing_falls_back_to_scratch(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING):
         m = build_model("resnet50", pretrained="imagenet")
     assert "training from scratch" in caplog.text
-    assert m(torch.rand(1, 1, 32, 32)).shape == (1, 2)
+    assert m.eval()(torch.rand(1, 1, 32, 32)).shape == (1, 2)
     with pytest.raises(FileNotFoundError, match="nothere.pt"):
         build_model("resnet50", pretrained=str(tmp_path / "nothere.pt"))
 
