@@ -62,7 +62,14 @@ def _run(args) -> int:
         torch.set_num_threads(cfg.run.threads)
     run_dir = Path(args.out) if args.out else Path("results") / cfg.run.name
     start = time.perf_counter()
-    result = Runner(cfg, run_dir, resolve_device(cfg.run.device)).run()
+    try:
+        result = Runner(cfg, run_dir, resolve_device(cfg.run.device)).run()
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}\n(stages finished so far are kept in {run_dir}; rerun with -v for the traceback)", file=sys.stderr)
+        return 2
     print("\nClassifiers (validation / test accuracy):")
     for name, c in result.classifiers.items():
         print(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  AUROC {c['val']['auroc']:.3f}"

@@ -114,6 +114,24 @@ def _targets(kind: str, labels: torch.Tensor, probs: torch.Tensor) -> torch.Tens
     raise ValueError(f"explain.target {kind!r} must be 'label', 'predicted' or 'pneumonia'")
 
 
+def validate(cfg: Config) -> None:
+    """Fail on unknown names before any work is done, naming the key and the allowed values."""
+    from datasets import DATASETS
+    from explainers import EXPLAINERS
+    from models import MODELS
+    checks = [("data.dataset", [cfg.data.dataset], DATASETS), ("models.names", cfg.models.names, MODELS),
+              ("explain.names", cfg.explain.names, EXPLAINERS), ("metrics.names", cfg.metrics.names, metric_registry.METRICS)]
+    for key, names, registry in checks:
+        for name in names:
+            if name not in registry:
+                raise KeyError(f"{key}: unknown name {name!r}; registered: {sorted(registry)}")
+    for role in ("train", "val", "test"):
+        if role not in cfg.data.splits:
+            raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
+    if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
+        raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
+
+
 class Runner:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
@@ -205,8 +223,7 @@ class Runner:
         cfg, rd = self.cfg, self.run_dir
         rd.mkdir(parents=True, exist_ok=True)
         write_text(rd / "config.toml", tomli_w.dumps(cfg.to_dict()))
-        for name in cfg.metrics.names:
-            metric_registry.get_metric(name)  # fail on an unknown metric before hours of work
+        validate(cfg)
         t0 = time.perf_counter()
         train, val, test = (load_split(cfg, role) for role in ("train", "val", "test"))
         self.timings["data"] = time.perf_counter() - t0

@@ -22,10 +22,10 @@ from .sample import Sample
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
-def _generator(seed: int, split: str, index: int) -> torch.Generator:
+def _generator(seed: int, split: str, index: int, stream: int = 0) -> torch.Generator:
     if split not in SPLIT_CODES:
         raise ValueError(f"unknown phantom split {split!r}; allowed: {sorted(SPLIT_CODES)}")
-    state = np.random.SeedSequence([seed, SPLIT_CODES[split], index]).generate_state(1, dtype=np.uint64)[0]
+    state = np.random.SeedSequence([seed, SPLIT_CODES[split], index, stream]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
 
@@ -62,8 +62,13 @@ def _ellipse(y, x, cy, cx, ry, rx, angle=0.0):
 
 
 def render(seed: int, split: str, index: int, size: int, label: int) -> dict[str, torch.Tensor]:
-    """Render one phantom: image (H,W) in [0,1], lung mask, lesion mask (all False for normals)."""
+    """Render one phantom: image (H,W) in [0,1], lung mask, lesion mask (all False for normals).
+
+    Lesions draw from their own random stream, so render(..., label=0) of a pneumonia sample is
+    the same X-ray with the lesions removed: an exact counterfactual.
+    """
     d = _Draw(_generator(seed, split, index), size)
+    les = _Draw(_generator(seed, split, index, stream=1), size)
     lin = torch.linspace(-1, 1, size)
     y, x = torch.meshgrid(lin, lin, indexing="ij")
     edge = 1.0 / 32  # fixed in normalised units (a pixel at 64 px) so anatomy is the same at any size
@@ -87,7 +92,7 @@ def render(seed: int, split: str, index: int, size: int, label: int) -> dict[str
     heart = _soft(_ellipse(y, x, d.uniform(0.22, 0.32), d.uniform(0.08, 0.16), d.uniform(0.24, 0.3), d.uniform(0.26, 0.32), d.uniform(-0.3, 0.1)), 2 * edge)
     mediastinum = _soft((x - d.uniform(-0.03, 0.03)).abs() - d.uniform(0.09, 0.12) - 0.08 * (y + 1), edge)
     lungs = lungs * (1 - heart) * (1 - mediastinum)
-    air = d.uniform(0.30, 0.38) * (1.0 - 0.25 * (y + 0.7).clamp(0, 1.2))  # thicker tissue lower down
+    air = d.uniform(0.24, 0.42) * (1.0 - 0.25 * (y + 0.7).clamp(0, 1.2))  # thicker tissue lower down
     img = img - air * lungs * body
 
     # lung markings: vessel-like texture that thins towards the periphery
@@ -127,20 +132,21 @@ def render(seed: int, split: str, index: int, size: int, label: int) -> dict[str
     lung_mask = lungs > 0.5
     lesion_mask = torch.zeros_like(lung_mask)
     if label == 1:
-        n_lesions = 1 + int(d.uniform(0, 2.2))
+        n_lesions = 1 + int(les.uniform(0, 1.7))
         # centres drawn in continuous coordinates (the same at every resolution), kept if in a lung
-        tries = torch.rand(64, 2, generator=d.gen) * 2 - 1
+        tries = torch.rand(64, 2, generator=les.gen) * 2 - 1
         pix = ((tries + 1) / 2 * (size - 1)).round().long()
         inside = tries[lung_mask[pix[:, 0], pix[:, 1]]]
         if len(inside) == 0:
             raise RuntimeError(f"phantom {split}/{index}: no lesion centre found inside the lungs")
         for k in range(n_lesions):
             cy, cx = inside[k % len(inside)].tolist()
-            r = d.uniform(0.13, 0.25)
-            shape = _ellipse(y, x, cy, cx, r * d.uniform(0.7, 1.3), r, d.uniform(0, math.pi)) + 0.6 * d.field(10)
-            blob = _soft(shape, edge) * lungs
-            texture = (0.65 + 0.35 * d.field(20)).clamp(0.2, 1.0)
-            img = img + d.uniform(0.2, 0.32) * blob * texture
+            r = les.uniform(0.17, 0.3)
+            shape = _ellipse(y, x, cy, cx, r * les.uniform(0.7, 1.3), r, les.uniform(0, math.pi)) + 0.6 * les.field(10)
+            blob = _soft(shape, 2 * edge) * lungs
+            # patchy consolidation: a coarse mottled density, denser towards the centre
+            texture = (0.6 + 0.5 * les.field(16)).clamp(0.15, 1.0) * (1 - 0.3 * (shape + 1).clamp(0, 1))
+            img = img + les.uniform(0.3, 0.45) * blob * texture
             lesion_mask |= blob > 0.5
 
     # global contrast and noise, equal in both classes

@@ -1,11 +1,16 @@
 """Layer-wise relevance propagation with zennit, one composite and canonizer per architecture.
 
-VGG16 (Montavon et al. 2019; Kohlbrenner et al. 2020): z-box at the input (bounded by the
-normalised black and white), gamma on the convolutions, epsilon on dense layers. ResNet50:
-zennit's ResNet canonizer (batch norm merged, residual sums made explicit) with EpsilonPlusFlat,
-which the zennit maintainers recommend there over gamma rules. Relevance is computed for the
+Preset "epsilon_gamma_box" (Montavon et al. 2019; Kohlbrenner et al. 2020): z-box at the input
+(bounded by the normalised black and white), gamma on the convolutions, epsilon on dense layers.
+Preset "epsilon_plus_flat": flat at the input, z+ on convolutions, epsilon on dense layers, which
+the zennit maintainers suggest for ResNets. Canonizers per architecture: VGG (batch norm merged)
+and ResNet (batch norm merged, residual sums made explicit so the Norm rule splits them).
+"auto" is epsilon_gamma_box for both: on the phantom ResNet50, epsilon_plus_flat's flat input
+rule spreads relevance over whole 7x7 stride-2 receptive fields and its pointing game was 0/20
+against 0.175 for epsilon_gamma_box (measured on this CPU); choose a preset explicitly to compare. Relevance is computed for the
 torchvision network on the normalised input and summed over the three colour channels, which
-keeps it conserved (the grey-to-RGB copy is a sum in the backward direction).
+keeps it conserved (the grey-to-RGB copy is a sum in the backward direction). The explained
+output is the model's centred target logit (see models.builders), folded into the last layer.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ class LRP(Explainer):
     def composite(self, model):
         preset = self.preset
         if preset == "auto":
-            preset = "epsilon_plus_flat" if model.arch == "resnet50" else "epsilon_gamma_box"
+            preset = "epsilon_gamma_box"
         canonizers = [ResNetCanonizer()] if model.arch == "resnet50" else [VGGCanonizer()] if model.arch.startswith("vgg") else [SequentialMergeBatchNorm()]
         if preset == "epsilon_gamma_box":
             low, high = model.input_bounds
@@ -48,7 +53,7 @@ class LRP(Explainer):
         """Input relevance (N,3,H,W) on the normalised input and the explained logits (N,)."""
         x = model.preprocess(images).detach().requires_grad_(True)
         onehot = torch.nn.functional.one_hot(targets, 2).to(x)
-        with Gradient(model=model.net, composite=self.composite(model)) as attributor:
+        with model.centred_head() as net, Gradient(model=net, composite=self.composite(model)) as attributor:
             out, rel = attributor(x, lambda logits: logits * onehot)
         return rel, out.gather(1, targets[:, None])[:, 0]
 

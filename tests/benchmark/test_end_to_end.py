@@ -75,3 +75,9 @@ def test_changed_metric_rescored_without_reexplaining(smoke_run, tmp_path):
 def test_bad_config_is_a_clear_error(tmp_path):
     r = _cli(["run", "--preset", "smoke", "--set", "train.epoch=1", "--out", str(tmp_path / "x")], tmp_path)
     assert r.returncode == 2 and "unknown config key 'train.epoch'" in r.stderr
+
+
+def test_unknown_explainer_fails_before_any_work(tmp_path):
+    r = _cli(["run", "--preset", "smoke", "--set", "explain.names=['gradcan']", "--out", str(tmp_path / "x")], tmp_path)
+    assert r.returncode == 2 and "explain.names: unknown name 'gradcan'" in r.stderr
+    assert not (tmp_path / "x" / "checkpoints").exists()

@@ -82,3 +82,14 @@ def test_collate_flags_unknown_masks_and_rejects_mismatch():
         collate([s0, s1])
     with pytest.raises(ValueError, match="empty"):
         collate([])
+
+
+def test_normal_render_of_a_pneumonia_sample_is_its_exact_counterfactual():
+    """Lesions draw from their own stream: removing them changes nothing else in the X-ray."""
+    from datasets.phantom import render
+    with_lesion = render(0, "test", 7, 64, label=1)
+    without = render(0, "test", 7, 64, label=0)
+    changed = (with_lesion["image"] - without["image"]).abs() > 1e-3
+    near = F.max_pool2d(with_lesion["lesion_mask"][None, None].float(), 9, stride=1, padding=4)[0, 0] > 0
+    assert changed.any() and not (changed & ~near).any()
+    assert torch.equal(with_lesion["lung_mask"], without["lung_mask"])

@@ -1,0 +1,133 @@
+"""COVID-QU-Ex "Infection Segmentation Data" in its published layout.
+
+    <root>/{Train,Val,Test}/{COVID-19,Non-COVID,Normal}/{images,infection masks,lung masks}/<name>.png
+
+Label: pneumonia (1) for COVID-19 and Non-COVID, normal (0) for Normal. Lesion mask: the
+infection mask for COVID-19 and Normal (all-zero on Normal is a true negative). Non-COVID
+infection masks are all zero because they were never annotated, so they load as None (unknown),
+never as empty. A split without mask folders loads images and labels only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .registry import register_dataset
+from .sample import Sample
+
+CLASSES = {"COVID-19": 1, "Non-COVID": 1, "Normal": 0}
+ANNOTATED = {"COVID-19", "Normal"}
+SPLITS = {"train": "Train", "val": "Val", "test": "Test"}
+SUBSETS = ("all", "focal")
+
+
+def default_root() -> Path | None:
+    """$CXR_DATA_ROOT, or ../shared/data beside the project, holding covid-qu-ex/."""
+    env = os.environ.get("CXR_DATA_ROOT")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    for c in candidates:
+        p = c / "covid-qu-ex" / "Infection Segmentation Data"
+        if p.is_dir():
+            return p
+    return None
+
+
+def read_png(path: Path, size: int, mask: bool = False) -> torch.Tensor:
+    """Decode one grey PNG and resize it: float (H,W) in [0,1], or bool for masks.
+
+    Raises ValueError naming the file when it is missing, corrupt or truncated.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("L"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode {path}: {err}") from None
+    t = torch.from_numpy(arr.copy()).float()[None, None] / 255.0
+    if t.shape[-2:] != (size, size):
+        # masks: area-average then threshold at half, so thin structures keep their extent
+        t = F.interpolate(t, size=(size, size), mode="area" if mask else "bilinear", antialias=not mask,
+                          align_corners=None if mask else False)
+    t = t[0, 0]
+    return t >= 0.5 if mask else t.clamp(0, 1)
+
+
+@register_dataset("covid_qu_ex")
+class CovidQuEx:
+    """One split of COVID-QU-Ex. `classes` restricts the folders read; `subset="focal"` keeps
+    normals and those annotated pneumonia images whose lesion covers under half the lung."""
+
+    def __init__(self, split: str = "val", size: int = 224, seed: int = 0, root: str | None = None,
+                 classes: list[str] | None = None, subset: str = "all", skip_bad: bool = False):
+        if split not in SPLITS:
+            raise ValueError(f"unknown COVID-QU-Ex split {split!r}; allowed: {sorted(SPLITS)}")
+        if subset not in SUBSETS:
+            raise ValueError(f"unknown subset {subset!r}; allowed: {SUBSETS}")
+        base = Path(root) if root else default_root()
+        if base is None:
+            raise FileNotFoundError("COVID-QU-Ex not found: set data.params.root to the folder holding "
+                                    "Train/ and Val/ (\"Infection Segmentation Data\") or set CXR_DATA_ROOT")
+        self.root = base / SPLITS[split]
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"COVID-QU-Ex split folder {self.root} does not exist")
+        classes = list(classes or CLASSES)
+        unknown = set(classes) - set(CLASSES)
+        if unknown:
+            raise ValueError(f"unknown COVID-QU-Ex classes {sorted(unknown)}; allowed: {sorted(CLASSES)}")
+        self.split, self.size, self.skip_bad, self.skipped = split, size, skip_bad, []
+        self.items: list[tuple[str, str]] = []
+        for cls in classes:
+            folder = self.root / cls / "images"
+            if not folder.is_dir():
+                raise FileNotFoundError(f"COVID-QU-Ex class folder {folder} does not exist")
+            names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".png")
+            self.items += [(cls, n) for n in names]
+        if not self.items:
+            raise ValueError(f"COVID-QU-Ex split {self.root} holds no images for classes {classes}")
+        if subset == "focal":
+            self.items = [it for it in self.items if self._is_focal(*it)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def labels(self) -> list[int]:
+        return [CLASSES[c] for c, _ in self.items]
+
+    def _mask_path(self, cls: str, name: str, kind: str) -> Path | None:
+        p = self.root / cls / kind / name
+        return p if p.exists() else None
+
+    def _is_focal(self, cls: str, name: str) -> bool:
+        if cls == "Normal":
+            return True
+        if cls not in ANNOTATED:
+            return False
+        les, lung = self._mask_path(cls, name, "infection masks"), self._mask_path(cls, name, "lung masks")
+        if les is None or lung is None:
+            return False
+        lesion_area = read_png(les, 64, mask=True).sum()
+        return bool(lesion_area < 0.5 * read_png(lung, 64, mask=True).sum())
+
+    def __getitem__(self, index: int) -> Sample:
+        cls, name = self.items[index]
+        image = read_png(self.root / cls / "images" / name, self.size)
+        masks = {}
+        for kind in ("infection masks", "lung masks"):
+            p = self._mask_path(cls, name, kind)
+            masks[kind] = read_png(p, self.size, mask=True) if p is not None else None
+            if p is not None:
+                with Image.open(p) as m, Image.open(self.root / cls / "images" / name) as im:
+                    if m.size != im.size:
+                        raise ValueError(f"{p}: mask size {m.size} differs from its image {im.size}")
+        lesion = masks["infection masks"] if cls in ANNOTATED else None
+        return Sample(image=image[None], label=CLASSES[cls], lesion_mask=lesion, lung_mask=masks["lung masks"],
+                      id=f"{cls}/{Path(name).stem}",
+                      metadata={"source": "covid_qu_ex", "split": self.split, "class": cls})
