@@ -51,12 +51,15 @@ def test_mismatched_targets_are_rejected(model, batch):
         build_explainer("gradcam").explain(model, batch.images, batch.labels[:2])
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn", "resnet50"])
-def test_lrp_conserves_relevance(arch, batch):
+@pytest.mark.parametrize("arch,preset", [("vgg16", "auto"), ("vgg16_bn", "auto"), ("resnet50", "auto"),
+                                         ("resnet50", "epsilon_plus_flat"), ("vgg16_bn", "epsilon_alpha2beta1_flat")])
+def test_lrp_conserves_relevance(arch, preset, batch):
     """With bias-free rules every layer conserves: input relevance sums to the explained logit."""
     torch.manual_seed(0)
     m = build_model(arch, head="compact").eval()
-    lrp = build_explainer("lrp", zero_bias=True)
+    with torch.no_grad():  # logits of a freshly initialised network are tiny; scale them up
+        m.net.get_submodule(m.head_layer_name).weight.mul_(100)
+    lrp = build_explainer("lrp", zero_bias=True, preset=preset)
     rel, logit = lrp.relevance(m, batch.images, batch.labels)
     assert torch.allclose(rel.sum((1, 2, 3)), logit, rtol=0.01, atol=1e-6)
     maps = lrp.explain(m, batch.images, batch.labels)
