@@ -23,10 +23,12 @@ class RunSection:
 @dataclass
 class DataSection:
     dataset: str = "phantom"
+    root: str = ""  # dataset folder, for datasets read from disk
     size: int = 64
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
     limit: dict[str, int] = field(default_factory=lambda: {"train": 2400, "val": 200, "test": 40})
     params: dict[str, Any] = field(default_factory=dict)
+    skip_bad: bool = False  # skip unreadable files (listed in manifest.json) instead of stopping
 
 
 @dataclass

@@ -76,12 +76,25 @@ def select_indices(ds, limit: int | None, seed: int) -> list[int]:
     return sorted(chosen)
 
 
-def load_split(cfg: Config, role: str) -> Batch:
+def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
+    """Load one split; with data.skip_bad, unreadable items are left out and appended to `skipped`."""
     d = cfg.data
     split = d.splits[role]
-    ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **d.params)
+    params = {**d.params, **({"root": d.root} if d.root else {})}
+    ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **params)
     idx = select_indices(ds, d.limit.get(role), cfg.run.seed)
-    samples = [ds[i] for i in tqdm(idx, desc=f"load {role}", unit="img", leave=False)]
+    samples = []
+    for i in tqdm(idx, desc=f"load {role}", unit="img", leave=False):
+        try:
+            samples.append(ds[i])
+        except (ValueError, FileNotFoundError) as err:
+            if not d.skip_bad:
+                raise ValueError(f"{role} split item {i}: {err} (set data.skip_bad = true to skip such files)") from None
+            log.warning("skipping %s item %d: %s", role, i, err)
+            if skipped is not None:
+                skipped.append({"split": role, "index": i, "error": str(err)})
+    if not samples:
+        raise ValueError(f"{role} split of {d.dataset!r} has no readable images")
     return collate(samples)
 
 
@@ -136,11 +149,12 @@ class Runner:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         self.timings: dict[str, float] = {}
+        self.skipped: list[dict] = []
 
     def _data_key(self, role: str) -> dict:
         d = self.cfg.data
-        return {"dataset": d.dataset, "split": d.splits[role], "size": d.size, "limit": d.limit.get(role),
-                "params": d.params, "seed": self.cfg.run.seed}
+        return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
+                "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": self.cfg.run.seed}
 
     def train_or_load(self, name: str, train: Batch, val: Batch) -> tuple[torch.nn.Module, str, dict]:
         params = self.cfg.models.params.get(name, {})
@@ -225,7 +239,7 @@ class Runner:
         write_text(rd / "config.toml", tomli_w.dumps(cfg.to_dict()))
         validate(cfg)
         t0 = time.perf_counter()
-        train, val, test = (load_split(cfg, role) for role in ("train", "val", "test"))
+        train, val, test = (load_split(cfg, role, self.skipped) for role in ("train", "val", "test"))
         self.timings["data"] = time.perf_counter() - t0
         classifiers, frames, overlay = {}, [], {}
         for name in cfg.models.names:
@@ -255,6 +269,7 @@ class Runner:
         write_json(rd / "manifest.json", {"versions": _versions(), "git_commit": _git_commit(), "seed": cfg.run.seed,
                                           "device": str(self.device), "torch_threads": torch.get_num_threads(),
                                           "timings_s": self.timings, "classifiers": classifiers,
+                                          "skipped_files": self.skipped,
                                           "data_counts": {"train": len(train), "val": len(val), "test": len(test),
                                                           "test_with_lesion": int(test.lesion_masks.flatten(1).any(1).sum())}})
         return RunResult(rd, scores, summary, classifiers, leaderboard, self.timings)

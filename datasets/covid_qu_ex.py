@@ -12,11 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
-
+from .imageio import decode, read_image, resize
 from .registry import register_dataset
 from .sample import Sample
 
@@ -38,35 +34,13 @@ def default_root() -> Path | None:
     return None
 
 
-def read_png(path: Path, size: int, mask: bool = False) -> torch.Tensor:
-    """Decode one grey PNG and resize it: float (H,W) in [0,1], or bool for masks.
-
-    Raises ValueError naming the file when it is missing, corrupt or truncated.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im.convert("L"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot decode {path}: {err}") from None
-    t = torch.from_numpy(arr.copy()).float()[None, None] / 255.0
-    if t.shape[-2:] != (size, size):
-        # masks: area-average then threshold at half, so thin structures keep their extent
-        t = F.interpolate(t, size=(size, size), mode="area" if mask else "bilinear", antialias=not mask,
-                          align_corners=None if mask else False)
-    t = t[0, 0]
-    return t >= 0.5 if mask else t.clamp(0, 1)
-
-
 @register_dataset("covid_qu_ex")
 class CovidQuEx:
     """One split of COVID-QU-Ex. `classes` restricts the folders read; `subset="focal"` keeps
     normals and those annotated pneumonia images whose lesion covers under half the lung."""
 
     def __init__(self, split: str = "val", size: int = 224, seed: int = 0, root: str | None = None,
-                 classes: list[str] | None = None, subset: str = "all", skip_bad: bool = False):
+                 classes: list[str] | None = None, subset: str = "all"):
         if split not in SPLITS:
             raise ValueError(f"unknown COVID-QU-Ex split {split!r}; allowed: {sorted(SPLITS)}")
         if subset not in SUBSETS:
@@ -82,7 +56,7 @@ class CovidQuEx:
         unknown = set(classes) - set(CLASSES)
         if unknown:
             raise ValueError(f"unknown COVID-QU-Ex classes {sorted(unknown)}; allowed: {sorted(CLASSES)}")
-        self.split, self.size, self.skip_bad, self.skipped = split, size, skip_bad, []
+        self.split, self.size = split, size
         self.items: list[tuple[str, str]] = []
         for cls in classes:
             folder = self.root / cls / "images"
@@ -113,20 +87,23 @@ class CovidQuEx:
         les, lung = self._mask_path(cls, name, "infection masks"), self._mask_path(cls, name, "lung masks")
         if les is None or lung is None:
             return False
-        lesion_area = read_png(les, 64, mask=True).sum()
-        return bool(lesion_area < 0.5 * read_png(lung, 64, mask=True).sum())
+        lesion_area = read_image(les, 64, mask=True).sum()
+        return bool(lesion_area < 0.5 * read_image(lung, 64, mask=True).sum())
 
     def __getitem__(self, index: int) -> Sample:
         cls, name = self.items[index]
-        image = read_png(self.root / cls / "images" / name, self.size)
+        raw = decode(self.root / cls / "images" / name)
+        image = resize(raw, self.size)
         masks = {}
         for kind in ("infection masks", "lung masks"):
             p = self._mask_path(cls, name, kind)
-            masks[kind] = read_png(p, self.size, mask=True) if p is not None else None
-            if p is not None:
-                with Image.open(p) as m, Image.open(self.root / cls / "images" / name) as im:
-                    if m.size != im.size:
-                        raise ValueError(f"{p}: mask size {m.size} differs from its image {im.size}")
+            if p is None:
+                masks[kind] = None
+                continue
+            m = decode(p)
+            if m.shape != raw.shape:
+                raise ValueError(f"{p}: mask size {m.shape[::-1]} differs from its image {raw.shape[::-1]}")
+            masks[kind] = resize(m, self.size, mask=True)
         lesion = masks["infection masks"] if cls in ANNOTATED else None
         return Sample(image=image[None], label=CLASSES[cls], lesion_mask=lesion, lung_mask=masks["lung masks"],
                       id=f"{cls}/{Path(name).stem}",

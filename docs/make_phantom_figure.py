@@ -25,7 +25,7 @@ def main(out: str = "docs/phantom.png", size: int = 128, n: int = 6) -> None:
         axes[0][j].set_title(("pneumonia" if s.label else "normal") + f"\n{s.id}", fontsize=7)
     axes[1][0].set_ylabel("lung (cyan), lesion (red)", fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=72)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    counts = torch.bincount(train_labels, minlength=2).float()
+        # one copy to the GPU (a few GB at most) instead of a host gather and copy every step
+        train_images, train_labels = train_images.to(device), train_labels.to(device)
+    counts = torch.bincount(train_labels.cpu(), minlength=2).float()
     weight = (counts.sum() / (2 * counts.clamp(min=1))).to(device)
     steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -108,7 +110,7 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(train_images), generator=gen)
+        order = torch.randperm(len(train_images), generator=gen).to(train_images.device)
         total, seen = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]

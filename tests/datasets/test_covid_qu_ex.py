@@ -1,0 +1,109 @@
+"""COVID-QU-Ex on the real files in ../shared/data (skipped on a fresh clone, a failure in CI)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datasets import build_dataset
+from datasets.covid_qu_ex import default_root
+
+
+@pytest.fixture(scope="module")
+def root():
+    r = default_root()
+    if r is None:
+        if os.environ.get("CXR_REQUIRE_DATA"):
+            pytest.fail("CXR_REQUIRE_DATA is set but COVID-QU-Ex is not at ../shared/data or $CXR_DATA_ROOT")
+        pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT): real-data tests skipped")
+    return r
+
+
+def test_counts_labels_and_mask_rules(root):
+    ds = build_dataset("covid_qu_ex", split="val", size=64, root=str(root))
+    assert len(ds) == 466 + 233 + 233
+    labels = np.array(ds.labels())
+    assert labels.sum() == 466 + 233
+    by_class = {}
+    for i, (cls, _) in enumerate(ds.items):
+        by_class.setdefault(cls, i)
+    covid, noncovid, normal = (ds[by_class[c]] for c in ("COVID-19", "Non-COVID", "Normal"))
+    assert covid.label == 1 and covid.lesion_mask is not None and covid.lesion_mask.any()
+    assert noncovid.label == 1 and noncovid.lesion_mask is None, "Non-COVID masks were never drawn: unknown"
+    assert normal.label == 0 and normal.lesion_mask is not None and not normal.lesion_mask.any()
+    for s in (covid, noncovid, normal):
+        assert s.image.shape == (1, 64, 64) and s.lung_mask.any()
+        assert 0 <= s.image.min() and s.image.max() <= 1
+
+
+def test_reads_the_png_as_published(root):
+    ds = build_dataset("covid_qu_ex", split="val", size=256, root=str(root), classes=["COVID-19"])
+    cls, name = ds.items[0]
+    raw = np.asarray(Image.open(root / "Val" / cls / "images" / name).convert("L"))
+    assert torch.allclose(ds[0].image[0], torch.from_numpy(raw).float() / 255)
+
+
+def test_focal_subset_keeps_small_lesions_and_normals(root):
+    ds = build_dataset("covid_qu_ex", split="val", size=64, root=str(root), classes=["COVID-19", "Normal"], subset="focal")
+    full = build_dataset("covid_qu_ex", split="val", size=64, root=str(root), classes=["COVID-19"])
+    n_covid = sum(1 for c, _ in ds.items if c == "COVID-19")
+    assert 0 < n_covid < len(full)
+    assert sum(1 for c, _ in ds.items if c == "Normal") == 233
+    for i in [i for i, (c, _) in enumerate(ds.items) if c == "COVID-19"][:20]:
+        s = ds[i]
+        assert s.lesion_mask.sum() < 0.5 * s.lung_mask.sum() * 1.1  # 64 px resampling tolerance
+
+
+def test_bad_arguments_name_the_thing(root, tmp_path):
+    with pytest.raises(ValueError, match="unknown COVID-QU-Ex split"):
+        build_dataset("covid_qu_ex", split="dev", root=str(root))
+    with pytest.raises(ValueError, match="unknown COVID-QU-Ex classes"):
+        build_dataset("covid_qu_ex", split="val", root=str(root), classes=["Covid"])
+    with pytest.raises(FileNotFoundError, match="Test"):
+        build_dataset("covid_qu_ex", split="test", root=str(root))  # this copy has no Test split
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_dataset("covid_qu_ex", split="val", root=str(tmp_path / "nowhere"))
+
+
+def _fake_split(tmp_path, corrupt=False, bad_mask=False, masks=True):
+    for cls in ("COVID-19", "Non-COVID", "Normal"):
+        folders = ["images"] + (["infection masks", "lung masks"] if masks else [])
+        for sub in folders:
+            (tmp_path / "Val" / cls / sub).mkdir(parents=True, exist_ok=True)
+        for k in range(2):
+            img = (np.random.default_rng(k).random((32, 32)) * 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "Val" / cls / "images" / f"{cls}_{k}.png")
+            if masks:
+                m = np.zeros((16, 16) if bad_mask else (32, 32), np.uint8)
+                if cls == "COVID-19":
+                    m[4:10, 4:10] = 255
+                Image.fromarray(m).save(tmp_path / "Val" / cls / "infection masks" / f"{cls}_{k}.png")
+                lung = np.zeros((32, 32), np.uint8)
+                lung[2:30, 2:30] = 255
+                Image.fromarray(lung).save(tmp_path / "Val" / cls / "lung masks" / f"{cls}_{k}.png")
+    if corrupt:
+        (tmp_path / "Val" / "Normal" / "images" / "Normal_1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return tmp_path
+
+
+def test_fixture_layout_corrupt_file_and_mask_size(tmp_path):
+    root = _fake_split(tmp_path / "a")
+    ds = build_dataset("covid_qu_ex", split="val", size=32, root=str(root))
+    assert len(ds) == 6 and ds[0].lesion_mask[5, 5]
+    root = _fake_split(tmp_path / "b", corrupt=True)
+    ds = build_dataset("covid_qu_ex", split="val", size=32, root=str(root))
+    bad = [i for i, (c, n) in enumerate(ds.items) if n == "Normal_1.png"][0]
+    with pytest.raises(ValueError, match="Normal_1.png"):
+        ds[bad]
+    root = _fake_split(tmp_path / "c", bad_mask=True)
+    ds = build_dataset("covid_qu_ex", split="val", size=32, root=str(root))
+    with pytest.raises(ValueError, match="mask size"):
+        ds[0]
+
+
+def test_split_without_masks_loads_images_and_labels(tmp_path):
+    root = _fake_split(tmp_path, masks=False)
+    ds = build_dataset("covid_qu_ex", split="val", size=32, root=str(root))
+    s = ds[0]
+    assert s.lesion_mask is None and s.lung_mask is None and s.label == 1
