@@ -29,6 +29,7 @@ class DataSection:
     limit: dict[str, int] = field(default_factory=lambda: {"train": 2400, "val": 200, "test": 40})
     params: dict[str, Any] = field(default_factory=dict)
     skip_bad: bool = False  # skip unreadable files (listed in manifest.json) instead of stopping
+    cache_dir: str = "results/cache"  # preprocessed uint8 splits; "" turns the cache off
 
 
 @dataclass

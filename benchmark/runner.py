@@ -28,6 +28,7 @@ from models import TrainConfig, build_model, classifier_report, load_checkpoint,
 from . import metrics as metric_registry
 from . import report, stats
 from .config import Config
+from .data_cache import cached_split
 from .store import atomic_path, stage_key, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,30 @@ def select_indices(ds, limit: int | None, seed: int) -> list[int]:
 
 
 def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
-    """Load one split; with data.skip_bad, unreadable items are left out and appended to `skipped`."""
+    """Load one split through the preprocessing cache (data.cache_dir) when it is on."""
+    from datasets import DATASETS
+    if not cfg.data.cache_dir or not getattr(DATASETS[cfg.data.dataset], "cacheable", True):
+        return read_split(cfg, role, skipped)
+    key = stage_key("data", _data_key(cfg, role))
+
+    def build():
+        found: list[dict] = []
+        return read_split(cfg, role, found), found
+
+    batch, found = cached_split(Path(cfg.data.cache_dir), f"{cfg.data.dataset}-{role}-{cfg.data.size}px-{key}", build)
+    if skipped is not None:
+        skipped.extend(found)
+    return batch
+
+
+def _data_key(cfg: Config, role: str) -> dict:
+    d = cfg.data
+    return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
+            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed}
+
+
+def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
+    """Decode one split; with data.skip_bad, unreadable items are left out and appended to `skipped`."""
     d = cfg.data
     split = d.splits[role]
     params = {**d.params, **({"root": d.root} if d.root else {})}
@@ -152,9 +176,7 @@ class Runner:
         self.skipped: list[dict] = []
 
     def _data_key(self, role: str) -> dict:
-        d = self.cfg.data
-        return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
-                "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": self.cfg.run.seed}
+        return _data_key(self.cfg, role)
 
     def train_or_load(self, name: str, train: Batch, val: Batch) -> tuple[torch.nn.Module, str, dict]:
         params = self.cfg.models.params.get(name, {})

@@ -81,3 +81,26 @@ def test_unknown_explainer_fails_before_any_work(tmp_path):
     r = _cli(["run", "--preset", "smoke", "--set", "explain.names=['gradcan']", "--out", str(tmp_path / "x")], tmp_path)
     assert r.returncode == 2 and "explain.names: unknown name 'gradcan'" in r.stderr
     assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
+    """configs/covid-qu-ex.toml, cut down to CPU seconds, on ../shared/data."""
+    from datasets.covid_qu_ex import default_root
+    root = default_root()
+    if root is None:
+        if os.environ.get("CXR_REQUIRE_DATA"):
+            pytest.fail("CXR_REQUIRE_DATA is set but COVID-QU-Ex was not found")
+        pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
+    out = tmp_path / "covid"
+    r = _cli(["run", "--config", str(ROOT / "configs" / "covid-qu-ex.toml"), "--out", str(out),
+              "--set", f"data.root='{root}'", "--set", "data.size=32", "--set", "data.limit={train=24, val=12, test=12}",
+              "--set", "train.epochs=1", "--set", "models.params.vgg16.head='compact'",
+              "--set", "explain.names=['gradcam','random']", "--set", "metrics.names=['pointing_game','deletion_auc']",
+              "--set", f"data.cache_dir='{tmp_path / 'cache'}'"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores.dataset) == {"covid_qu_ex"} and len(scores) == 2 * 2 * 2 * 12
+    pointing = scores[scores.metric == "pointing_game"]
+    ids = pointing["image_id"].astype(str)
+    assert pointing[ids.str.startswith("Non-COVID")]["value"].isna().all(), "Non-COVID has no mask: never scored"
+    assert any((tmp_path / "cache").iterdir()), "the preprocessed split was cached"

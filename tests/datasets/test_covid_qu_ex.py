@@ -41,7 +41,7 @@ def test_reads_the_png_as_published(root):
     ds = build_dataset("covid_qu_ex", split="val", size=256, root=str(root), classes=["COVID-19"])
     cls, name = ds.items[0]
     raw = np.asarray(Image.open(root / "Val" / cls / "images" / name).convert("L"))
-    assert torch.allclose(ds[0].image[0], torch.from_numpy(raw).float() / 255)
+    assert torch.allclose(ds[0].image[0], torch.tensor(raw, dtype=torch.float32) / 255)
 
 
 def test_focal_subset_keeps_small_lesions_and_normals(root):
