@@ -94,7 +94,7 @@ def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
     out = tmp_path / "covid"
     r = _cli(["run", "--config", str(ROOT / "configs" / "covid-qu-ex.toml"), "--out", str(out),
               "--set", f"data.root='{root}'", "--set", "data.size=32", "--set", "data.limit={train=24, val=12, test=12}",
-              "--set", "train.epochs=1", "--set", "models.params.vgg16.head='compact'",
+              "--set", "train.epochs=1", "--set", "models.params.vgg16_bn.head='compact'",
               "--set", "explain.names=['gradcam','random']", "--set", "metrics.names=['pointing_game','deletion_auc']",
               "--set", f"data.cache_dir='{tmp_path / 'cache'}'"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
