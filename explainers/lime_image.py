@@ -1,5 +1,11 @@
-"""LIME (Ribeiro et al. 2016) through the lime package, one image at a time.
+"""LIME (Ribeiro et al. 2016): the lime package's algorithm with the perturbed images built on the device.
 
+`lime` keeps everything of `lime_image.LimeImageExplainer.explain_instance` - the segmentation,
+the per-superpixel mean as the hidden colour, the on/off draws from its RandomState, the cosine
+distance, the kernel and the weighted ridge surrogate through its own `lime_base` - but builds
+all perturbed images in one gather over the segment map and classifies them in large batches,
+where the package copies and masks one image at a time in numpy. With the same segmentation and
+seed the superpixel weights equal the package's (tested). `lime_package` runs the package itself.
 The map gives every pixel the surrogate weight of its superpixel for the target class.
 """
 from __future__ import annotations
@@ -7,6 +13,7 @@ from __future__ import annotations
 from unittest import mock
 
 import numpy as np
+import sklearn.metrics
 import torch
 from lime import lime_image
 from lime.wrappers.scikit_image import SegmentationAlgorithm
@@ -16,8 +23,8 @@ from .registry import Explainer, register_explainer
 SEGMENTERS = ("quickshift", "slic", "felzenszwalb")
 
 
-@register_explainer("lime")
-class LIME(Explainer):
+@register_explainer("lime_package")
+class LIMEPackage(Explainer):
     signed = True
 
     def __init__(self, seed: int = 0, num_samples: int = 200, batch_size: int = 100,
@@ -58,3 +65,41 @@ class LIME(Explainer):
                 weights[segment] = w
             maps.append(torch.from_numpy(weights[exp.segments]).float())
         return torch.stack(maps).to(device)
+
+
+@register_explainer("lime")
+class LIME(LIMEPackage):
+    def _explain(self, model, images, targets):
+        maps = []
+        for image, target in zip(images, targets.tolist()):
+            seed = self.image_seed(image)
+            explainer = lime_image.LimeImageExplainer(random_state=seed)
+            rgb = image[0].cpu().double().numpy()[..., None].repeat(3, axis=2)
+            segments_np = self.segmenter(seed)(rgb)
+            segments = torch.from_numpy(segments_np).to(images.device).long()
+            n_features = int(np.unique(segments_np).shape[0])
+            if segments_np.min() != 0 or segments_np.max() != n_features - 1:
+                raise ValueError(f"lime: segment labels must be 0..{n_features - 1} (set start_label=0)")
+            # the package's draws, in its order, from its RandomState
+            data = explainer.random_state.randint(0, 2, self.num_samples * n_features).reshape(self.num_samples, n_features)
+            data[0, :] = 1
+            grey = image[0].double()
+            sums = torch.zeros(n_features, dtype=torch.float64, device=images.device).index_add_(0, segments.flatten(), grey.flatten())
+            counts = torch.bincount(segments.flatten(), minlength=n_features).double()
+            fudged = (sums / counts)[segments]
+            on = torch.from_numpy(data).to(images.device).bool()
+            probs = []
+            with torch.no_grad():
+                for i in range(0, self.num_samples, self.batch_size):
+                    keep = on[i:i + self.batch_size][:, segments]  # (B,H,W): superpixel on or hidden
+                    x = torch.where(keep, grey, fudged).float()[:, None]
+                    probs.append(model(x).softmax(1).double().cpu())
+            labels = torch.cat(probs).numpy()
+            distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+            _, local_exp, _, _ = explainer.base.explain_instance_with_data(
+                data, labels, distances, target, 100000, model_regressor=None, feature_selection=explainer.feature_selection)
+            weights = np.zeros(n_features)
+            for segment, w in local_exp:
+                weights[segment] = w
+            maps.append(torch.from_numpy(weights)[segments.cpu()].float())
+        return torch.stack(maps).to(images.device)

@@ -9,7 +9,7 @@ from datasets.phantom import PhantomDataset
 from explainers import EXPLAINERS, build_explainer
 from models import build_model
 
-FAST = {"lime": {"num_samples": 20, "batch_size": 20}}
+FAST = {"lime": {"num_samples": 20, "batch_size": 20}, "lime_package": {"num_samples": 20, "batch_size": 20}}
 
 
 @pytest.fixture(scope="module")
