@@ -56,7 +56,9 @@ class ModelsSection:
 
 @dataclass
 class ExplainSection:
-    names: list[str] = field(default_factory=lambda: ["gradcam", "lrp", "lime", "sobel", "random"])
+    # the baselines always run, so a reader sees the floor (random, sobel, priors) and the ceiling (oracle)
+    names: list[str] = field(default_factory=lambda: ["gradcam", "lrp", "lime", "sobel", "random", "center",
+                                                      "lung_prior", "mask_prior", "oracle"])
     params: dict[str, dict[str, Any]] = field(default_factory=lambda: {"lime": {"num_samples": 100}})
     target: str = "label"  # "label", "predicted" or "pneumonia"
     batch_size: int = 16

@@ -169,11 +169,21 @@ def validate(cfg: Config) -> None:
         raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
 
 
+def explain_context(train: Batch, test: Batch) -> dict[str, torch.Tensor | None]:
+    """What dataset-reading baselines may use: test lung and lesion masks, the mean training lesion."""
+    annotated = train.has_mask & (train.labels == 1)
+    has_lungs = bool(test.lung_masks.flatten(1).any(1).all())
+    return {"lung_masks": test.lung_masks if has_lungs else None,
+            "lesion_masks": test.lesion_masks if bool(test.has_mask.all()) else None,
+            "train_mean_mask": train.lesion_masks[annotated].float().mean(0) if bool(annotated.any()) else None}
+
+
 class Runner:
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         self.timings: dict[str, float] = {}
         self.skipped: list[dict] = []
+        self.context: dict[str, torch.Tensor | None] = {}
 
     def _data_key(self, role: str) -> dict:
         return _data_key(self.cfg, role)
@@ -211,10 +221,12 @@ class Runner:
         maps, seconds = [], []
         for i in tqdm(range(0, len(test), bs), desc=f"explain {model_name}/{explainer}", unit="batch", leave=False):
             x = test.images[i:i + bs].to(self.device)
+            context = {k: (v if v is None or v.dim() == 2 else v[i:i + bs]).to(self.device) if v is not None else None
+                       for k, v in self.context.items()}
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            m = exp.explain(model, x, targets[i:i + bs].to(self.device))
+            m = exp.explain(model, x, targets[i:i + bs].to(self.device), **context)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
@@ -263,6 +275,7 @@ class Runner:
         t0 = time.perf_counter()
         train, val, test = (load_split(cfg, role, self.skipped) for role in ("train", "val", "test"))
         self.timings["data"] = time.perf_counter() - t0
+        self.context = explain_context(train, test)
         classifiers, frames, overlay = {}, [], {}
         for name in cfg.models.names:
             t0 = time.perf_counter()

@@ -35,3 +35,55 @@ class SobelMap(Explainer):
         padded = torch.nn.functional.pad(images.float(), (1, 1, 1, 1), mode="replicate")
         g = torch.nn.functional.conv2d(padded, kernels)
         return torch.hypot(g[:, 0], g[:, 1])
+
+
+@register_explainer("center")
+class CenterPrior(Explainer):
+    """A centred Gaussian (sigma a quarter of the image): the prior that lesions sit mid-image."""
+
+    signed = False
+    needs_model = False
+
+    def _explain(self, model, images, targets):
+        h, w = images.shape[2:]
+        yy = (torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2) / (0.25 * h)
+        xx = (torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2) / (0.25 * w)
+        g = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))
+        return g.expand(len(images), h, w).clone()
+
+
+@register_explainer("lung_prior")
+class LungPrior(Explainer):
+    """The image's own lung mask: an anatomical prior that knows where lungs are, not lesions."""
+
+    signed = False
+    needs_model = False
+    needs = ("lung_masks",)
+
+    def _explain(self, model, images, targets, lung_masks):
+        return lung_masks.float()
+
+
+@register_explainer("mask_prior")
+class MaskPrior(Explainer):
+    """The mean lesion mask of the training split, the same for every image (Saporta et al. 2022
+    found such a prior beats most saliency methods at localisation on RSNA pneumonia)."""
+
+    signed = False
+    needs_model = False
+    needs = ("train_mean_mask",)
+
+    def _explain(self, model, images, targets, train_mean_mask):
+        return train_mean_mask.float().expand(len(images), *images.shape[2:]).clone()
+
+
+@register_explainer("oracle")
+class Oracle(Explainer):
+    """The true lesion mask: the ceiling of localisation (meant for the phantom, where it is exact)."""
+
+    signed = False
+    needs_model = False
+    needs = ("lesion_masks",)
+
+    def _explain(self, model, images, targets, lesion_masks):
+        return lesion_masks.float()

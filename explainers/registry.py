@@ -2,6 +2,9 @@
 
     explainer = build_explainer("gradcam", seed=0, **params)
     maps = explainer.explain(model, images, targets)   # (N,H,W) float32 at input resolution
+
+Baselines that read the dataset rather than the model declare `needs` (context keys such as
+"lung_masks", "lesion_masks", "train_mean_mask") and receive them as keyword arguments.
 """
 from __future__ import annotations
 
@@ -31,17 +34,21 @@ class Explainer:
     name: str = ""
     signed: bool = False
     needs_model: bool = True
+    needs: tuple[str, ...] = ()
 
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, **context) -> torch.Tensor:
+        missing = [k for k in self.needs if context.get(k) is None]
+        if missing:
+            raise ValueError(f"{self.name} needs {missing}, which this dataset or call does not provide")
         if images.dim() != 4 or images.shape[1] != 1:
             raise ValueError(f"{self.name}: images must be (N,1,H,W), got {tuple(images.shape)}")
         targets = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
         if len(targets) != len(images):
             raise ValueError(f"{self.name}: {len(images)} images but {len(targets)} targets")
-        maps = self._explain(model, images, targets).detach().float()
+        maps = self._explain(model, images, targets, **{k: context[k] for k in self.needs}).detach().float()
         if maps.shape != (images.shape[0], *images.shape[2:]):
             raise RuntimeError(f"{self.name} returned maps {tuple(maps.shape)} for images {tuple(images.shape)}")
         bad = ~torch.isfinite(maps).flatten(1).all(1)
@@ -49,7 +56,7 @@ class Explainer:
             raise FloatingPointError(f"{self.name} produced non-finite values for images {bad.nonzero().flatten().tolist()}")
         return maps
 
-    def _explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, **context) -> torch.Tensor:
         raise NotImplementedError
 
     def image_seed(self, image: torch.Tensor) -> int:

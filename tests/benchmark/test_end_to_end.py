@@ -40,7 +40,10 @@ def test_run_writes_report_with_numbers(smoke_run):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
-    assert set(scores.explainer) == {"gradcam", "lrp", "lime", "sobel", "random"}
+    assert set(scores.explainer) == {"gradcam", "lrp", "lime", "sobel", "random", "center", "lung_prior",
+                                     "mask_prior", "oracle"}
+    oracle = scores[(scores.explainer == "oracle") & (scores.metric == "pointing_game")]["value"].dropna()
+    assert len(oracle) and (oracle == 1).all(), "the true mask always points into itself"
     assert set(scores.model) == {"vgg16_bn", "resnet50"}
     faith = scores[scores.metric == "deletion_auc"]["value"]
     assert faith.notna().all() and faith.between(0, 1).all()

@@ -23,15 +23,20 @@ def model(request):
     return build_model(request.param, head="compact").eval()
 
 
+def _context(batch, sl=slice(None)):
+    return {"lung_masks": batch.lung_masks[sl], "lesion_masks": batch.lesion_masks[sl],
+            "train_mean_mask": batch.lesion_masks.float().mean(0)}
+
+
 @pytest.mark.parametrize("name", sorted(EXPLAINERS))
 def test_contract(name, model, batch):
     exp = build_explainer(name, seed=1, **FAST.get(name, {}))
-    maps = exp.explain(model, batch.images, batch.labels)
+    maps = exp.explain(model, batch.images, batch.labels, **_context(batch))
     assert maps.shape == (3, 32, 32) and maps.dtype == torch.float32
     assert torch.isfinite(maps).all()
-    again = build_explainer(name, seed=1, **FAST.get(name, {})).explain(model, batch.images, batch.labels)
+    again = build_explainer(name, seed=1, **FAST.get(name, {})).explain(model, batch.images, batch.labels, **_context(batch))
     assert torch.equal(maps, again), "same seed must give the same maps"
-    one = exp.explain(model, batch.images[2:3], batch.labels[2:3])
+    one = exp.explain(model, batch.images[2:3], batch.labels[2:3], **_context(batch, slice(2, 3)))
     assert torch.allclose(one[0], maps[2], rtol=1e-4, atol=1e-6), "batched must equal one-by-one"
     if not exp.signed:
         assert (maps >= 0).all()
@@ -44,6 +49,17 @@ def test_unknown_explainer_and_bad_parameters():
         build_explainer("lime", samples=3)
     with pytest.raises(ValueError, match="unknown LRP preset"):
         build_explainer("lrp", preset="alpha9")
+
+
+def test_baselines_read_the_dataset(batch):
+    assert torch.equal(build_explainer("oracle").explain(None, batch.images, batch.labels, **_context(batch)),
+                       batch.lesion_masks.float())
+    assert torch.equal(build_explainer("lung_prior").explain(None, batch.images, batch.labels, **_context(batch)),
+                       batch.lung_masks.float())
+    c = build_explainer("center").explain(None, batch.images, batch.labels)
+    assert c[0].argmax() in (15 * 32 + 15, 15 * 32 + 16, 16 * 32 + 15, 16 * 32 + 16)
+    with pytest.raises(ValueError, match="lung_prior needs \\['lung_masks'\\]"):
+        build_explainer("lung_prior").explain(None, batch.images, batch.labels)
 
 
 def test_mismatched_targets_are_rejected(model, batch):
@@ -109,3 +125,39 @@ def test_lime_map_holds_the_lime_package_weights(batch):
         segmentation_fn=exp.segmenter(seed), random_seed=seed)
     for segment, weight in ref.local_exp[1]:
         assert np.allclose(maps[ref.segments == segment], weight, atol=1e-6)
+
+
+def test_lrp_vgg16_equals_captum_with_the_same_rules(batch):
+    """zennit and captum agree on VGG16 with epsilon at the input and dense layers and gamma on
+    the other convolutions (captum has no z-box; its gamma assumes non-negative inputs, which holds
+    after the first ReLU)."""
+    from captum.attr import LRP as CaptumLRP
+    from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
+    from zennit.attribution import Gradient
+    from zennit.composites import SpecialFirstLayerMapComposite
+    from zennit.rules import Epsilon, Gamma, Pass
+    from zennit.types import Activation, AvgPool, Convolution
+
+    torch.manual_seed(0)
+    m = build_model("vgg16", head="compact").eval()
+    x = m.preprocess(batch.images).detach()
+    onehot = torch.nn.functional.one_hot(batch.labels, 2).float()
+    with m.centred_head() as net:
+        composite = SpecialFirstLayerMapComposite(
+            layer_map=[(Activation, Pass()), (AvgPool, Epsilon(0.01)), (Convolution, Gamma(0.25)), (torch.nn.Linear, Epsilon(0.01))],
+            first_map=[(Convolution, Epsilon(0.01))])
+        with Gradient(model=net, composite=composite) as attributor:
+            _, ours = attributor(x.clone().requires_grad_(True), lambda logits: logits * onehot)
+        convs = [mod for mod in net.modules() if isinstance(mod, torch.nn.Conv2d)]
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                mod.rule = EpsilonRule(0.01) if mod is convs[0] else GammaRule(0.25)
+            elif isinstance(mod, (torch.nn.Linear, torch.nn.AdaptiveAvgPool2d)):
+                mod.rule = EpsilonRule(0.01)
+        try:
+            theirs = CaptumLRP(net).attribute(x.clone().requires_grad_(True), target=batch.labels).detach()
+        finally:
+            for mod in net.modules():
+                if hasattr(mod, "rule"):
+                    del mod.rule
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * ours.abs().max())
