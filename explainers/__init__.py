@@ -1,5 +1,5 @@
 """Explanation methods: explain(model, images, targets) -> (N,H,W) float32 maps."""
 from .registry import EXPLAINERS, Explainer, build_explainer, register_explainer
-from . import baselines, gradcam, lime_image, lrp  # noqa: F401  (register the entries)
+from . import attribution, baselines, cam_family, gradcam, lime_image, lrp  # noqa: F401  (register the entries)
 
 __all__ = ["EXPLAINERS", "Explainer", "build_explainer", "register_explainer"]

@@ -161,3 +161,22 @@ def test_lrp_vgg16_equals_captum_with_the_same_rules(batch):
                 if hasattr(mod, "rule"):
                     del mod.rule
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * ours.abs().max())
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50"])
+def test_gradcam_equals_pytorch_grad_cam(arch, batch):
+    """Same model, same layer: equal after the same min-max normalisation."""
+    from pytorch_grad_cam import GradCAM as ReferenceGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    torch.manual_seed(0)
+    m = build_model(arch, head="compact", gradcam_layer="layer3" if arch == "resnet50" else None).eval()
+    with ReferenceGradCAM(model=m, target_layers=[m.gradcam_layer]) as cam:
+        ref = torch.from_numpy(cam(input_tensor=batch.images, targets=[ClassifierOutputTarget(int(t)) for t in batch.labels]))
+    ours = build_explainer("gradcam").explain(m, batch.images, batch.labels)
+
+    def minmax(x):
+        flat = x.flatten(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        return ((flat - lo) / (hi - lo).clamp(min=1e-12)).view_as(x)
+
+    assert torch.allclose(minmax(ours), minmax(ref.float()), atol=2e-3)
