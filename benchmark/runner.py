@@ -221,7 +221,8 @@ class Runner:
         maps, seconds = [], []
         for i in tqdm(range(0, len(test), bs), desc=f"explain {model_name}/{explainer}", unit="batch", leave=False):
             x = test.images[i:i + bs].to(self.device)
-            context = {k: (v if v is None or v.dim() == 2 else v[i:i + bs]).to(self.device) if v is not None else None
+            # per-image context (N,H,W) is sliced with the batch; the training prior (H,W) is shared
+            context = {k: None if v is None else (v if v.dim() == 2 else v[i:i + bs]).to(self.device)
                        for k, v in self.context.items()}
             if self.device.type == "cuda":
                 torch.cuda.synchronize()

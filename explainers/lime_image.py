@@ -10,6 +10,8 @@ The map gives every pixel the surrogate weight of its superpixel for the target 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import numpy as np
@@ -70,12 +72,15 @@ class LIMEPackage(Explainer):
 @register_explainer("lime")
 class LIME(LIMEPackage):
     def _explain(self, model, images, targets):
+        seeds = [self.image_seed(image) for image in images]
+        rgbs = [image[0].cpu().double().numpy()[..., None].repeat(3, axis=2) for image in images]
+        # segmentation runs on the CPU (scikit-image releases the GIL): all images at once in
+        # threads, while the device classifies; each image keeps its own seed, so order is moot
+        with ThreadPoolExecutor(max_workers=min(len(images), os.cpu_count() or 1)) as pool:
+            all_segments = list(pool.map(lambda a: self.segmenter(a[0])(a[1]), zip(seeds, rgbs)))
         maps = []
-        for image, target in zip(images, targets.tolist()):
-            seed = self.image_seed(image)
+        for image, target, seed, segments_np in zip(images, targets.tolist(), seeds, all_segments):
             explainer = lime_image.LimeImageExplainer(random_state=seed)
-            rgb = image[0].cpu().double().numpy()[..., None].repeat(3, axis=2)
-            segments_np = self.segmenter(seed)(rgb)
             segments = torch.from_numpy(segments_np).to(images.device).long()
             n_features = int(np.unique(segments_np).shape[0])
             if segments_np.min() != 0 or segments_np.max() != n_features - 1:
@@ -86,15 +91,17 @@ class LIME(LIMEPackage):
             grey = image[0].double()
             sums = torch.zeros(n_features, dtype=torch.float64, device=images.device).index_add_(0, segments.flatten(), grey.flatten())
             counts = torch.bincount(segments.flatten(), minlength=n_features).double()
-            fudged = (sums / counts)[segments]
+            # superpixel means in float64 as the package computes them; selecting before or after
+            # the cast to float32 gives the same values, so the big gather runs in float32
+            fudged = (sums / counts)[segments].float()
+            grey = grey.float()
             on = torch.from_numpy(data).to(images.device).bool()
             probs = []
             with torch.no_grad():
                 for i in range(0, self.num_samples, self.batch_size):
                     keep = on[i:i + self.batch_size][:, segments]  # (B,H,W): superpixel on or hidden
-                    x = torch.where(keep, grey, fudged).float()[:, None]
-                    probs.append(model(x).softmax(1).double().cpu())
-            labels = torch.cat(probs).numpy()
+                    probs.append(model(torch.where(keep, grey, fudged)[:, None]).softmax(1).double())
+            labels = torch.cat(probs).cpu().numpy()
             distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
             _, local_exp, _, _ = explainer.base.explain_instance_with_data(
                 data, labels, distances, target, 100000, model_regressor=None, feature_selection=explainer.feature_selection)
