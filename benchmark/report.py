@@ -26,18 +26,39 @@ def _arrow(metric: str) -> str:
     return "↑" if get_metric(metric).higher_is_better else "↓"
 
 
-def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95) -> str:
-    """One table per (dataset, model): explainers as rows, metrics as columns, best mean in bold."""
+def _ranked(df: pd.DataFrame, metric: str) -> list[str]:
+    col = df[df.metric == metric].dropna(subset=["mean"])
+    return list(col.sort_values("mean", ascending=not get_metric(metric).higher_is_better)["explainer"])
+
+
+def significant_leads(summary: pd.DataFrame, tests: pd.DataFrame | None, alpha: float = 0.05) -> set[tuple]:
+    """(dataset, model, metric) cells whose best explainer beats the runner-up at Holm-adjusted p < alpha."""
+    leads = set()
+    if tests is None or tests.empty:
+        return leads
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        for metric in dict.fromkeys(df["metric"]):
+            ranked = _ranked(df, metric)
+            if len(ranked) < 2:
+                continue
+            pair = tests[(tests.dataset == dataset) & (tests.model == model) & (tests.metric == metric)
+                         & (((tests.a == ranked[0]) & (tests.b == ranked[1])) | ((tests.a == ranked[1]) & (tests.b == ranked[0])))]
+            if len(pair) and pair["p_holm"].iloc[0] < alpha:
+                leads.add((dataset, model, metric))
+    return leads
+
+
+def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
+    """One table per (dataset, model): explainers as rows, metrics as columns, best mean in bold;
+    † where the best is significantly better than the runner-up (paired Wilcoxon, Holm, p < 0.05)."""
     out = [f"Cells: mean [{int(confidence * 100)}% bootstrap CI] (n images scored). "
-           "↑ higher is better, ↓ lower is better; best mean per column in bold.\n"]
+           "↑ higher is better, ↓ lower is better; best mean per column in bold; † the best is "
+           "significantly better than the runner-up (paired Wilcoxon signed-rank, Holm-corrected, p < 0.05).\n"]
+    leads = significant_leads(summary, tests)
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = list(dict.fromkeys(df["metric"]))
         explainers = list(dict.fromkeys(df["explainer"]))
-        best = {}
-        for m in metrics:
-            col = df[df.metric == m].dropna(subset=["mean"])
-            if len(col):
-                best[m] = col.loc[col["mean"].idxmax() if get_metric(m).higher_is_better else col["mean"].idxmin(), "explainer"]
+        best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
         out.append(f"### {model} on {dataset}\n")
         out.append("| explainer | " + " | ".join(f"{m} {_arrow(m)}" for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
@@ -50,7 +71,8 @@ def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95) -> str
                     continue
                 r = r.iloc[0]
                 text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] (n={r['n']})"
-                cells.append(f"**{text}**" if best.get(m) == e else text)
+                mark = "†" if (dataset, model, m) in leads else ""
+                cells.append(f"**{text}**{mark}" if best.get(m) == e else text)
             out.append(f"| {e} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -118,9 +140,47 @@ def overlay_grid(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarr
     _save(fig, path)
 
 
-def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float) -> str:
-    md = leaderboard_markdown(summary, confidence)
+def _tex(text: str) -> str:
+    return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+
+
+def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None) -> str:
+    """booktabs tables (one per dataset and model): mean and CI per cell, best in bold."""
+    leads = significant_leads(summary, tests)
+    out = ["% needs \\usepackage{booktabs}"]
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        metrics = list(dict.fromkeys(df["metric"]))
+        best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
+        up, down = "$\\uparrow$", "$\\downarrow$"
+        head = " & ".join(f"{_tex(m)} {up if get_metric(m).higher_is_better else down}" for m in metrics)
+        out += ["\\begin{table}[t]", "\\centering\\small",
+                f"\\caption{{{_tex(model)} on {_tex(dataset)}: mean [95\\% bootstrap CI]; best in bold, "
+                f"$^\\dagger$ significantly better than the runner-up (Wilcoxon, Holm, $p<0.05$).}}",
+                "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
+        for e in dict.fromkeys(df["explainer"]):
+            cells = []
+            for m in metrics:
+                r = df[(df.explainer == e) & (df.metric == m)]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                if best.get(m) == e:
+                    text = f"\\textbf{{{text}}}" + ("$^\\dagger$" if (dataset, model, m) in leads else "")
+                cells.append(text)
+            out.append(f"{_tex(e)} & " + " & ".join(cells) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None) -> str:
+    md = leaderboard_markdown(summary, confidence, tests)
     write_text(report_dir / "leaderboard.md", md)
+    write_text(report_dir / "leaderboard.tex", leaderboard_latex(summary, tests))
     with atomic_path(report_dir / "leaderboard.csv") as tmp:
         summary.to_csv(tmp, index=False)
+    if tests is not None:
+        with atomic_path(report_dir / "paired_tests.csv") as tmp:
+            tests.to_csv(tmp, index=False)
     return md

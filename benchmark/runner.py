@@ -313,7 +313,7 @@ class Runner:
     def write_report(self, scores: pd.DataFrame, summary: pd.DataFrame, classifiers: dict, test: Batch,
                      overlay: dict[str, dict[str, np.ndarray]]) -> str:
         cfg, rep = self.cfg, self.run_dir / "report"
-        leaderboard = report.write_tables(summary, rep, cfg.report.confidence)
+        leaderboard = report.write_tables(summary, rep, cfg.report.confidence, stats.paired_tests(scores))
         report.leaderboard_figure(summary, rep / "leaderboard.png")
         lesion = test.lesion_masks.flatten(1).any(1).nonzero().flatten()[: cfg.report.overlay_images].tolist()
         signed = {e: build_explainer(e, **cfg.explain.params.get(e, {})).signed for e in cfg.explain.names}

@@ -37,3 +37,40 @@ def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float =
                          median=float(np.median(finite)) if len(finite) else float("nan"),
                          ci_low=low, ci_high=high))
     return pd.DataFrame(rows, columns=CELL + ["n", "n_nan", "mean", "median", "ci_low", "ci_high"])
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def paired_tests(scores: pd.DataFrame) -> pd.DataFrame:
+    """Wilcoxon signed-rank tests between every pair of explainers on the images both scored,
+    per (dataset, model, metric), Holm-corrected across the pairs of that cell."""
+    rows = []
+    for (dataset, model, metric), cell in scores.groupby(["dataset", "model", "metric"], sort=True):
+        wide = cell.pivot_table(index="image_id", columns="explainer", values="value", aggfunc="first")
+        names = sorted(wide.columns)
+        pairs = []
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                both = wide[[a, b]].dropna()
+                diff = (both[a] - both[b]).to_numpy()
+                if len(diff) == 0 or np.all(diff == 0):
+                    p = 1.0
+                else:
+                    p = float(stats.wilcoxon(both[a], both[b]).pvalue)
+                pairs.append(dict(dataset=dataset, model=model, metric=metric, a=a, b=b, n=len(diff),
+                                  mean_diff=float(diff.mean()) if len(diff) else float("nan"), p=p))
+        if pairs:
+            adj = holm(np.array([r["p"] for r in pairs]))
+            for r, q in zip(pairs, adj):
+                r["p_holm"] = float(q)
+            rows.extend(pairs)
+    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "a", "b", "n", "mean_diff", "p", "p_holm"])
