@@ -107,34 +107,54 @@ def leaderboard_figure(summary: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def _draw_cell(ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, signed: bool) -> None:
+    """X-ray in grey, the heat map over it (diverging if signed), the expert lesion contour in green."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    if heat is not None:
+        if signed:
+            lim = float(np.abs(heat).max()) or 1.0
+            ax.imshow(heat, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.55)
+        else:
+            lo, hi = float(heat.min()), float(heat.max())
+            ax.imshow((heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat), cmap="inferno", vmin=0, vmax=1, alpha=0.55)
+    if mask.any():
+        ax.contour(mask, [0.5], colors="lime", linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def overlay_grid(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], signed: dict[str, bool],
                  ids: list[str], title: str, path: Path) -> None:
-    """Rows: explainers; columns: X-rays. Heat map over the image with the expert lesion contour."""
+    """Rows: explainers; columns: the same X-rays for every explainer."""
     names = list(maps)
     n = len(ids)
     fig, axes = plt.subplots(len(names) + 1, n, figsize=(1.9 * n, 1.9 * (len(names) + 1)), squeeze=False)
     for j in range(n):
-        axes[0][j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
-        if masks[j].any():
-            axes[0][j].contour(masks[j], [0.5], colors="lime", linewidths=0.8)
+        _draw_cell(axes[0][j], images[j], masks[j], None, False)
         axes[0][j].set_title(ids[j], fontsize=6)
         for i, name in enumerate(names, start=1):
-            m = maps[name][j]
-            ax = axes[i][j]
-            ax.imshow(images[j], cmap="gray", vmin=0, vmax=1)
-            if signed[name]:
-                lim = float(np.abs(m).max()) or 1.0
-                ax.imshow(m, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.55)
-            else:
-                lo, hi = float(m.min()), float(m.max())
-                ax.imshow((m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), cmap="inferno", vmin=0, vmax=1, alpha=0.55)
-            if masks[j].any():
-                ax.contour(masks[j], [0.5], colors="lime", linewidths=0.8)
+            _draw_cell(axes[i][j], images[j], masks[j], maps[name][j], signed[name])
     for i, name in enumerate(["X-ray"] + names):
         axes[i][0].set_ylabel(name, fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def case_grid(rows: list[tuple[str, bool, list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]]], title: str,
+              path: Path) -> None:
+    """Rows: explainers; columns: that explainer's best, median and worst image (captions say which)."""
+    n = max(len(cells) for _, _, cells in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(2.0 * n, 2.0 * len(rows)), squeeze=False)
+    for i, (name, signed, cells) in enumerate(rows):
+        for j in range(n):
+            if j < len(cells):
+                image, mask, heat, caption = cells[j]
+                _draw_cell(axes[i][j], image, mask, heat, signed)
+                axes[i][j].set_title(caption, fontsize=6)
+            else:
+                axes[i][j].axis("off")
+        axes[i][0].set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -321,6 +321,23 @@ class Runner:
             report.overlay_grid(test.images[lesion, 0].numpy(), test.lesion_masks[lesion].numpy(),
                                 {e: m[lesion] for e, m in maps.items()}, signed, [test.ids[i] for i in lesion],
                                 f"{name}: heat maps with the lesion contour (green)", rep / f"overlay-{name}.png")
+        case_metric = "relevance_mass" if "relevance_mass" in cfg.metrics.names else None
+        if case_metric:
+            index = {image_id: k for k, image_id in enumerate(test.ids)}
+            for name, maps in overlay.items():
+                rows = []
+                for explainer, m in maps.items():
+                    vals = scores[(scores.model == name) & (scores.explainer == explainer)
+                                  & (scores.metric == case_metric)].dropna(subset=["value"]).sort_values("value", kind="stable")
+                    if vals.empty:
+                        continue
+                    picks = [("best", vals.iloc[-1]), ("median", vals.iloc[len(vals) // 2]), ("worst", vals.iloc[0])]
+                    cells = [(test.images[index[r.image_id], 0].numpy(), test.lesion_masks[index[r.image_id]].numpy(),
+                              m[index[r.image_id]], f"{label} {r.image_id}\n{case_metric} {r.value:.2f}") for label, r in picks]
+                    rows.append((explainer, signed[explainer], cells))
+                if rows:
+                    report.case_grid(rows, f"{name}: best, median and worst image per explainer by {case_metric}",
+                                     rep / f"cases-{name}.png")
         lines = [f"# Benchmark report: {cfg.run.name}\n", f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px; "
                  f"test split `{cfg.data.splits['test']}` with {len(test)} images "
                  f"({int(test.labels.sum())} pneumonia, {int(test.lesion_masks.flatten(1).any(1).sum())} with a lesion mask). "
@@ -337,5 +354,7 @@ class Runner:
                   "NaNs per metric: " + ", ".join(f"{k} {v}" for k, v in nan_counts.items()) + ".\n",
                   "![leaderboard](leaderboard.png)\n"]
         lines += [f"![overlay {name}](overlay-{name}.png)\n" for name in overlay]
+        if case_metric:
+            lines += [f"![cases {name}](cases-{name}.png)\n" for name in overlay]
         write_text(rep / "report.md", "\n".join(lines))
         return leaderboard

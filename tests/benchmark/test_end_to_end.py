@@ -37,7 +37,7 @@ def test_run_writes_report_with_numbers(smoke_run):
     out, r = smoke_run
     for f in ("config.toml", "manifest.json", "scores.csv", "report/leaderboard.md", "report/leaderboard.csv",
               "report/leaderboard.png", "report/overlay-vgg16_bn.png", "report/overlay-resnet50.png", "report/report.md",
-              "report/leaderboard.tex", "report/paired_tests.csv"):
+              "report/leaderboard.tex", "report/paired_tests.csv", "report/cases-vgg16_bn.png"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
