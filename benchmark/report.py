@@ -26,6 +26,13 @@ def _arrow(metric: str) -> str:
     return "↑" if get_metric(metric).higher_is_better else "↓"
 
 
+def _rows(df: pd.DataFrame, explainers: list[str], metrics: list[str]):
+    """(explainer, [(metric, summary row or None)]) for one (dataset, model) table."""
+    cells = {(r.explainer, r.metric): r for r in df.itertuples(index=False)}
+    for e in explainers:
+        yield e, [(m, cells[(e, m)]._asdict() if (e, m) in cells else None) for m in metrics]
+
+
 def _ranked(df: pd.DataFrame, metric: str) -> list[str]:
     col = df[df.metric == metric].dropna(subset=["mean"])
     return list(col.sort_values("mean", ascending=not get_metric(metric).higher_is_better)["explainer"])
@@ -62,14 +69,12 @@ def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests:
         out.append(f"### {model} on {dataset}\n")
         out.append("| explainer | " + " | ".join(f"{m} {_arrow(m)}" for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
-        for e in explainers:
+        for e, row in _rows(df, explainers, metrics):
             cells = []
-            for m in metrics:
-                r = df[(df.explainer == e) & (df.metric == m)]
-                if r.empty:
+            for m, r in row:
+                if r is None:
                     cells.append("")
                     continue
-                r = r.iloc[0]
                 text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] (n={r['n']})"
                 mark = "†" if (dataset, model, m) in leads else ""
                 cells.append(f"**{text}**{mark}" if best.get(m) == e else text)
@@ -177,14 +182,12 @@ def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None) 
                 f"\\caption{{{_tex(model)} on {_tex(dataset)}: mean [95\\% bootstrap CI]; best in bold, "
                 f"$^\\dagger$ significantly better than the runner-up (Wilcoxon, Holm, $p<0.05$).}}",
                 "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
-        for e in dict.fromkeys(df["explainer"]):
+        for e, row in _rows(df, list(dict.fromkeys(df["explainer"])), metrics):
             cells = []
-            for m in metrics:
-                r = df[(df.explainer == e) & (df.metric == m)]
-                if r.empty:
+            for m, r in row:
+                if r is None:
                     cells.append("")
                     continue
-                r = r.iloc[0]
                 text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
                 if best.get(m) == e:
                     text = f"\\textbf{{{text}}}" + ("$^\\dagger$" if (dataset, model, m) in leads else "")
