@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmark run|list`."""
+"""Command line: `python -m benchmark run|list|report`."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +31,31 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's run.device, auto)")
     r.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     sub.add_parser("list", help="list registered datasets, models, explainers, metrics and presets")
+    rep = sub.add_parser("report", help="rebuild a run's tables and leaderboard figure from its score table alone",
+                         description="Rebuild report/leaderboard.{md,csv,tex,png} and report/paired_tests.csv from "
+                                     "RUN_DIR/scores.csv and RUN_DIR/config.toml, without recomputing anything. "
+                                     "(Overlay grids need the images; they are drawn by `run`.)")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `run`")
     return p
+
+
+def _report(args) -> int:
+    import pandas as pd
+
+    from . import report, stats
+    run_dir = Path(args.run_dir)
+    for name in ("scores.csv", "config.toml"):
+        if not (run_dir / name).exists():
+            print(f"error: {run_dir / name} does not exist: is {run_dir} a run folder?", file=sys.stderr)
+            return 2
+    cfg = load_config(run_dir / "config.toml")
+    scores = pd.read_csv(run_dir / "scores.csv", dtype={"image_id": str})
+    summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
+    md = report.write_tables(summary, run_dir / "report", cfg.report.confidence, stats.paired_tests(scores))
+    report.leaderboard_figure(summary, run_dir / "report" / "leaderboard.png")
+    print(md)
+    print(f"tables and figure rebuilt in {run_dir / 'report'}")
+    return 0
 
 
 def _list() -> int:
@@ -85,4 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "list":
         return _list()
+    if args.command == "report":
+        return _report(args)
     return _run(args)

@@ -108,3 +108,17 @@ def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
     ids = pointing["image_id"].astype(str)
     assert pointing[ids.str.startswith("Non-COVID")]["value"].isna().all(), "Non-COVID has no mask: never scored"
     assert any((tmp_path / "cache").iterdir()), "the preprocessed split was cached"
+
+
+def test_report_rebuilds_tables_from_the_score_table(smoke_run, tmp_path):
+    out, _ = smoke_run
+    before = (out / "report" / "leaderboard.md").read_text()
+    for f in ("leaderboard.md", "leaderboard.tex", "paired_tests.csv", "leaderboard.png"):
+        (out / "report" / f).unlink()
+    r = _cli(["report", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "report" / "leaderboard.md").read_text() == before
+    for f in ("leaderboard.tex", "paired_tests.csv", "leaderboard.png"):
+        assert (out / "report" / f).stat().st_size > 0
+    r = _cli(["report", str(tmp_path / "nothing")], tmp_path)
+    assert r.returncode == 2 and "is" in r.stderr and "run folder" in r.stderr
