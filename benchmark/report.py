@@ -26,11 +26,18 @@ def _arrow(metric: str) -> str:
     return "↑" if get_metric(metric).higher_is_better else "↓"
 
 
-def _rows(df: pd.DataFrame, explainers: list[str], metrics: list[str]):
-    """(explainer, [(metric, summary row or None)]) for one (dataset, model) table."""
+def _rows(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: set[str]):
+    """(explainer, [(cell text "mean [lo, hi]" or None, n, is best, best leads significantly)])
+    for one (dataset, model) table; `lead` names the metrics whose best has a significant lead."""
     cells = {(r.explainer, r.metric): r for r in df.itertuples(index=False)}
+    best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
     for e in explainers:
-        yield e, [(m, cells[(e, m)]._asdict() if (e, m) in cells else None) for m in metrics]
+        row = []
+        for m in metrics:
+            r = cells.get((e, m))
+            text = None if r is None else f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+            row.append((text, None if r is None else r.n, best.get(m) == e, best.get(m) == e and m in lead))
+        yield e, row
 
 
 def _ranked(df: pd.DataFrame, metric: str) -> list[str]:
@@ -65,19 +72,15 @@ def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests:
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = list(dict.fromkeys(df["metric"]))
         explainers = list(dict.fromkeys(df["explainer"]))
-        best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
         out.append(f"### {model} on {dataset}\n")
         out.append("| explainer | " + " | ".join(f"{m} {_arrow(m)}" for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
-        for e, row in _rows(df, explainers, metrics):
+        lead = {m for m in metrics if (dataset, model, m) in leads}
+        for e, row in _rows(df, explainers, metrics, lead):
             cells = []
-            for m, r in row:
-                if r is None:
-                    cells.append("")
-                    continue
-                text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] (n={r['n']})"
-                mark = "†" if (dataset, model, m) in leads else ""
-                cells.append(f"**{text}**{mark}" if best.get(m) == e else text)
+            for text, n, is_best, is_lead in row:
+                text = "" if text is None else f"{text} (n={n})"
+                cells.append(f"**{text}**" + ("†" if is_lead else "") if is_best else text)
             out.append(f"| {e} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -175,23 +178,18 @@ def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None) 
     out = ["% needs \\usepackage{booktabs}"]
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = list(dict.fromkeys(df["metric"]))
-        best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
         up, down = "$\\uparrow$", "$\\downarrow$"
         head = " & ".join(f"{_tex(m)} {up if get_metric(m).higher_is_better else down}" for m in metrics)
         out += ["\\begin{table}[t]", "\\centering\\small",
                 f"\\caption{{{_tex(model)} on {_tex(dataset)}: mean [95\\% bootstrap CI]; best in bold, "
                 f"$^\\dagger$ significantly better than the runner-up (Wilcoxon, Holm, $p<0.05$).}}",
                 "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
-        for e, row in _rows(df, list(dict.fromkeys(df["explainer"])), metrics):
+        lead = {m for m in metrics if (dataset, model, m) in leads}
+        for e, row in _rows(df, list(dict.fromkeys(df["explainer"])), metrics, lead):
             cells = []
-            for m, r in row:
-                if r is None:
-                    cells.append("")
-                    continue
-                text = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-                if best.get(m) == e:
-                    text = f"\\textbf{{{text}}}" + ("$^\\dagger$" if (dataset, model, m) in leads else "")
-                cells.append(text)
+            for text, _, is_best, is_lead in row:
+                text = text or ""
+                cells.append(f"\\textbf{{{text}}}" + ("$^\\dagger$" if is_lead else "") if is_best else text)
             out.append(f"{_tex(e)} & " + " & ".join(cells) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out)

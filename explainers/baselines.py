@@ -52,16 +52,21 @@ class CenterPrior(Explainer):
         return g.expand(len(images), h, w).clone()
 
 
-@register_explainer("lung_prior")
-class LungPrior(Explainer):
-    """The image's own lung mask: an anatomical prior that knows where lungs are, not lesions."""
+class _DatasetMask(Explainer):
+    """A baseline whose map is a per-image mask the dataset provides (the key in `needs`)."""
 
     signed = False
     needs_model = False
-    needs = ("lung_masks",)
 
-    def _explain(self, model, images, targets, lung_masks):
-        return lung_masks.float()
+    def _explain(self, model, images, targets, **context):
+        return context[self.needs[0]].float()
+
+
+@register_explainer("lung_prior")
+class LungPrior(_DatasetMask):
+    """The image's own lung mask: an anatomical prior that knows where lungs are, not lesions."""
+
+    needs = ("lung_masks",)
 
 
 @register_explainer("mask_prior")
@@ -78,12 +83,7 @@ class MaskPrior(Explainer):
 
 
 @register_explainer("oracle")
-class Oracle(Explainer):
+class Oracle(_DatasetMask):
     """The true lesion mask: the ceiling of localisation (meant for the phantom, where it is exact)."""
 
-    signed = False
-    needs_model = False
     needs = ("lesion_masks",)
-
-    def _explain(self, model, images, targets, lesion_masks):
-        return lesion_masks.float()

@@ -146,8 +146,9 @@ def vgg16(pretrained: str | None = None, head: str = "torchvision", num_classes:
 
     head="torchvision" keeps the 7x7x512 -> 4096 -> 4096 classifier (the published network);
     head="compact" replaces pooling and classifier by global average pooling and one linear
-    layer, which makes CPU training on small images about twice as fast (the 102M-parameter
-    first dense layer dominates the optimiser step) while the 13 convolutions stay the same.
+    layer; the 13 convolutions stay the same. With the torchvision head at 64 px on a 2-core CPU
+    the AdamW step on its 134M dense parameters took 0.65-0.94 s of a 1.7-1.9 s training step
+    (batch 32, measured); the compact head removes that cost.
     `gradcam_layer` defaults to the ReLU after the last convolution.
     """
     return _vgg(False, pretrained, head, num_classes, gradcam_layer)
