@@ -1,5 +1,6 @@
 """Per-image metrics of attribution maps (see registry.py for the contract)."""
 from .registry import CATEGORIES, METRICS, MetricSpec, get_metric, register_metric, score
 from . import faithfulness, localisation  # noqa: F401  (register the entries)
+from . import road  # noqa: F401
 
 __all__ = ["CATEGORIES", "METRICS", "MetricSpec", "get_metric", "register_metric", "score"]

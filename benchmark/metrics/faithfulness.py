@@ -1,73 +1,156 @@
-"""Faithfulness: deletion and insertion curves (Petsiuk et al. 2018, RISE).
+"""Faithfulness: deletion / insertion curves (Petsiuk et al. 2018, RISE; Samek et al. 2016 region
+perturbation) and faithfulness correlation (Bhatt et al. 2020).
 
-Pixels are ranked by attribution, most relevant first (a stable sort, so ties keep pixel order).
-Deletion replaces a growing share of them by the fill; insertion starts from the fill and puts
-them back. The curve is the softmax probability of the target class at K+1 equally spaced shares
-from 0 to 1; its area is the trapezoid rule over [0, 1]. All perturbed images of one step are
-built at once with a comparison against the rank map and classified in one batch.
+Deletion / insertion: pixels (or patches of a non-overlapping grid, ranked by summed attribution)
+are ranked most relevant first ("morf", default) or least relevant first ("lerf"), with a stable
+sort so ties keep raster order. Deletion replaces a growing share of the units by the fill;
+insertion starts from the fill and puts them back. The curve is the softmax probability of the
+target class at steps+1 equally spaced shares from 0 to 1 (share k/steps perturbs
+round(k * units / steps) units); its area is the trapezoid rule over [0, 1]. The perturbed images
+of all steps and images are built from one rank map and classified batch_size at a time.
+
+Direction: the registry's direction is for the default order "morf" (deletion lower is better,
+insertion higher is better); with order="lerf" a faithful map gives the opposite, so score
+"lerf" under its own config name and read it the other way round.
+
+Curves: pass `sink={}` and the curve metrics leave the per-image curve in sink["curve"] as
+(N, points) float32 and the x axis in sink["fraction"] as (points,).
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torchvision.transforms.functional as TF
 
+from .perturbation import (FILLS, chunks, check_choice, check_positive_int, fill_image, pixel_ranks,  # noqa: F401
+                           unit_ranks)
 from .registry import register_metric
 
-FILLS = ("zero", "mean", "blur")
 
-
-def fill_image(images: torch.Tensor, fill: str) -> torch.Tensor:
-    if fill == "zero":
-        return torch.zeros_like(images)
-    if fill == "mean":
-        return images.mean((1, 2, 3), keepdim=True).expand_as(images)
-    if fill == "blur":
-        # RISE blurs 224 px images with sigma 5; keep that in proportion to the image size
-        sigma = 5.0 * images.shape[-1] / 224
-        k = 2 * math.ceil(3 * sigma) + 1
-        return TF.gaussian_blur(images, [k, k], [sigma, sigma])
-    raise ValueError(f"unknown fill {fill!r}; allowed: {FILLS}")
-
-
-def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """Rank of every pixel, 0 = most relevant, as (N,H,W) long."""
-    flat = maps.flatten(1)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
-    return ranks.view_as(maps)
+def _target_output(model, x: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
+    out = model(x).float()
+    if softmax:
+        out = out.softmax(1)
+    return out.gather(1, targets[:, None])[:, 0]
 
 
 @torch.no_grad()
-def perturbation_curve(model, images, targets, maps, steps: int, fill: str, insert: bool,
+def perturbation_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor, steps: int,
+                       fill: str, insert: bool, order: str = "morf", unit: str = "pixel", patch_size: int = 8,
                        batch_size: int = 256) -> torch.Tensor:
-    """(N, steps+1) target probabilities as the top-ranked pixels are deleted (or inserted)."""
-    ranks = pixel_ranks(maps)[:, None]
+    """(N, steps+1) target probabilities as the first-ranked units are deleted (or inserted)."""
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    ranks, n_units = unit_ranks(maps, unit, order, patch_size)
     base = fill_image(images, fill)
-    n_pix = ranks[0].numel()
-    counts = [round(k * n_pix / steps) for k in range(steps + 1)]
-    curves = []
-    for c in counts:
-        top = ranks < c
-        x = torch.where(top, images, base) if insert else torch.where(top, base, images)
-        probs = torch.cat([model(x[i:i + batch_size]).float().softmax(1) for i in range(0, len(x), batch_size)])
-        curves.append(probs.gather(1, targets[:, None])[:, 0])
-    return torch.stack(curves, 1)
+    n = images.shape[0]
+    counts = torch.tensor([round(k * n_units / steps) for k in range(steps + 1)], device=images.device)
+    out = torch.empty((steps + 1) * n, device=images.device)
+    for j in chunks(out.numel(), batch_size, images.device):
+        s, i = j // n, j % n
+        first = (ranks[i] < counts[s][:, None, None])[:, None]
+        x = torch.where(first, images[i], base[i]) if insert else torch.where(first, base[i], images[i])
+        out[j] = _target_output(model, x, targets[i], softmax=True)
+    return out.view(steps + 1, n).T.contiguous()
 
 
 def curve_auc(curve: torch.Tensor) -> torch.Tensor:
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
-@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, steps=16, fill="zero")
-def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zero", **_) -> torch.Tensor:
+def _auc(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size, sink):
+    curve = perturbation_curve(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size)
+    if sink is not None:
+        sink["curve"] = curve
+        sink["fraction"] = torch.linspace(0, 1, steps + 1, device=curve.device)
+    return curve_auc(curve)
+
+
+@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, steps=16, fill="zero",
+                 order="morf", unit="pixel", patch_size=8, batch_size=256)
+def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zero", order: str = "morf",
+                 unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, sink: dict | None = None,
+                 **_) -> torch.Tensor:
     """Area under the deletion curve: a faithful map makes the probability fall fast (lower is better)."""
-    return curve_auc(perturbation_curve(model, images, targets, maps, steps, fill, insert=False))
+    return _auc(model, images, targets, maps, steps, fill, False, order, unit, patch_size, batch_size, sink)
 
 
-@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, steps=16, fill="blur")
-def insertion_auc(model, images, targets, maps, steps: int = 16, fill: str = "blur", **_) -> torch.Tensor:
+@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, steps=16, fill="blur",
+                 order="morf", unit="pixel", patch_size=8, batch_size=256)
+def insertion_auc(model, images, targets, maps, steps: int = 16, fill: str = "blur", order: str = "morf",
+                  unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, sink: dict | None = None,
+                  **_) -> torch.Tensor:
     """Area under the insertion curve from a blurred image: a faithful map makes it rise fast."""
-    return curve_auc(perturbation_curve(model, images, targets, maps, steps, fill, insert=True))
+    return _auc(model, images, targets, maps, steps, fill, True, order, unit, patch_size, batch_size, sink)
+
+
+def subset_pixels(subset_size: int | float, n_pixels: int) -> int:
+    """An int is a pixel count; a float in (0, 1) a share of the pixels (rounded, at least 1)."""
+    if isinstance(subset_size, bool) or not isinstance(subset_size, (int, float)):
+        raise ValueError(f"subset_size must be an int or a float in (0, 1), got {subset_size!r}")
+    k = subset_size if isinstance(subset_size, int) else max(1, round(subset_size * n_pixels))
+    if isinstance(subset_size, float) and not 0 < subset_size < 1:
+        raise ValueError(f"subset_size as a share must lie in (0, 1), got {subset_size}")
+    if not 1 <= k < n_pixels:
+        raise ValueError(f"subset_size {subset_size!r} gives {k} pixels; need 1 <= pixels < {n_pixels}")
+    return k
+
+
+def random_subsets(nr_runs: int, n_images: int, n_pixels: int, k: int, seed: int,
+                   device: torch.device) -> torch.Tensor:
+    """(nr_runs, N, k) pixel indices, k distinct per (run, image), drawn on the device."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    # one run at a time bounds the (N, pixels) uniform draws; top-k of uniforms = a uniform subset
+    return torch.stack([torch.rand(n_images, n_pixels, generator=g, device=device).topk(k, dim=1).indices
+                        for _ in range(nr_runs)])
+
+
+def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of every row pair of (N, R) in float64; NaN where a row is constant."""
+    a, b = a.double(), b.double()
+    ac, bc = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    r = (ac * bc).sum(1) / (ac.norm(dim=1) * bc.norm(dim=1))
+    constant = (a.amax(1) == a.amin(1)) | (b.amax(1) == b.amin(1))
+    return torch.where(constant, torch.full_like(r, float("nan")), r.clamp(-1, 1))
+
+
+@register_metric("faithfulness_correlation", "faithfulness", higher_is_better=True, needs_model=True, nr_runs=100,
+                 subset_size=1 / 224, fill="zero", softmax=False, seed=0, batch_size=256)
+@torch.no_grad()
+def faithfulness_correlation(model, images, targets, maps, nr_runs: int = 100, subset_size: int | float = 1 / 224,
+                             fill: str = "zero", softmax: bool = False, seed: int = 0, batch_size: int = 256,
+                             indices: torch.Tensor | None = None, sink: dict | None = None, **_) -> torch.Tensor:
+    """Pearson correlation of a random pixel subset's attribution sum with the output drop when it is removed.
+
+    Bhatt et al. 2020, as Quantus 0.6 FaithfulnessCorrelation: nr_runs random subsets per image,
+    each replaced by the fill; the output is the target's logit, as Quantus' default
+    softmax=False (softmax=True uses the probability). subset_size: an int counts pixels, a
+    float is a share of them; the default 1/224 is Quantus' 224 pixels at 224x224 px. Subsets
+    are drawn on the device from `seed` for each call (so they depend on the images in the call),
+    or given as `indices` (nr_runs, N, k) long. NaN when the map (or the output drop) is constant
+    over the subsets. Higher is better.
+    """
+    check_positive_int("batch_size", batch_size)
+    n, hw = images.shape[0], maps[0].numel()
+    if indices is None:
+        check_positive_int("nr_runs", nr_runs)
+        indices = random_subsets(nr_runs, n, hw, subset_pixels(subset_size, hw), seed, images.device)
+    elif indices.ndim != 3 or indices.shape[1] != n or indices.dtype != torch.long:
+        raise ValueError(f"indices must be (nr_runs, {n}, k) long, got {tuple(indices.shape)} {indices.dtype}")
+    elif indices.numel() and (indices.min() < 0 or indices.max() >= hw):
+        raise ValueError(f"indices must lie in [0, {hw})")
+    indices = indices.to(images.device)
+    runs = indices.shape[0]
+    att = maps.flatten(1).double()[torch.arange(n, device=maps.device)[None, :, None], indices].sum(-1)  # (R, N)
+    base = fill_image(images, fill)
+    full = torch.cat([_target_output(model, images[j], targets[j], softmax) for j in chunks(n, batch_size, images.device)])
+    drop = torch.empty(runs * n, device=images.device)
+    flat_idx = indices.view(runs * n, -1)
+    for j in chunks(runs * n, batch_size, images.device):
+        i = j % n
+        removed = torch.zeros(len(j), hw, dtype=torch.bool, device=images.device)
+        removed.scatter_(1, flat_idx[j], True)
+        x = torch.where(removed.view(len(j), 1, *images.shape[2:]), base[i], images[i])
+        drop[j] = full[i] - _target_output(model, x, targets[i], softmax)
+    drop = drop.view(runs, n)
+    if sink is not None:
+        sink["attribution_sum"], sink["output_drop"] = att.T.float(), drop.T
+    return pearson_rows(att.T, drop.T).float()

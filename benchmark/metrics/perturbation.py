@@ -1,0 +1,164 @@
+"""Shared perturbation pieces of the faithfulness metrics: fills, rank maps, patch ranks and the
+noisy linear imputation of ROAD, all batched on the images' device.
+
+A rank map gives every pixel the rank of its unit (pixel or patch), 0 = first to be perturbed, so
+"perturb the first c units" is one comparison `ranks < c` for any number of images at once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+
+log = logging.getLogger(__name__)
+
+FILLS = ("zero", "mean", "blur")
+ORDERS = ("morf", "lerf")
+UNITS = ("pixel", "patch")
+
+# ROAD's neighbour weights (Rong et al. 2022, as in Quantus and tleemann/road_evaluation):
+# direct neighbours 1/6, diagonal ones 1/12; they sum to 1 inside the image
+_NEIGHBOURS = [((dy, dx), 1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {allowed}")
+
+
+def fill_image(images: torch.Tensor, fill: str) -> torch.Tensor:
+    """The image that replaces perturbed pixels: black, the image's mean, or a blurred copy."""
+    check_choice("fill", fill, FILLS)
+    if fill == "zero":
+        return torch.zeros_like(images)
+    if fill == "mean":
+        return images.mean((1, 2, 3), keepdim=True).expand_as(images)
+    # RISE blurs 224 px images with sigma 5; keep that in proportion to the image size
+    sigma = 5.0 * images.shape[-1] / 224
+    k = 2 * math.ceil(3 * sigma) + 1
+    return TF.gaussian_blur(images, [k, k], [sigma, sigma])
+
+
+def pixel_ranks(maps: torch.Tensor, order: str = "morf") -> torch.Tensor:
+    """Rank of every pixel of (N,H,W) maps as (N,H,W) long; 0 = most relevant ("morf") or least
+    relevant ("lerf"). A stable sort, so tied pixels keep their raster order."""
+    check_choice("order", order, ORDERS)
+    flat = maps.flatten(1)
+    idx = torch.sort(flat, dim=1, descending=order == "morf", stable=True).indices
+    ranks = torch.empty_like(idx)
+    ranks.scatter_(1, idx, torch.arange(flat.shape[1], device=maps.device).expand_as(idx))
+    return ranks.view_as(maps)
+
+
+def _padding(dim: int, patch: int) -> tuple[int, int]:
+    # the grid is centred like Quantus' RegionPerturbation: the spare pixels split floor / ceil
+    extra = (-dim) % patch
+    return extra // 2, extra - extra // 2
+
+
+def patch_ranks(maps: torch.Tensor, patch_size: int, order: str = "morf") -> tuple[torch.Tensor, int]:
+    """Rank map of a non-overlapping grid of patch_size patches ranked by their summed attribution
+    (Quantus RegionPerturbation); a size that does not divide the image pads the grid, centred,
+    with zero attribution. Returns (N,H,W) ranks (every pixel holds its patch's rank) and the
+    number of patches."""
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    n, h, w = maps.shape
+    (t, b), (le, ri) = _padding(h, patch_size), _padding(w, patch_size)
+    padded = F.pad(maps, (le, ri, t, b))
+    gh, gw = padded.shape[1] // patch_size, padded.shape[2] // patch_size
+    sums = padded.view(n, gh, patch_size, gw, patch_size).sum((2, 4))
+    ranks = pixel_ranks(sums, order)
+    full = ranks.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
+    return full[:, t:t + h, le:le + w].contiguous(), gh * gw
+
+
+def unit_ranks(maps: torch.Tensor, unit: str, order: str, patch_size: int) -> tuple[torch.Tensor, int]:
+    """(N,H,W) rank map of pixels or patches and how many units there are."""
+    check_choice("unit", unit, UNITS)
+    if unit == "pixel":
+        return pixel_ranks(maps, order), maps[0].numel()
+    return patch_ranks(maps, patch_size, order)
+
+
+def check_positive_int(what: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+
+
+def chunks(total: int, batch_size: int, device: torch.device):
+    """Index tensors over `total` (perturbation, image) pairs, batch_size at a time."""
+    for start in range(0, total, batch_size):
+        yield torch.arange(start, min(start + batch_size, total), device=device)
+
+
+def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
+    """Weighted sum of the 8 neighbours of every pixel of (B,H,W), zero outside the image.
+    Shifted slices, not conv2d: it runs in float64 on any device at memory speed."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1))
+    out = torch.zeros_like(x)
+    for (dy, dx), wt in _NEIGHBOURS:
+        out.add_(p[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w], alpha=wt)
+    return out
+
+
+@torch.no_grad()
+def linear_imputation(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-9,
+                      max_iter: int | None = None) -> torch.Tensor:
+    """Replace the removed pixels of (B,C,H,W) images by the solution of ROAD's linear system:
+    every removed pixel equals the weighted mean of its in-image neighbours (1/6 direct, 1/12
+    diagonal), known neighbours fixed. The system is symmetric positive definite (a masked graph
+    Laplacian with a known pixel next to every removed region), so conjugate gradient solves all
+    B*C systems at once on the device, in float64 because its condition number grows with the
+    square of the removed region's width. Stops when every residual is below tol * |rhs|."""
+    if removed.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"removed {tuple(removed.shape)} does not match images {tuple(images.shape)}")
+    b_, c, h, w = images.shape
+    m = removed[:, None].expand(b_, c, h, w).reshape(b_ * c, h, w).double()
+    v = images.reshape(b_ * c, h, w).double()
+    # weight of a pixel's in-image neighbours: 1 inside, less on the border (Quantus' sum_neighbors)
+    s = _neighbour_sum(torch.ones_like(v[:1]))
+
+    def apply(p):
+        return m * (s * p - _neighbour_sum(p))
+
+    rhs = m * _neighbour_sum((1 - m) * v)
+    x = torch.zeros_like(v)
+    r = rhs.clone()
+    p = r.clone()
+    rs = (r * r).sum((1, 2))
+    stop = (tol * rhs.flatten(1).norm(dim=1)) ** 2
+    max_iter = max_iter or 20 * (h + w) + 100
+    for it in range(max_iter):
+        if it % 10 == 0 and bool((rs <= stop).all()):
+            break
+        ap = apply(p)
+        pap = (p * ap).sum((1, 2))
+        alpha = torch.where(pap > 0, rs / pap.clamp_min(1e-300), torch.zeros_like(rs))
+        x.add_(alpha[:, None, None] * p)
+        r.sub_(alpha[:, None, None] * ap)
+        rs_new = (r * r).sum((1, 2))
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs))
+        p = r + beta[:, None, None] * p
+        rs = rs_new
+    else:
+        log.warning("linear imputation: conjugate gradient stopped after %d iterations above tol %g "
+                    "(largest relative residual %.2e)", max_iter, tol, float((rs / stop.clamp_min(1e-300)).max().sqrt() * tol))
+    out = torch.where(m.bool(), x, v)
+    return out.view(b_, c, h, w).to(images.dtype)
+
+
+def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
+                            generator: torch.Generator | None = None, tol: float = 1e-9,
+                            max_iter: int | None = None) -> torch.Tensor:
+    """ROAD's imputation (Rong et al. 2022): linear imputation plus Gaussian noise of std `noise`
+    on the removed pixels only."""
+    out = linear_imputation(images, removed, tol, max_iter)
+    if noise:
+        eps = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        out = torch.where(removed[:, None], out + noise * eps, out)
+    return out
