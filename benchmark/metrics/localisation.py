@@ -1,7 +1,22 @@
-"""Localisation against expert lesion masks.
+"""Localisation against expert lesion masks: maps (N,H,W), masks (N,H,W) bool, has_mask (N,) bool.
 
-Images without an annotation (has_mask False) and images whose mask is empty (a normal X-ray)
-are NaN for these metrics: there is no lesion to point at, so no hit or miss is defined.
+Undefined cases, per metric (NaN is counted by the runner, never scored):
+- has_mask False (no annotation; None is not "empty"): NaN for every metric here.
+- Empty mask (a normal X-ray):
+  * pointing_game, relevance_mass, relevance_rank, top_k_intersection: NaN, as there is no lesion
+    to point at, no mass to hold and no top-K to fill: no hit or miss is defined. (Quantus
+    means NaN too, but PointingGame writes NaN into a boolean array, which stores True: an
+    empty mask scores a hit there. See tests/benchmark/test_metrics_localisation.py.)
+  * pixel_auroc, pixel_auprc: NaN, as there are no positive pixels (sklearn refuses such a
+    ranking); a mask covering the whole image (no negative pixel) is NaN for pixel_auroc.
+  * iou, dice: as cheXlocalize's calculate_iou. With `true_pos_only=True` (its default) NaN;
+    with `true_pos_only=False` the image is scored: 0 when the segmented map is non-empty
+    (any predicted lesion on a normal image is all false positive), NaN only when both are empty.
+- relevance_mass: NaN also where the map has no positive relevance.
+
+Ties: tied map values are ranked by expected value under random tie breaking (pointing game,
+relevance rank, top-k) or by average ranks (AUROC, AUPRC as sklearn), never by memory order.
+On maps without ties every metric equals its Quantus 0.6 counterpart exactly.
 """
 from __future__ import annotations
 
@@ -9,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .registry import register_metric
+from .segmentation import overlap_scores, segment
 
 
 def _undefined(masks: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
@@ -21,17 +37,64 @@ def _dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(masks[:, None].float(), 2 * radius + 1, stride=1, padding=radius)[:, 0] > 0
 
 
+def tie_groups(sorted_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last position (N,P) of each element's run of equal values in rows sorted along dim 1."""
+    n, p = sorted_values.shape
+    pos = torch.arange(p, device=sorted_values.device).expand(n, p)
+    starts = torch.ones_like(sorted_values, dtype=torch.bool)
+    starts[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values
+    last = torch.where(ends, pos, torch.full_like(pos, p)).flip(1).cummin(1).values.flip(1)
+    return first, last
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..P per row of (N,P), ties sharing their mean rank (scipy.stats.rankdata 'average'), float64."""
+    s, order = x.sort(1)
+    first, last = tie_groups(s)
+    ranks = (first + last).double() / 2 + 1
+    return torch.empty_like(ranks).scatter_(1, order, ranks)
+
+
+def _topk_share(maps: torch.Tensor, masks: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Expected share of mask pixels among the k (N,) highest map values, ties broken at random.
+
+    Pixels above the k-th value count fully; of the run tied with it, the places left are
+    filled by the run's inside share. On distinct values this is Quantus' argsort top-k.
+    """
+    flat = maps.flatten(1)
+    inside = masks.flatten(1).bool()
+    p = flat.shape[1]
+    s, order = flat.sort(1, descending=True)
+    ins = inside.gather(1, order).double()
+    first, last = tie_groups(s)
+    kk = k.long().clamp(1, p).view(-1, 1)
+    at = kk - 1  # position of the k-th value
+    g_first, g_last = first.gather(1, at), last.gather(1, at)
+    cum = torch.cat([torch.zeros_like(ins[:, :1]), ins.cumsum(1)], 1)  # cum[:, j] = inside among first j
+    above = cum.gather(1, g_first)
+    run_inside = cum.gather(1, g_last + 1) - above
+    run_len = (g_last - g_first + 1).double()
+    taken = (kk - g_first).double()
+    return ((above + taken * run_inside / run_len) / kk.double())[:, 0]
+
+
 @register_metric("pointing_game", "localisation", higher_is_better=True, needs_mask=True, tolerance=0)
 def pointing_game(maps, masks, has_mask, tolerance: int = 0, **_) -> torch.Tensor:
-    """Hit if the map's maximum lies in the lesion mask (dilated by `tolerance` pixels).
+    """Hit rate with tolerance: 1 if the map's maximum lies in the lesion mask dilated by `tolerance` pixels.
 
-    Tied maxima score the fraction of them inside the mask: the expected hit under random tie
+    cheXlocalize's hit rate with a tolerance band (Zhang et al. 2018 use 15 px at 224). Tied
+    maxima score the fraction of them inside the mask: the expected hit under random tie
     breaking. With a unique maximum this is Quantus' PointingGame; Quantus instead counts a hit
     when any tied maximum is inside, which scores a constant map as a perfect hit.
     """
+    if isinstance(tolerance, bool) or int(tolerance) != tolerance or tolerance < 0:
+        raise ValueError(f"pointing_game: tolerance must be a whole number of pixels >= 0, got {tolerance!r}")
     flat = maps.flatten(1)
     is_max = flat == flat.max(1, keepdim=True).values
-    inside = _dilate(masks, tolerance).flatten(1)
+    inside = _dilate(masks, int(tolerance)).flatten(1)
     hit = (is_max & inside).sum(1).float() / is_max.sum(1).float()
     return hit.masked_fill(_undefined(masks, has_mask), float("nan"))
 
@@ -40,10 +103,108 @@ def pointing_game(maps, masks, has_mask, tolerance: int = 0, **_) -> torch.Tenso
 def relevance_mass(maps, masks, has_mask, **_) -> torch.Tensor:
     """Share of positive relevance inside the mask (Arras et al. 2022, relevance mass accuracy).
 
-    NaN where the map has no positive relevance at all.
+    Negative relevance is dropped first, so on non-negative maps this is Quantus'
+    RelevanceMassAccuracy (which sums signed relevance). NaN where the map has no positive relevance.
     """
     pos = maps.clamp(min=0).flatten(1)
     total = pos.sum(1)
     within = (pos * masks.flatten(1)).sum(1)
     out = within / total
     return out.masked_fill(_undefined(masks, has_mask) | (total <= 0), float("nan"))
+
+
+@register_metric("relevance_rank", "localisation", higher_is_better=True, needs_mask=True)
+def relevance_rank(maps, masks, has_mask, **_) -> torch.Tensor:
+    """Share of the K highest-relevance pixels inside the mask, K = mask size (Arras et al. 2022, rank accuracy).
+
+    Equals Quantus' RelevanceRankAccuracy on maps without ties. Quantus takes the top K in
+    np.argsort order, which breaks ties by memory layout; we score the expected share under
+    random tie breaking, so a constant map scores K / pixels (the chance level).
+    """
+    k = masks.flatten(1).sum(1)
+    return _topk_share(maps, masks, k).float().masked_fill(_undefined(masks, has_mask), float("nan"))
+
+
+def _resolve_k(k: int | float, pixels: int) -> int:
+    if isinstance(k, bool):
+        raise ValueError(f"top_k_intersection: k must be a pixel count or a fraction, got {k!r}")
+    if isinstance(k, int):
+        if not 1 <= k <= pixels:
+            raise ValueError(f"top_k_intersection: k={k} pixels is outside 1..{pixels} (the image size)")
+        return k
+    if not 0 < float(k) <= 1:
+        raise ValueError(f"top_k_intersection: a float k is a fraction of the image in (0, 1], got {k!r}")
+    return max(1, round(float(k) * pixels))
+
+
+@register_metric("top_k_intersection", "localisation", higher_is_better=True, needs_mask=True, k=0.02)
+def top_k_intersection(maps, masks, has_mask, k: int | float = 0.02, **_) -> torch.Tensor:
+    """Share of the k highest-relevance pixels inside the mask (Theiner et al. 2022; Quantus TopKIntersection).
+
+    `k` is a pixel count (int) or a fraction of the image (float in (0, 1]); the default 0.02 is
+    1004 px at 224 px, about Quantus' default of 1000. Ties as in relevance_rank.
+    """
+    kk = _resolve_k(k, maps[0].numel())
+    kt = torch.full((maps.shape[0],), kk, device=maps.device)
+    return _topk_share(maps, masks, kt).float().masked_fill(_undefined(masks, has_mask), float("nan"))
+
+
+def _pixel_ranking(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    flat = maps.flatten(1)
+    y = masks.flatten(1).double()
+    n_pos = y.sum(1)
+    return flat, y, n_pos
+
+
+@register_metric("pixel_auroc", "localisation", higher_is_better=True, needs_mask=True)
+def pixel_auroc(maps, masks, has_mask, **_) -> torch.Tensor:
+    """ROC AUC of the map as a score of the lesion pixels (Arun et al. 2021), ties as sklearn's roc_auc_score.
+
+    Mann-Whitney form with average ranks, which equals the trapezoidal ROC area sklearn and
+    Quantus' AUC compute. NaN where the mask is empty or covers the whole image.
+    """
+    flat, y, n_pos = _pixel_ranking(maps, masks)
+    n_neg = y.shape[1] - n_pos
+    r = average_ranks(flat)
+    auc = ((r * y).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg).clamp(min=1)
+    return auc.float().masked_fill(_undefined(masks, has_mask) | (n_neg == 0), float("nan"))
+
+
+@register_metric("pixel_auprc", "localisation", higher_is_better=True, needs_mask=True)
+def pixel_auprc(maps, masks, has_mask, **_) -> torch.Tensor:
+    """Average precision of the map as a score of the lesion pixels (Arun et al. 2021), as sklearn's average_precision_score.
+
+    AP = sum over distinct map values t (descending) of recall gained at t times precision at t;
+    every lesion pixel contributes the precision at the end of its run of tied values.
+    NaN where the mask is empty. Chance level is the lesion's share of the image.
+    """
+    flat, y, n_pos = _pixel_ranking(maps, masks)
+    s, order = flat.sort(1, descending=True)
+    ys = y.gather(1, order)
+    _, last = tie_groups(s)
+    tp = ys.cumsum(1).gather(1, last)
+    precision = tp / (last + 1).double()
+    ap = (ys * precision).sum(1) / n_pos.clamp(min=1)
+    return ap.float().masked_fill(_undefined(masks, has_mask), float("nan"))
+
+
+def _overlap(maps, masks, has_mask, threshold, true_pos_only):
+    if not isinstance(true_pos_only, bool):
+        raise ValueError(f"true_pos_only must be true or false, got {true_pos_only!r}")
+    return overlap_scores(segment(maps, threshold), masks, has_mask, true_pos_only)
+
+
+@register_metric("iou", "localisation", higher_is_better=True, needs_mask=True, threshold="otsu", true_pos_only=True)
+def iou(maps, masks, has_mask, threshold: str | float = "otsu", true_pos_only: bool = True, **_) -> torch.Tensor:
+    """IoU of the segmented map with the mask (cheXlocalize): min-max normalise, then Otsu or a fixed threshold.
+
+    `threshold` "otsu" (cheXlocalize's default) or a number in [0, 1] (tune it on validation
+    maps with segmentation.tune_threshold). Empty masks: see the module docstring.
+    """
+    return _overlap(maps, masks, has_mask, threshold, true_pos_only)[0]
+
+
+@register_metric("dice", "localisation", higher_is_better=True, needs_mask=True, threshold="otsu", true_pos_only=True)
+def dice(maps, masks, has_mask, threshold: str | float = "otsu", true_pos_only: bool = True, **_) -> torch.Tensor:
+    """Dice (F1) of the segmented map with the mask, segmented and undefined as iou."""
+    return _overlap(maps, masks, has_mask, threshold, true_pos_only)[1]

@@ -2,6 +2,9 @@
 
 Every metric scores a batch at once: score(model, images, targets, maps, masks, has_mask) -> (N,)
 float32 on the device, NaN where the value is undefined (the runner counts NaNs per cell).
+Metrics that re-explain (sanity checks) declare `needs_explainer` and also receive the explainer
+(anything with .explain(model, images, targets, **context)) and its context; a `sink` dict, when
+the caller passes one, collects extra per-image outputs (e.g. a randomisation curve).
 """
 from __future__ import annotations
 
@@ -23,13 +26,14 @@ class MetricSpec:
     fn: Callable[..., torch.Tensor] | None
     defaults: dict
     doc: str
+    needs_explainer: bool = False
 
 
 METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
-                    needs_model: bool = False, **defaults):
+                    needs_model: bool = False, needs_explainer: bool = False, **defaults):
     if category not in CATEGORIES:
         raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
 
@@ -37,7 +41,7 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
-                                   (fn.__doc__ or "").strip().split("\n")[0])
+                                   (fn.__doc__ or "").strip().split("\n")[0], needs_explainer)
         return fn
     return add
 
@@ -54,7 +58,8 @@ def get_metric(name: str) -> MetricSpec:
 
 
 def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor,
-          masks: torch.Tensor, has_mask: torch.Tensor, **params) -> torch.Tensor:
+          masks: torch.Tensor, has_mask: torch.Tensor, *, explainer=None, context: dict | None = None,
+          sink: dict | None = None, **params) -> torch.Tensor:
     spec = get_metric(name)
     if spec.fn is None:
         raise ValueError(f"metric {name!r} is measured by the runner, not scored from maps")
@@ -66,5 +71,19 @@ def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: t
     if not torch.isfinite(maps).all():
         bad = (~torch.isfinite(maps)).flatten(1).any(1).nonzero().flatten().tolist()
         raise FloatingPointError(f"metric {name!r}: maps hold NaN or inf for images {bad}")
+    if spec.needs_mask:
+        if masks is None or tuple(masks.shape) != tuple(maps.shape):
+            raise ValueError(f"metric {name!r}: masks {None if masks is None else tuple(masks.shape)} "
+                             f"do not match maps {tuple(maps.shape)}")
+        if has_mask is None or tuple(has_mask.shape) != (maps.shape[0],):
+            raise ValueError(f"metric {name!r}: has_mask {None if has_mask is None else tuple(has_mask.shape)} "
+                             f"must be ({maps.shape[0]},)")
+    extra = {}
+    if spec.needs_explainer:
+        if explainer is None:
+            raise ValueError(f"metric {name!r} re-explains the model: pass explainer=")
+        extra = {"explainer": explainer, "context": dict(context or {})}
+    if sink is not None:
+        extra["sink"] = sink
     return spec.fn(model=model, images=images, targets=targets, maps=maps, masks=masks, has_mask=has_mask,
-                   **{**spec.defaults, **params})
+                   **extra, **{**spec.defaults, **params})
