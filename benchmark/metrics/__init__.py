@@ -2,5 +2,6 @@
 from .registry import CATEGORIES, METRICS, MetricSpec, get_metric, register_metric, score
 from . import faithfulness, localisation  # noqa: F401  (register the entries)
 from . import road  # noqa: F401
+from . import sanity  # noqa: F401
 
 __all__ = ["CATEGORIES", "METRICS", "MetricSpec", "get_metric", "register_metric", "score"]

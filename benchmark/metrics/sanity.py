@@ -1,0 +1,182 @@
+"""Sanity checks: does the explanation change when the model's parameters are randomised?
+
+Cascading model-parameter randomisation (Adebayo et al. 2018, "Sanity checks for saliency maps";
+Quantus MPRT with layer_order="top_down"): on a deep copy of the model, re-initialise each
+parameterised layer in turn from the logits down to the input, cumulatively, re-explain with the
+same explainer after each stage and compare with the original map. A map that stays similar while
+the weights are destroyed does not explain the model. Lower similarity is better.
+
+Layers and seeding follow Quantus 0.6 so both randomise identically: the layers are the modules
+with a `reset_parameters` method, in reverse `named_modules` order; before each reset the torch
+RNG is seeded with the same value (Quantus seeds `seed + 1`; we seed `seed`). The caller's model
+and the caller's RNG state are never touched.
+
+Maps are compared after the preprocessing Adebayo et al. and Quantus apply by default: absolute
+value (`abs`) and scaling by the maximum absolute value (`normalise`). We scale each map by its own
+maximum; Quantus scales a whole batch by one maximum, which makes a map's SSIM depend on the other
+images in its batch (Spearman is unaffected by either).
+Similarities, batched on the device: `ssim` equals skimage.metrics.structural_similarity with
+Quantus' settings (7x7 uniform window, sample covariance, K1=0.01, K2=0.03, data_range = max - min
+of the two maps), computed on the (H,W) map; `spearman` equals scipy.stats.spearmanr (average ranks).
+Note Quantus' MPRT hands ssim flattened (N, H*W) vectors, i.e. a 1-D SSIM along pixel rows; we
+use the 2-D map.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .localisation import average_ranks
+from .registry import register_metric
+
+SIMILARITIES = ("ssim", "spearman")
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7) -> torch.Tensor:
+    """Mean SSIM per image of (N,H,W) maps, float64, as skimage with data_range = joint max - min per pair."""
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"ssim: maps must be two (N,H,W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if min(a.shape[1:]) < win_size:
+        raise ValueError(f"ssim: maps {tuple(a.shape[1:])} are smaller than the {win_size}x{win_size} window")
+    x, y = a.double()[:, None], b.double()[:, None]
+    both = torch.cat([x.flatten(1), y.flatten(1)], 1)
+    data_range = (both.max(1).values - both.min(1).values).view(-1, 1, 1, 1)
+    # a 'valid' box filter is skimage's uniform filter with the window-radius border cropped
+    mean = lambda t: F.avg_pool2d(t, win_size, stride=1)  # noqa: E731
+    ux, uy = mean(x), mean(y)
+    cov_norm = win_size ** 2 / (win_size ** 2 - 1)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation per image of (N,...) maps, float64, ties by average rank; NaN for a constant map."""
+    if a.shape != b.shape:
+        raise ValueError(f"spearman: maps of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    ra, rb = average_ranks(a.flatten(1)), average_ranks(b.flatten(1))
+    ra = ra - ra.mean(1, keepdim=True)
+    rb = rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / ((ra * ra).sum(1) * (rb * rb).sum(1)).sqrt()
+
+
+def map_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    """Similarity per image of two batches of maps (N,H,W): `kind` "ssim" or "spearman" -> (N,) float64.
+
+    Also the measure of seed repeatability: maps of two models trained with different seeds.
+    """
+    if kind == "ssim":
+        return ssim(a, b)
+    if kind == "spearman":
+        return spearman(a, b)
+    raise KeyError(f"unknown similarity {kind!r}; use one of {SIMILARITIES}")
+
+
+def preprocess(maps: torch.Tensor, abs: bool = True, normalise: bool = True) -> torch.Tensor:
+    """Absolute value and scaling by the map's max |value| (an all-zero map stays zero), per image."""
+    out = maps.abs() if abs else maps
+    if normalise:
+        peak = out.flatten(1).abs().max(1).values.view(-1, *([1] * (out.dim() - 1)))
+        out = out / torch.where(peak > 0, peak, torch.ones_like(peak))
+    return out
+
+
+def randomisable_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that can be re-initialised, top (logits) first: Quantus' top-down order."""
+    return [name for name, m in model.named_modules() if hasattr(m, "reset_parameters")][::-1]
+
+
+def _stages(n_layers: int, max_layers: int | None) -> list[int]:
+    if max_layers is None or max_layers >= n_layers:
+        return list(range(n_layers))
+    if max_layers < 1:
+        raise ValueError(f"max_layers must be >= 1, got {max_layers}")
+    return sorted(set(np.linspace(0, n_layers - 1, max_layers).round().astype(int).tolist()))
+
+
+def cascading_randomisation(model: nn.Module, explain_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                            images: torch.Tensor, targets: torch.Tensor, similarity: str, seed: int,
+                            layers: list[str] | None = None, max_layers: int | None = None, *,
+                            original: torch.Tensor | None = None, abs: bool = True,
+                            normalise: bool = True) -> tuple[list[str], torch.Tensor]:
+    """Similarity (N, L) of each image's map to its map after each cascade stage, and the L stage names.
+
+    Every layer in `layers` (default: all, top-down) is re-initialised in turn, cumulatively; the
+    map is recomputed after the stages kept by `max_layers` (evenly spaced, always the first and
+    the last, i.e. only the logits layer random and every layer random). `original` is the map of
+    the unchanged model when the caller already has it; otherwise it is computed.
+    """
+    if similarity not in SIMILARITIES:
+        raise KeyError(f"unknown similarity {similarity!r}; use one of {SIMILARITIES}")
+    available = randomisable_layers(model)
+    if layers is None:
+        layers = available
+    unknown = [name for name in layers if name not in available]
+    if unknown or not layers:
+        raise KeyError(f"layers {unknown or layers} are not re-initialisable modules of the model; "
+                       f"available (top-down): {available}")
+    keep = set(_stages(len(layers), max_layers))
+    if original is None:
+        original = explain_fn(model, images, targets)
+    reference = preprocess(original.detach(), abs, normalise)
+    randomised = copy.deepcopy(model)
+    modules = dict(randomised.named_modules())
+    devices = sorted({p.device.index for p in randomised.parameters() if p.device.type == "cuda"})
+    names, curve = [], []
+    with torch.random.fork_rng(devices=devices):
+        for i, name in enumerate(layers):
+            torch.manual_seed(seed)
+            modules[name].reset_parameters()
+            if i not in keep:
+                continue
+            maps = preprocess(explain_fn(randomised, images, targets).detach(), abs, normalise)
+            curve.append(map_similarity(reference, maps, similarity))
+            names.append(name)
+    return names, torch.stack(curve, 1).float()
+
+
+def _randomisation_metric(similarity: str, model, images, targets, maps, explainer, context, sink, seed, max_layers,
+                          abs, normalise) -> torch.Tensor:
+    if model is None:
+        raise ValueError(f"randomisation_{similarity} needs the model")
+    names, curve = cascading_randomisation(
+        model, lambda m, x, t: explainer.explain(m, x, t, **context), images, targets, similarity, seed,
+        max_layers=max_layers, original=maps, abs=abs, normalise=normalise)
+    if sink is not None:
+        sink["curve"], sink["layers"] = curve, names
+    # an undefined stage (a constant map: Spearman has no ranks) is left out; all undefined is NaN
+    return curve.nanmean(1)
+
+
+@register_metric("randomisation_ssim", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
+                 seed=0, max_layers=5, abs=True, normalise=True)
+def randomisation_ssim(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
+                       max_layers: int | None = 5, abs: bool = True, normalise: bool = True, **_) -> torch.Tensor:
+    """Mean SSIM of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
+
+    `max_layers` (default 5) evenly spaced cascade stages are re-explained, which keeps a CPU run
+    cheap; every layer above a stage is still randomised. None evaluates every layer.
+    """
+    return _randomisation_metric("ssim", model, images, targets, maps, explainer, context, sink, seed, max_layers,
+                                 abs, normalise)
+
+
+@register_metric("randomisation_spearman", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
+                 seed=0, max_layers=5, abs=True, normalise=True)
+def randomisation_spearman(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
+                           max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
+                           **_) -> torch.Tensor:
+    """Mean Spearman rank correlation of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
+
+    Stages as randomisation_ssim.
+    """
+    return _randomisation_metric("spearman", model, images, targets, maps, explainer, context, sink, seed,
+                                 max_layers, abs, normalise)

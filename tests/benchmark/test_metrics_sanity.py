@@ -1,0 +1,162 @@
+"""Cascading model-parameter randomisation against skimage, scipy and Quantus 0.6 MPRT."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmark.metrics import get_metric, score
+from benchmark.metrics.sanity import cascading_randomisation, map_similarity, randomisable_layers
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(4 * 10 * 10, 2)).eval()
+
+
+def gradient_x_input(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    x = images.clone().requires_grad_(True)
+    out = model(x).gather(1, targets.view(-1, 1)).sum()
+    (grad,) = torch.autograd.grad(out, x)
+    return (grad * x)[:, 0].detach()
+
+
+class GradXInput:
+    """Anything with the Explainer call: the metric needs nothing else."""
+
+    def explain(self, model, images, targets, **context):
+        assert context == {"lung_masks": None}
+        return gradient_x_input(model, images, targets)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(6, 1, 10, 10, generator=g), torch.tensor([0, 1, 0, 1, 1, 0])
+
+
+def _pairs(n=6, size=12, ties=False):
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(n, size, size, generator=g)
+    b = a + 0.3 * torch.rand(n, size, size, generator=g)
+    b[0] = -a[0]  # anti-correlated
+    b[1] = torch.rand(size, size, generator=g)  # unrelated
+    if ties:
+        a, b = (a * 3).floor(), (b * 3).floor()
+    return a, b
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ssim_equals_skimage_with_quantus_settings(ties):
+    from skimage.metrics import structural_similarity
+    quantus = pytest.importorskip("quantus")
+    a, b = _pairs(ties=ties)
+    ours = map_similarity(a, b, "ssim").numpy()
+    for i in range(len(a)):
+        x, y = a[i].double().numpy(), b[i].double().numpy()
+        rng = float(max(x.max(), y.max()) - min(x.min(), y.min()))
+        ref = structural_similarity(x, y, win_size=7, data_range=rng, gaussian_weights=False)
+        assert ours[i] == pytest.approx(ref, abs=1e-12)
+        assert ours[i] == pytest.approx(quantus.functions.similarity_func.ssim(x, y), abs=1e-12)
+    assert ours.min() < 0.5 < ours.max()
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_spearman_equals_scipy(ties):
+    from scipy.stats import spearmanr
+    a, b = _pairs(ties=ties)
+    ours = map_similarity(a, b, "spearman").numpy()
+    ref = [spearmanr(a[i].ravel().numpy(), b[i].ravel().numpy())[0] for i in range(len(a))]
+    np.testing.assert_allclose(ours, ref, atol=1e-12, rtol=0)
+    assert ours[0] < -0.9
+
+
+def test_similarity_of_a_map_with_itself_is_one_and_bad_kind_is_named():
+    a, _ = _pairs()
+    assert torch.allclose(map_similarity(a, a, "ssim"), torch.ones(6, dtype=torch.float64))
+    assert torch.allclose(map_similarity(a, a, "spearman"), torch.ones(6, dtype=torch.float64))
+    with pytest.raises(KeyError, match="unknown similarity 'pearson'"):
+        map_similarity(a, a, "pearson")
+    with pytest.raises(ValueError, match="smaller than the 7x7 window"):
+        map_similarity(a[:, :5, :5], a[:, :5, :5], "ssim")
+
+
+def test_cascade_never_touches_the_callers_model_or_rng(batch):
+    x, t = batch
+    model = _net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    layers, curve = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=3)
+    assert layers == ["5", "2", "0"] == randomisable_layers(model)
+    assert curve.shape == (6, 3) and curve.dtype == torch.float32
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(rng, torch.get_rng_state())
+    again = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=3)[1]
+    assert torch.equal(curve, again), "seeded: the same curve twice"
+    assert not torch.equal(curve, cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=4)[1])
+
+
+def test_cascade_separates_a_model_dependent_map_from_one_that_ignores_the_model(batch):
+    x, t = batch
+    model = _net()
+    _, dependent = cascading_randomisation(model, gradient_x_input, x, t, "ssim", seed=0)
+    _, edge = cascading_randomisation(model, lambda m, im, tt: im[:, 0] * 2, x, t, "ssim", seed=0)
+    assert torch.allclose(edge, torch.ones_like(edge)), "a map that ignores the model stays identical"
+    assert (dependent[:, -1] < 0.9).all()
+
+
+def test_max_layers_spaces_stages_but_randomises_every_layer(batch):
+    x, t = batch
+    model = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(6)], nn.Flatten(), nn.Linear(100, 2)).eval()
+    full_names, full = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0)
+    names, part = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, max_layers=3)
+    assert len(full_names) == 7 and names == [full_names[0], full_names[3], full_names[6]]
+    assert torch.equal(part, full[:, [0, 3, 6]]), "the cascade is the same, only fewer stages are explained"
+    with pytest.raises(KeyError, match="not re-initialisable"):
+        cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, layers=["7", "nope"])
+    names, _ = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, layers=["7", "0"])
+    assert names == ["7", "0"]
+
+
+@pytest.mark.parametrize("name", ["randomisation_ssim", "randomisation_spearman"])
+def test_registered_metric_and_sink(name, batch):
+    x, t = batch
+    model = _net()
+    spec = get_metric(name)
+    assert spec.category == "sanity" and not spec.higher_is_better and spec.needs_explainer and spec.needs_model
+    maps = gradient_x_input(model, x, t)
+    masks, has = torch.zeros(6, 10, 10, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)
+    sink = {}
+    v = score(name, model, x, t, maps, masks, has, explainer=GradXInput(), context={"lung_masks": None}, sink=sink)
+    kind = name.split("_")[1]
+    names, curve = cascading_randomisation(model, gradient_x_input, x, t, kind, seed=0, max_layers=5)
+    assert sink["layers"] == names and torch.equal(sink["curve"], curve)
+    assert torch.allclose(v, curve.mean(1))
+    with pytest.raises(ValueError, match="pass explainer="):
+        score(name, model, x, t, maps, masks, has)
+
+
+def test_equals_quantus_mprt_top_down(batch):
+    """Quantus MPRT re-initialises the same modules in the same order with torch seeded to seed + 1
+    before each reset, on a deep copy: seeding ours with Quantus' seed + 1 randomises identically,
+    so the per-layer Spearman correlations agree (Quantus' batch-wide normalisation does not change
+    ranks)."""
+    quantus = pytest.importorskip("quantus")
+    x, t = batch
+    model = _net()
+
+    def explain_func(model, inputs, targets, **kwargs):
+        xt = torch.as_tensor(inputs, dtype=torch.float32)
+        return gradient_x_input(model, xt, torch.as_tensor(targets).long())[:, None].numpy()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mprt = quantus.MPRT(seed=41, layer_order="top_down", disable_warnings=True)
+        ref = mprt(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain_func,
+                   device="cpu")
+    names, ours = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=42)
+    assert names == [k for k in ref if k != "original"]
+    np.testing.assert_allclose(ours.numpy(), np.array([ref[k] for k in names]).T, atol=1e-6, rtol=0)
+    assert ours[:, -1].mean() < 0.9
