@@ -48,3 +48,81 @@ def test_paired_tests_match_scipy_and_skip_nans():
     keep = ~np.isnan(b)
     assert out["n"] == 29 and out["p"] == pytest.approx(sps.wilcoxon(a[keep], b[keep]).pvalue)
     assert out["p_holm"] == pytest.approx(out["p"])  # one pair: nothing to correct
+
+
+def test_rank_biserial_by_hand_drops_zero_differences():
+    from benchmark.stats import rank_biserial
+    # differences 1, -2, 3, 0: zero dropped, ranks of |d| 1, 2, 3; T+ = 4, T- = 2 -> (4 - 2) / 6
+    assert rank_biserial(np.array([1.0, 0, 3, 5]), np.array([0.0, 2, 0, 5])) == pytest.approx(1 / 3)
+    assert np.isnan(rank_biserial(np.ones(3), np.ones(3)))
+    assert rank_biserial(np.array([2.0, 3]), np.array([1.0, 1])) == 1.0
+
+
+def _long(values: dict[str, np.ndarray], metric: str = "relevance_mass") -> pd.DataFrame:
+    n = len(next(iter(values.values())))
+    return pd.DataFrame({"dataset": "d", "model": "m", "metric": metric, "image_id": [str(i) for i in range(n)] * len(values),
+                         "explainer": np.repeat(list(values), n), "value": np.concatenate(list(values.values()))})
+
+
+def test_paired_tests_effect_size_ci_and_ties_match_scipy():
+    from benchmark.stats import paired_tests
+    a = np.array([0.1, 0.2, 0.2, 0.4, 0.5, 0.5, 0.9, 0.3])
+    b = np.array([0.0, 0.2, 0.1, 0.1, 0.4, 0.3, 0.5, 0.3])  # ties in |d| and two zero differences
+    out = paired_tests(_long({"a": a, "b": b}), 300, seed=1).iloc[0]
+    ref = sps.wilcoxon(a, b)
+    assert out["p"] == pytest.approx(ref.pvalue) and out["statistic"] == pytest.approx(ref.statistic)
+    assert out["mean_diff"] == pytest.approx((a - b).mean())
+    assert out["diff_ci_low"] <= out["mean_diff"] <= out["diff_ci_high"]
+    boot = sps.bootstrap((a - b,), np.mean, n_resamples=300, method="percentile", rng=np.random.default_rng(1))
+    assert out["diff_ci_low"] == pytest.approx(boot.confidence_interval.low)
+    assert out["rank_biserial"] > 0.9  # a never below b
+
+
+def test_paired_tests_n1_and_no_overlap():
+    from benchmark.stats import paired_tests
+    out = paired_tests(_long({"a": np.array([1.0, np.nan]), "b": np.array([0.5, 2.0])})).iloc[0]
+    assert out["n"] == 1 and np.isnan(out["diff_ci_low"]) and out["mean_diff"] == 0.5
+    out = paired_tests(_long({"a": np.array([1.0, np.nan]), "b": np.array([np.nan, 2.0])})).iloc[0]
+    assert out["n"] == 0 and np.isnan(out["p"]) and np.isnan(out["p_holm"])
+
+
+def test_nemenyi_cd_matches_demsar_table():
+    from benchmark.stats import nemenyi_cd
+    # Demšar (2006) Table 5: q_0.05 = 2.343 (k=3), 3.164 (k=10)
+    assert nemenyi_cd(3, 10) == pytest.approx(2.343 * np.sqrt(3 * 4 / 60), abs=1e-3)
+    assert nemenyi_cd(10, 50) == pytest.approx(3.164 * np.sqrt(10 * 11 / 300), abs=2e-3)
+
+
+def test_friedman_matches_scipy_ranks_by_hand_and_drops_nans():
+    from benchmark.stats import friedman
+    a = np.array([0.9, 0.8, 0.7, 0.6, np.nan])
+    b = np.array([0.5, 0.8, 0.2, 0.1, 0.3])
+    c = np.array([0.1, 0.2, 0.3, 0.6, 0.2])
+    tests, ranks = friedman(_long({"a": a, "b": b, "c": c}))  # relevance_mass: higher is better
+    t = tests.iloc[0]
+    assert t["n"] == 4 and t["n_dropped"] == 1 and t["k"] == 3
+    assert t["p"] == pytest.approx(sps.friedmanchisquare(a[:4], b[:4], c[:4]).pvalue)
+    # image ranks (1 = best): a 1, 1.5, 1, 1.5; b 2, 1.5, 3, 3; c 3, 3, 2, 1.5
+    r = ranks.set_index("explainer")["avg_rank"]
+    assert r.to_dict() == pytest.approx({"a": 1.25, "b": 2.375, "c": 2.375})
+    _, ranks = friedman(_long({"a": a, "b": b, "c": c}, metric="deletion_auc"))  # lower is better
+    assert ranks.set_index("explainer")["avg_rank"]["a"] == pytest.approx(4 - 1.25)
+    tests, _ = friedman(_long({"a": a, "b": b}))
+    assert np.isnan(tests.iloc[0]["p"])  # two explainers: no Friedman test
+
+
+def test_friedman_n1_gives_ranks_but_no_test():
+    from benchmark.stats import friedman
+    tests, ranks = friedman(_long({"a": np.array([1.0]), "b": np.array([0.0]), "c": np.array([0.5])}))
+    assert np.isnan(tests.iloc[0]["p"]) and tests.iloc[0]["n"] == 1
+    assert ranks.set_index("explainer")["avg_rank"].to_dict() == {"a": 1.0, "b": 3.0, "c": 2.0}
+
+
+def test_bootstrap_ci_columns_brackets_means_and_keeps_constant_columns():
+    from benchmark.stats import bootstrap_ci_columns
+    x = np.random.default_rng(0).random((30, 4))
+    x[:, 0] = 1.0
+    lo, hi = bootstrap_ci_columns(x, 200)
+    assert lo[0] == hi[0] == 1.0
+    assert np.all(lo <= x.mean(0)) and np.all(x.mean(0) <= hi) and np.all(lo[1:] < hi[1:])
+    assert np.isnan(bootstrap_ci_columns(x[:1])[0]).all()
