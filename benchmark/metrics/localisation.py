@@ -58,27 +58,26 @@ def average_ranks(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(ranks).scatter_(1, order, ranks)
 
 
-def _topk_share(maps: torch.Tensor, masks: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Expected share of mask pixels among the k (N,) highest map values, ties broken at random.
+def _topk_share(maps: torch.Tensor, masks: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+    """Expected share of mask pixels among the k highest map values (k an int or (N,)), ties broken at random.
 
-    Pixels above the k-th value count fully; of the run tied with it, the places left are
-    filled by the run's inside share. On distinct values this is Quantus' argsort top-k.
+    Pixels above the k-th value count fully; of the pixels tied with it, the places left are
+    filled by their inside share. On distinct values this is Quantus' argsort top-k.
     """
     flat = maps.flatten(1)
     inside = masks.flatten(1).bool()
-    p = flat.shape[1]
-    s, order = flat.sort(1, descending=True)
-    ins = inside.gather(1, order).double()
-    first, last = tie_groups(s)
-    kk = k.long().clamp(1, p).view(-1, 1)
-    at = kk - 1  # position of the k-th value
-    g_first, g_last = first.gather(1, at), last.gather(1, at)
-    cum = torch.cat([torch.zeros_like(ins[:, :1]), ins.cumsum(1)], 1)  # cum[:, j] = inside among first j
-    above = cum.gather(1, g_first)
-    run_inside = cum.gather(1, g_last + 1) - above
-    run_len = (g_last - g_first + 1).double()
-    taken = (kk - g_first).double()
-    return ((above + taken * run_inside / run_len) / kk.double())[:, 0]
+    if isinstance(k, int):
+        kk = torch.full((flat.shape[0], 1), k, device=flat.device)
+        kth = flat.topk(k, 1).values[:, -1:]  # a partial selection, cheaper than sorting every pixel
+    else:
+        kk = k.long().clamp(1, flat.shape[1]).view(-1, 1)
+        kth = flat.sort(1, descending=True).values.gather(1, kk - 1)
+    above, tied = flat > kth, flat == kth
+    n_above = above.sum(1, keepdim=True).double()
+    in_above = (above & inside).sum(1, keepdim=True).double()
+    in_tied = (tied & inside).sum(1, keepdim=True).double()
+    n_tied = tied.sum(1, keepdim=True).double()
+    return ((in_above + (kk - n_above) * in_tied / n_tied) / kk)[:, 0]
 
 
 @register_metric("pointing_game", "localisation", higher_is_better=True, needs_mask=True, tolerance=0)
@@ -144,9 +143,8 @@ def top_k_intersection(maps, masks, has_mask, k: int | float = 0.02, **_) -> tor
     `k` is a pixel count (int) or a fraction of the image (float in (0, 1]); the default 0.02 is
     1004 px at 224 px, about Quantus' default of 1000. Ties as in relevance_rank.
     """
-    kk = _resolve_k(k, maps[0].numel())
-    kt = torch.full((maps.shape[0],), kk, device=maps.device)
-    return _topk_share(maps, masks, kt).float().masked_fill(_undefined(masks, has_mask), float("nan"))
+    share = _topk_share(maps, masks, _resolve_k(k, maps[0].numel()))
+    return share.float().masked_fill(_undefined(masks, has_mask), float("nan"))
 
 
 def _pixel_ranking(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -172,9 +170,9 @@ def pixel_auroc(maps, masks, has_mask, **_) -> torch.Tensor:
 
 @register_metric("pixel_auprc", "localisation", higher_is_better=True, needs_mask=True)
 def pixel_auprc(maps, masks, has_mask, **_) -> torch.Tensor:
-    """Average precision of the map as a score of the lesion pixels (Arun et al. 2021), as sklearn's average_precision_score.
+    """Average precision of the map as a score of the lesion pixels (Arun et al. 2021).
 
-    AP = sum over distinct map values t (descending) of recall gained at t times precision at t;
+    Equal to sklearn's average_precision_score per image: AP = sum over distinct map values t (descending) of recall gained at t times precision at t;
     every lesion pixel contributes the precision at the end of its run of tied values.
     NaN where the mask is empty. Chance level is the lesion's share of the image.
     """

@@ -40,7 +40,8 @@ SIMILARITIES = ("ssim", "spearman")
 def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7) -> torch.Tensor:
     """Mean SSIM per image of (N,H,W) maps, float64, as skimage with data_range = joint max - min per pair."""
     if a.shape != b.shape or a.dim() != 3:
-        raise ValueError(f"ssim: maps must be two (N,H,W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"ssim: maps must be two (N,H,W) tensors of one shape, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
     if min(a.shape[1:]) < win_size:
         raise ValueError(f"ssim: maps {tuple(a.shape[1:])} are smaller than the {win_size}x{win_size} window")
     x, y = a.double()[:, None], b.double()[:, None]
@@ -102,7 +103,10 @@ def _stages(n_layers: int, max_layers: int | None) -> list[int]:
     return sorted(set(np.linspace(0, n_layers - 1, max_layers).round().astype(int).tolist()))
 
 
-def cascading_randomisation(model: nn.Module, explain_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+ExplainFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cascading_randomisation(model: nn.Module, explain_fn: ExplainFn,
                             images: torch.Tensor, targets: torch.Tensor, similarity: str, seed: int,
                             layers: list[str] | None = None, max_layers: int | None = None, *,
                             original: torch.Tensor | None = None, abs: bool = True,
@@ -174,7 +178,7 @@ def randomisation_ssim(model, images, targets, maps, explainer, context, sink: d
 def randomisation_spearman(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                            max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
                            **_) -> torch.Tensor:
-    """Mean Spearman rank correlation of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
+    """Mean Spearman correlation of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
 
     Stages as randomisation_ssim.
     """
