@@ -1,207 +1,194 @@
-"""Leaderboard tables and figures derived from the score table alone."""
+"""The run report: rebuilt from the files of a run folder alone, never recomputing scores.
+
+`build_report(run_dir)` reads scores.csv, config.toml, manifest.json and, when present, curves.csv,
+sanity.csv, predictions.csv and cases/<model>.npz (formats in report_data.py), and writes every table,
+figure and report.md into run_dir/report/. A missing optional file drops its figures with a line in
+report.md saying so. Same inputs give byte-identical outputs (seeded bootstrap, fixed orders, figure
+metadata without dates).
+"""
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .metrics import get_metric  # noqa: E402
-from .store import atomic_path, write_text  # noqa: E402
-
-
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "nan"
-    return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
+from . import figures, stats, tables
+from .report_data import load_curves, load_predictions, read_cases
+from .store import write_text
+# the runner and CLI still call these by their old names
+from .figures import leaderboard_figure  # noqa: F401
+from .tables import leaderboard_latex, leaderboard_markdown, significant_leads, write_tables  # noqa: F401
 
 
-def _arrow(metric: str) -> str:
-    return "↑" if get_metric(metric).higher_is_better else "↓"
+def load_scores(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "scores.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder?")
+    scores = pd.read_csv(path, dtype={"image_id": str})
+    missing = {"dataset", "model", "explainer", "metric", "image_id", "value"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    return scores
 
 
-def _rows(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: set[str]):
-    """(explainer, [(cell text "mean [lo, hi]" or None, n, is best, best leads significantly)])
-    for one (dataset, model) table; `lead` names the metrics whose best has a significant lead."""
-    cells = {(r.explainer, r.metric): r for r in df.itertuples(index=False)}
-    best = {m: r[0] for m in metrics if (r := _ranked(df, m))}
-    for e in explainers:
-        row = []
-        for m in metrics:
-            r = cells.get((e, m))
-            text = None if r is None else f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-            row.append((text, None if r is None else r.n, best.get(m) == e, best.get(m) == e and m in lead))
-        yield e, row
+def _img(stem: str, alt: str) -> str:
+    return f"![{alt}]({stem}.png)  \n[PDF]({stem}.pdf)\n"
 
 
-def _ranked(df: pd.DataFrame, metric: str) -> list[str]:
-    col = df[df.metric == metric].dropna(subset=["mean"])
-    return list(col.sort_values("mean", ascending=not get_metric(metric).higher_is_better)["explainer"])
+def _classifier_lines(manifest: dict) -> list[str]:
+    lines = ["| model | val accuracy | val F1 | val AUROC | test accuracy | test F1 | test AUROC | test sensitivity "
+             "| test specificity | best epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, c in sorted(manifest.get("classifiers", {}).items()):
+        v, t = c.get("val", {}), c.get("test", {})
+        f = lambda d, k: tables.fmt(float(d.get(k, float("nan"))))  # noqa: E731
+        lines.append(f"| {name} | {f(v, 'accuracy')} | {f(v, 'f1')} | {f(v, 'auroc')} | {f(t, 'accuracy')} | {f(t, 'f1')} | "
+                     f"{f(t, 'auroc')} | {f(t, 'sensitivity')} | {f(t, 'specificity')} | {c.get('best_epoch', '')} |")
+    return lines
 
 
-def significant_leads(summary: pd.DataFrame, tests: pd.DataFrame | None, alpha: float = 0.05) -> set[tuple]:
-    """(dataset, model, metric) cells whose best explainer beats the runner-up at Holm-adjusted p < alpha."""
-    leads = set()
-    if tests is None or tests.empty:
-        return leads
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
-        for metric in dict.fromkeys(df["metric"]):
-            ranked = _ranked(df, metric)
-            if len(ranked) < 2:
-                continue
-            pair = tests[(tests.dataset == dataset) & (tests.model == model) & (tests.metric == metric)
-                         & (((tests.a == ranked[0]) & (tests.b == ranked[1])) | ((tests.a == ranked[1]) & (tests.b == ranked[0])))]
-            if len(pair) and pair["p_holm"].iloc[0] < alpha:
-                leads.add((dataset, model, metric))
-    return leads
+def _environment_lines(manifest: dict) -> list[str]:
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest.get("versions", {}).items()))
+    timings = manifest.get("timings_s", {})
+    total = sum(v for k, v in timings.items())
+    return [f"- device: {manifest.get('device', '?')}, torch threads: {manifest.get('torch_threads', '?')}, "
+            f"seed: {manifest.get('seed', '?')}, git commit: `{manifest.get('git_commit', '?')}`",
+            f"- versions: {versions}",
+            f"- stage time: {total:.1f} s in all; " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(timings.items())),
+            f"- skipped files: {len(manifest.get('skipped_files', []))}"]
 
 
-def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
-    """One table per (dataset, model): explainers as rows, metrics as columns, best mean in bold;
-    † where the best is significantly better than the runner-up (paired Wilcoxon, Holm, p < 0.05)."""
-    out = [f"Cells: mean [{int(confidence * 100)}% bootstrap CI] (n images scored). "
-           "↑ higher is better, ↓ lower is better; best mean per column in bold; † the best is "
-           "significantly better than the runner-up (paired Wilcoxon signed-rank, Holm-corrected, p < 0.05).\n"]
-    leads = significant_leads(summary, tests)
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
-        metrics = list(dict.fromkeys(df["metric"]))
-        explainers = list(dict.fromkeys(df["explainer"]))
-        out.append(f"### {model} on {dataset}\n")
-        out.append("| explainer | " + " | ".join(f"{m} {_arrow(m)}" for m in metrics) + " |")
-        out.append("|---|" + "---|" * len(metrics))
-        lead = {m for m in metrics if (dataset, model, m) in leads}
-        for e, row in _rows(df, explainers, metrics, lead):
-            cells = []
-            for text, n, is_best, is_lead in row:
-                text = "" if text is None else f"{text} (n={n})"
-                cells.append(f"**{text}**" + ("†" if is_lead else "") if is_best else text)
-            out.append(f"| {e} | " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
+def _paired_summary(tests: pd.DataFrame) -> str:
+    if tests.empty:
+        return "No pairs of explainers to test.\n"
+    sig = tests[tests.p_holm < 0.05]
+    return (f"{len(sig)} of {len(tests)} pairs of explainers differ at Holm-adjusted p < 0.05 (paired Wilcoxon "
+            "signed-rank on the images both scored). `paired_tests.csv` lists every pair with n, the mean "
+            "difference a − b and its paired bootstrap CI, the matched-pairs rank-biserial effect size, p and the "
+            "Holm-adjusted p.\n")
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix.lstrip("."))
-    plt.close(fig)
+def build_report(run_dir: Path) -> str:
+    """Write every table, figure and report.md of a run into run_dir/report/ from its stored files;
+    return the Markdown leaderboard."""
+    from .config import load_config
+    run_dir = Path(run_dir)
+    rep = run_dir / "report"
+    if not (run_dir / "config.toml").exists():
+        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist: is {run_dir} a run folder?")
+    cfg = load_config(run_dir / "config.toml")
+    scores = load_scores(run_dir)
+    b, conf, seed = cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed
+    summary = stats.summarise(scores, b, conf, seed)
+    tests = stats.paired_tests(scores, b, conf, seed)
+    fried, ranks = stats.friedman(scores)
+    leaderboard = tables.write_tables(summary, rep, conf, tests, fried, ranks)
+    notes: list[str] = []
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
 
+    figs: list[str] = ["## Figures\n", "### Leaderboard\n", _img(figures.leaderboard_figure(summary, rep / "leaderboard")[0].stem,
+                                                                 "leaderboard")]
+    if not ranks.empty:
+        figures.rank_heatmap(ranks, rep / "ranks")
+        figs += ["### Average ranks\n", _img("ranks", "rank heat map")]
+        figs.append("### Critical-difference diagrams\n")
+        for dataset, model in ranks.groupby(["dataset", "model"], sort=True).groups:
+            stem = f"cd-{model}" if scores["dataset"].nunique() == 1 else f"cd-{dataset}-{model}"
+            figures.cd_diagram(fried, ranks, dataset, model, rep / stem)
+            figs.append(_img(stem, f"critical difference {model}"))
+    if figures.runtime_quality(summary, rep / "runtime") is not None:
+        figs += ["### Runtime against localisation\n", _img("runtime", "runtime against localisation")]
+    else:
+        notes.append("- runtime against localisation: not drawn, the scores lack `seconds_per_image` or a localisation metric.")
+    curves, sanity = load_curves(run_dir / "curves.csv", cfg.data.dataset, cfg.data.splits["test"])
+    if curves is not None:
+        figures.curves_figure(curves, rep / "curves")
+        figs += ["### Deletion and insertion curves\n", _img("curves", "deletion and insertion curves")]
+    else:
+        notes.append("- deletion and insertion curves: not drawn, the run folder has no `curves.csv`.")
+    if sanity is not None:
+        figures.sanity_figure(sanity, rep / "sanity")
+        figs += ["### Sanity: cascading parameter randomisation\n", _img("sanity", "sanity curves")]
+    else:
+        notes.append("- sanity curves: not drawn, the run folder has no `sanity.csv` (no sanity metric was run).")
+    predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
+    if predictions is not None:
+        figures.roc_figure(predictions, rep / "roc")
+        figs += ["### Classifiers: ROC and confusion matrix\n", _img("roc", "ROC and confusion matrices")]
+    else:
+        notes.append("- ROC curve and confusion matrix: not drawn, the run folder has no `predictions.csv`.")
+    case_files = sorted((run_dir / "cases").glob("*.npz")) if (run_dir / "cases").is_dir() else []
+    if not case_files:
+        notes.append("- overlays and best/median/worst cases: not drawn, the run folder has no `cases/<model>.npz`.")
+    for path in case_files:
+        cases, model = read_cases(path), path.stem
+        if figures.overlay_figure(cases, f"{model}: heat maps over the same X-rays", rep / f"overlay-{model}"):
+            figs += [f"### Overlays: {model}\n", _img(f"overlay-{model}", f"overlay {model}")]
+        metric = str(cases["case_metric"])
+        if figures.case_figure(cases, f"{model}: best, median and worst image per explainer by {metric}", rep / f"cases-{model}"):
+            figs += [f"### Best, median and worst cases: {model}\n", _img(f"cases-{model}", f"cases {model}")]
 
-def leaderboard_figure(summary: pd.DataFrame, path: Path) -> None:
-    """Point plot per metric: mean with its bootstrap CI for every explainer, one colour per model."""
-    metrics = list(dict.fromkeys(summary["metric"]))
-    models = list(dict.fromkeys(summary["model"]))
-    explainers = list(dict.fromkeys(summary["explainer"]))
-    palette = sns.color_palette("colorblind", len(models))
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for j, model in enumerate(models):
-            df = summary[(summary.metric == metric) & (summary.model == model)].set_index("explainer").reindex(explainers)
-            x = np.arange(len(explainers)) + (j - (len(models) - 1) / 2) * 0.18
-            err = np.vstack([df["mean"] - df["ci_low"], df["ci_high"] - df["mean"]]).clip(min=0)
-            ax.errorbar(x, df["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[j], label=model, capsize=2, ms=4)
-        ax.set_xticks(range(len(explainers)), explainers, rotation=45, ha="right")
-        ax.set_title(f"{metric} {_arrow(metric)}")
-        if get_metric(metric).category == "runtime":
-            ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def _draw_cell(ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, signed: bool) -> None:
-    """X-ray in grey, the heat map over it (diverging if signed), the expert lesion contour in green."""
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    if heat is not None:
-        if signed:
-            lim = float(np.abs(heat).max()) or 1.0
-            ax.imshow(heat, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.55)
-        else:
-            lo, hi = float(heat.min()), float(heat.max())
-            ax.imshow((heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat), cmap="inferno", vmin=0, vmax=1, alpha=0.55)
-    if mask.any():
-        ax.contour(mask, [0.5], colors="lime", linewidths=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
+    lines = [f"# Benchmark report: {cfg.run.name}\n",
+             f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
+             f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
+             f"(target: {cfg.explain.target}); metrics {', '.join(f'`{m}`' for m in cfg.metrics.names)}. "
+             f"Statistics: {b} bootstrap resamples of images, {round(conf * 100)}% percentile intervals, seed {seed}.\n"]
+    if manifest is None:
+        notes.append("- classifiers, data counts and environment: not reported, the run folder has no `manifest.json`.")
+    else:
+        counts = manifest.get("data_counts", {})
+        lines += ["## Data\n", "| " + " | ".join(counts) + " |", "|" + "---|" * len(counts),
+                  "| " + " | ".join(str(v) for v in counts.values()) + " |", "",
+                  "## Classifiers\n", *_classifier_lines(manifest), "", "## Environment\n", *_environment_lines(manifest), ""]
+    lines += ["## Leaderboard\n", leaderboard,
+              "Not scored (NaN) per metric, all models and explainers: "
+              + ", ".join(f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in nan.iterrows())
+              + ". Localisation metrics are NaN on images without a lesion mask or with an empty one.\n",
+              "### All models side by side\n", tables.combined_markdown(summary, tests),
+              "## Ranks, Friedman test and critical differences\n",
+              "Average rank per metric over the images every explainer scored (1 = best in the metric's direction; "
+              "ties share the mean rank); Friedman test across explainers; two explainers whose average ranks differ "
+              "by less than the Nemenyi critical difference (CD) are not significantly different.\n",
+              tables.rank_markdown(fried, ranks) if not ranks.empty else "No ranks: no image was scored by every explainer.\n",
+              "## Paired tests\n", _paired_summary(tests), *figs]
+    if notes:
+        lines += ["## Not in this report\n", *notes, ""]
+    lines += ["## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
+              "(all models), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`. Figures as PNG (200 dpi) and PDF. "
+              "Rebuild with `python -m benchmark report RUN_DIR`.\n",
+              "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
+    write_text(rep / "report.md", "\n".join(lines))
+    return leaderboard
 
 
 def overlay_grid(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], signed: dict[str, bool],
                  ids: list[str], title: str, path: Path) -> None:
-    """Rows: explainers; columns: the same X-rays for every explainer."""
+    """Heat maps of every explainer over the same X-rays (kept for callers holding maps in memory)."""
     names = list(maps)
-    n = len(ids)
-    fig, axes = plt.subplots(len(names) + 1, n, figsize=(1.9 * n, 1.9 * (len(names) + 1)), squeeze=False)
-    for j in range(n):
-        _draw_cell(axes[0][j], images[j], masks[j], None, False)
-        axes[0][j].set_title(ids[j], fontsize=6)
-        for i, name in enumerate(names, start=1):
-            _draw_cell(axes[i][j], images[j], masks[j], maps[name][j], signed[name])
-    for i, name in enumerate(["X-ray"] + names):
-        axes[i][0].set_ylabel(name, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    cases = {"images": np.asarray(images), "masks": np.asarray(masks), "ids": np.asarray(ids), "explainers": np.asarray(names),
+             "signed": np.asarray([signed[e] for e in names]), "overlay_index": np.arange(len(ids)),
+             "overlay_maps": np.stack([maps[e] for e in names]) if names else np.zeros((0,) + np.asarray(images).shape)}
+    figures.overlay_figure(cases, title, Path(path).with_suffix(""))
 
 
 def case_grid(rows: list[tuple[str, bool, list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]]], title: str,
               path: Path) -> None:
-    """Rows: explainers; columns: that explainer's best, median and worst image (captions say which)."""
+    """Best/median/worst cells per explainer from arrays in memory (kept for the runner until it writes
+    cases/<model>.npz; build_report draws the same figure from the npz)."""
+    import matplotlib.pyplot as plt
     n = max(len(cells) for _, _, cells in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(2.0 * n, 2.0 * len(rows)), squeeze=False)
     for i, (name, signed, cells) in enumerate(rows):
         for j in range(n):
             if j < len(cells):
                 image, mask, heat, caption = cells[j]
-                _draw_cell(axes[i][j], image, mask, heat, signed)
+                figures.draw_cell(axes[i][j], image, mask, heat, signed)
                 axes[i][j].set_title(caption, fontsize=6)
             else:
                 axes[i][j].axis("off")
         axes[i][0].set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _tex(text: str) -> str:
-    return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
-
-
-def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None) -> str:
-    """booktabs tables (one per dataset and model): mean and CI per cell, best in bold."""
-    leads = significant_leads(summary, tests)
-    out = ["% needs \\usepackage{booktabs}"]
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
-        metrics = list(dict.fromkeys(df["metric"]))
-        up, down = "$\\uparrow$", "$\\downarrow$"
-        head = " & ".join(f"{_tex(m)} {up if get_metric(m).higher_is_better else down}" for m in metrics)
-        out += ["\\begin{table}[t]", "\\centering\\small",
-                f"\\caption{{{_tex(model)} on {_tex(dataset)}: mean [95\\% bootstrap CI]; best in bold, "
-                f"$^\\dagger$ significantly better than the runner-up (Wilcoxon, Holm, $p<0.05$).}}",
-                "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
-        lead = {m for m in metrics if (dataset, model, m) in leads}
-        for e, row in _rows(df, list(dict.fromkeys(df["explainer"])), metrics, lead):
-            cells = []
-            for text, _, is_best, is_lead in row:
-                text = text or ""
-                cells.append(f"\\textbf{{{text}}}" + ("$^\\dagger$" if is_lead else "") if is_best else text)
-            out.append(f"{_tex(e)} & " + " & ".join(cells) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(out)
-
-
-def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None) -> str:
-    md = leaderboard_markdown(summary, confidence, tests)
-    write_text(report_dir / "leaderboard.md", md)
-    write_text(report_dir / "leaderboard.tex", leaderboard_latex(summary, tests))
-    with atomic_path(report_dir / "leaderboard.csv") as tmp:
-        summary.to_csv(tmp, index=False)
-    if tests is not None:
-        with atomic_path(report_dir / "paired_tests.csv") as tmp:
-            tests.to_csv(tmp, index=False)
-    return md
+    figures.save(fig, Path(path).with_suffix(""))

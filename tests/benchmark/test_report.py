@@ -24,3 +24,177 @@ def test_dagger_marks_a_significant_lead_only():
         tex = leaderboard_latex(summary, tests)
         assert ("\\textbf" in tex) and (("$^\\dagger$" in tex.split("\\toprule")[1]) == marked)
         assert "relevance\\_mass" in tex and tex.count("\\begin{tabular}") == 1
+
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import tomli_w  # noqa: E402
+
+EXPLAINERS = ("gradcam", "random", "oracle")
+METRICS = ("deletion_auc", "relevance_mass", "seconds_per_image")
+
+
+def _run_dir(tmp: Path, extras: bool = True) -> Path:
+    """A tiny run folder written the way the runner writes one (scores, config, manifest, extras)."""
+    from benchmark import report_data as rd
+    from benchmark.config import load_config
+    rng = np.random.default_rng(0)
+    n, size = 8, 16
+    ids = [f"img{i}" for i in range(n)]
+    rows = []
+    for model in ("tiny_a", "tiny_b"):
+        for k, e in enumerate(EXPLAINERS):
+            for metric in METRICS:
+                v = rng.random(n) * (0.01 if metric == "seconds_per_image" else 1) + 0.6 * k
+                if metric == "relevance_mass":
+                    v[:3] = np.nan  # normal X-rays: not scored
+                rows += [dict(dataset="phantom", split="test", model=model, explainer=e, metric=metric, image_id=i, value=x)
+                         for i, x in zip(ids, v)]
+    tmp.mkdir(parents=True, exist_ok=True)
+    scores = pd.DataFrame(rows)
+    scores.to_csv(tmp / "scores.csv", index=False)
+    cfg = load_config(preset="smoke").to_dict()
+    cfg["models"]["names"], cfg["explain"]["names"], cfg["metrics"]["names"] = ["tiny_a", "tiny_b"], list(EXPLAINERS), list(METRICS)
+    cfg["report"]["bootstrap"] = 50
+    (tmp / "config.toml").write_text(tomli_w.dumps(cfg))
+    (tmp / "manifest.json").write_text(json.dumps({"classifiers": {"tiny_a": {"val": {"accuracy": 0.9}, "test": {"auroc": 0.8}}},
+                                                   "data_counts": {"train": 16, "val": 8, "test": n}, "device": "cpu",
+                                                   "versions": {"torch": "x"}, "timings_s": {"data": 1.0}}))
+    if not extras:
+        return tmp
+    curves, sanity, preds = [], [], []
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    for model in ("tiny_a", "tiny_b"):
+        preds.append(rd.predictions_frame("phantom", "test", model, ids, labels, rng.random(n)))
+        for e in EXPLAINERS:
+            curves.append(rd.summarise_curves("phantom", "test", model, e, "deletion_auc", np.sort(rng.random((n, 5)))[:, ::-1],
+                                              np.linspace(0, 1, 5), 50))
+            sanity.append(rd.summarise_sanity("phantom", "test", model, e, "randomisation_ssim", rng.random((n, 3)), ["fc", "conv2", "conv1"]))
+        images = rng.random((n, size, size)).astype(np.float32)
+        masks = np.zeros((n, size, size), bool)
+        masks[3:, 4:9, 4:9] = True
+        maps = {e: rng.random((n, size, size)).astype(np.float32) for e in EXPLAINERS}
+        rd.write_cases(tmp / "cases" / f"{model}.npz", images, masks, ids, maps, {e: e == "random" for e in EXPLAINERS},
+                       scores, model, "relevance_mass", 2)
+    rd.write_curves(tmp / "curves.csv", curves)
+    rd.write_sanity(tmp / "sanity.csv", sanity)
+    rd.write_predictions(tmp / "predictions.csv", preds)
+    return tmp
+
+
+FIGURES = ["leaderboard", "ranks", "cd-tiny_a", "cd-tiny_b", "runtime", "curves", "sanity", "roc", "overlay-tiny_a",
+           "cases-tiny_a", "cases-tiny_b"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from benchmark.report import build_report
+    run = _run_dir(tmp_path_factory.mktemp("run"))
+    md = build_report(run)
+    return run, md
+
+
+def test_build_report_writes_every_table_and_figure(built):
+    run, md = built
+    rep = run / "report"
+    for stem in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (rep / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard_all.md", "leaderboard_all.tex",
+                 "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md"):
+        assert (rep / name).stat().st_size > 0, name
+    report = (rep / "report.md").read_text()
+    for needle in ("## Classifiers", "## Data", "## Environment", "## Leaderboard", "### All models side by side",
+                   "Nemenyi", "(roc.png)", "(cases-tiny_b.png)", "relevance_mass 18 of 48", "```toml"):
+        assert needle in report, needle
+    assert "## Not in this report" not in report
+    assert md.startswith("Cells: mean") and "### tiny_a on phantom: localisation" in md
+
+
+def test_report_rebuild_is_byte_identical(built, tmp_path):
+    from benchmark.report import build_report
+    run, _ = built
+    copy = tmp_path / "again"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
+    build_report(copy)
+    first = sorted(p.name for p in (run / "report").iterdir())
+    assert first == sorted(p.name for p in (copy / "report").iterdir())
+    for name in first:
+        assert (run / "report" / name).read_bytes() == (copy / "report" / name).read_bytes(), name
+
+
+def test_missing_optional_files_drop_their_figures_with_a_note(tmp_path):
+    from benchmark.report import build_report
+    run = _run_dir(tmp_path, extras=False)
+    (run / "manifest.json").unlink()
+    build_report(run)
+    report = (run / "report" / "report.md").read_text()
+    for needle in ("no `curves.csv`", "no `sanity.csv`", "no `predictions.csv`", "no `cases/<model>.npz`", "no `manifest.json`"):
+        assert needle in report, needle
+    assert not (run / "report" / "roc.png").exists() and (run / "report" / "leaderboard.png").exists()
+
+
+def test_build_report_names_what_is_missing(tmp_path):
+    from benchmark.report import build_report
+    with pytest.raises(FileNotFoundError, match="config.toml"):
+        build_report(tmp_path)
+
+
+def test_tables_by_category_combined_and_ranks(built):
+    run, _ = built
+    rep = run / "report"
+    tex = (rep / "leaderboard.tex").read_text()
+    # 2 models x 3 categories, booktabs rules in each
+    assert tex.count("\\begin{tabular}") == 6 and tex.count("\\toprule") == 6 and "$n$=" in tex
+    combined = (rep / "leaderboard_all.md").read_text()
+    assert combined.count("\n") == 2 + len(EXPLAINERS) and "tiny_b seconds_per_image ↓" in combined
+    alltex = (rep / "leaderboard_all.tex").read_text()
+    assert "\\multicolumn{3}{c}{tiny\\_a}" in alltex and "\\cmidrule(lr){2-4}" in alltex
+    ranks = pd.read_csv(rep / "ranks.csv")
+    # oracle's values are offset highest: best (rank 1) for relevance_mass, worst for deletion_auc (lower is better)
+    r = ranks[(ranks.model == "tiny_a")].set_index(["metric", "explainer"])["avg_rank"]
+    assert r[("relevance_mass", "oracle")] < r[("relevance_mass", "gradcam")]
+    assert r[("deletion_auc", "oracle")] > r[("deletion_auc", "gradcam")]
+
+
+def test_latex_compiles_when_an_engine_is_present(built, tmp_path):
+    engine = shutil.which("pdflatex") or shutil.which("lualatex") or shutil.which("xelatex")
+    if engine is None:
+        pytest.skip("no LaTeX engine installed")
+    run, _ = built
+    body = (run / "report" / "leaderboard.tex").read_text() + (run / "report" / "leaderboard_all.tex").read_text()
+    doc = tmp_path / "t.tex"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage[utf8]{inputenc}\\begin{document}\n"
+                   + body + "\n\\end{document}\n")
+    res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+
+
+def test_explainer_styles_are_fixed_by_name():
+    from benchmark.figures import explainer_styles
+    a, b = explainer_styles(["random", "gradcam"]), explainer_styles(["gradcam", "lrp", "random", "zzz_new"])
+    assert a["gradcam"] == b["gradcam"] and a["random"] == b["random"]
+    styles = explainer_styles(sorted(__import__("explainers").EXPLAINERS))
+    assert len({(tuple(s["color"]), s["marker"]) for s in styles.values()}) == len(styles)
+
+
+def test_pick_cases_best_median_worst():
+    from benchmark.report_data import pick_cases
+    s = pd.Series([0.5, np.nan, 0.9, 0.1, 0.5], index=["a", "b", "c", "d", "e"])
+    assert pick_cases(s) == [("best", "c", 0.9), ("median", "a", 0.5), ("worst", "d", 0.1)]
+    assert pick_cases(pd.Series([np.nan], index=["a"])) == []
+
+
+def test_summarise_sanity_counts_finite_values_per_stage():
+    from benchmark.report_data import summarise_sanity
+    c = np.array([[1.0, np.nan], [0.5, 0.2], [0.0, 0.4]])
+    df = summarise_sanity("d", "s", "m", "e", "x", c, ["fc", "conv"])
+    assert df["n"].tolist() == [3, 2] and df["mean"].tolist() == pytest.approx([0.5, 0.3])
+    assert df["sd"].tolist() == pytest.approx([np.std(c[:, 0], ddof=1), np.std([0.2, 0.4], ddof=1)])
+    with pytest.raises(ValueError, match="layer names"):
+        summarise_sanity("d", "s", "m", "e", "x", c, ["fc"])

@@ -1,0 +1,76 @@
+"""Export of thresholded saliency segmentations (and expert masks) in cheXlocalize's JSON format.
+
+cheXlocalize's eval.py reads `{image_id: {task: rle}}`, where rle is pycocotools' mask.encode of the
+(H, W) uint8 Fortran-ordered mask with `counts` decoded to a str, and decodes it with mask.decode.
+It evaluates all ten of its LOCALIZATION_TASKS for every image, so by default the other nine are
+written as empty masks. Pneumonia is not one of its tasks: `task` defaults to "Airspace Opacity",
+the nearest one (the phantom's and RSNA's lesions are opacities); pass another name to change it.
+Segmentation follows cheXlocalize: min-max normalise each map, then Otsu's threshold (or a fixed one),
+batched on the device by benchmark.metrics.segmentation.segment.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from .metrics.segmentation import segment
+from .store import write_text
+
+LOCALIZATION_TASKS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Airspace Opacity", "Edema",
+                      "Consolidation", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Support Devices")
+DEFAULT_TASK = "Airspace Opacity"
+
+
+def encode(masks: np.ndarray) -> list[dict]:
+    """RLE of each (H, W) mask of an (N, H, W) stack, as cheXlocalize's encode_segmentation writes it."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"encode: expected (N, H, W) masks, got shape {masks.shape}")
+    # pycocotools encodes an (H, W, N) Fortran-ordered stack in one call
+    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8).transpose(1, 2, 0)))
+    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode()} for r in rles]
+
+
+def decode(rle: dict) -> np.ndarray:
+    """(H, W) bool mask of one RLE entry, as cheXlocalize's eval.py reads it."""
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+def _document(ids: list[str], masks: np.ndarray, task: str, all_tasks: bool) -> dict:
+    if len(ids) != len(masks):
+        raise ValueError(f"{len(ids)} image ids for {len(masks)} masks")
+    if task not in LOCALIZATION_TASKS:
+        raise KeyError(f"task {task!r} is not a cheXlocalize localisation task; use one of {list(LOCALIZATION_TASKS)}")
+    rles = encode(masks)
+    empty = encode(np.zeros((1, *masks.shape[1:]), dtype=bool))[0] if all_tasks else None
+    return {str(i): {t: (r if t == task else empty) for t in (LOCALIZATION_TASKS if all_tasks else (task,))}
+            for i, r in zip(ids, rles)}
+
+
+def export_segmentations(path: Path, maps: np.ndarray | torch.Tensor, ids: list[str], task: str = DEFAULT_TASK,
+                         threshold: str | float = "otsu", all_tasks: bool = True) -> np.ndarray:
+    """Write the explainer's segmentations of (N, H, W) maps as cheXlocalize JSON; return them (N, H, W) bool."""
+    maps = torch.as_tensor(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"export_segmentations: expected (N, H, W) maps, got shape {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise FloatingPointError("export_segmentations: maps hold NaN or inf")
+    seg = segment(maps.float(), threshold).cpu().numpy().astype(bool)
+    write_text(path, json.dumps(_document(ids, seg, task, all_tasks), sort_keys=True))
+    return seg
+
+
+def export_ground_truth(path: Path, masks: np.ndarray, ids: list[str], task: str = DEFAULT_TASK,
+                        all_tasks: bool = True) -> None:
+    """Write expert lesion masks (N, H, W) as cheXlocalize ground-truth JSON (its eval.py --gt_path)."""
+    write_text(path, json.dumps(_document(ids, np.asarray(masks, dtype=bool), task, all_tasks), sort_keys=True))
+
+
+def read_segmentations(path: Path, task: str = DEFAULT_TASK) -> dict[str, np.ndarray]:
+    """{image_id: (H, W) bool} of one task from a cheXlocalize JSON file."""
+    doc = json.loads(Path(path).read_text())
+    return {i: decode(tasks[task]) for i, tasks in doc.items()}

@@ -1,0 +1,241 @@
+"""Leaderboard tables (Markdown, CSV, LaTeX booktabs) derived from the summary and the tests alone."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from .metrics import CATEGORIES, get_metric
+from .store import atomic_path, write_text
+
+SIG_NOTE = ("† the best is significantly better than the runner-up (paired Wilcoxon signed-rank, "
+            "Holm-corrected across the pairs of explainers, p < 0.05)")
+
+
+def fmt(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
+
+
+def arrow(metric: str) -> str:
+    return "↑" if get_metric(metric).higher_is_better else "↓"
+
+
+def tex(text: str) -> str:
+    return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+
+
+def _tex_arrow(metric: str) -> str:
+    return "$\\uparrow$" if get_metric(metric).higher_is_better else "$\\downarrow$"
+
+
+def ordered_metrics(metrics) -> list[str]:
+    """Metrics grouped by category in CATEGORIES order, first-seen order inside a category."""
+    metrics = list(dict.fromkeys(metrics))
+    return sorted(metrics, key=lambda m: CATEGORIES.index(get_metric(m).category))
+
+
+def ranked(df: pd.DataFrame, metric: str) -> list[str]:
+    """Explainers of one (dataset, model) summary ordered best first in the metric's direction."""
+    col = df[df.metric == metric].dropna(subset=["mean"])
+    return list(col.sort_values(["mean", "explainer"], ascending=[not get_metric(metric).higher_is_better, True],
+                                kind="stable")["explainer"])
+
+
+def significant_leads(summary: pd.DataFrame, tests: pd.DataFrame | None, alpha: float = 0.05) -> set[tuple]:
+    """(dataset, model, metric) cells whose best explainer beats the runner-up at Holm-adjusted p < alpha."""
+    leads: set[tuple] = set()
+    if tests is None or tests.empty:
+        return leads
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        for metric in dict.fromkeys(df["metric"]):
+            order = ranked(df, metric)
+            if len(order) < 2:
+                continue
+            first, second = order[0], order[1]
+            pair = tests[(tests.dataset == dataset) & (tests.model == model) & (tests.metric == metric)
+                         & (((tests.a == first) & (tests.b == second)) | ((tests.a == second) & (tests.b == first)))]
+            if len(pair) and pair["p_holm"].iloc[0] < alpha:
+                leads.add((dataset, model, metric))
+    return leads
+
+
+def _cells(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: set[str]
+           ) -> Iterator[tuple[str, list[tuple[object, bool, bool]]]]:
+    """(explainer, [(summary row or None, is best, best leads significantly)]) for one table."""
+    rows = {(r.explainer, r.metric): r for r in df.itertuples(index=False)}
+    best = {m: order[0] for m in metrics if (order := ranked(df, m))}
+    for e in explainers:
+        yield e, [(rows.get((e, m)), best.get(m) == e, best.get(m) == e and m in lead) for m in metrics]
+
+
+def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
+    if r is None:
+        return ""
+    text = f"{fmt(r.mean)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]" + (f" (n={r.n})" if with_n else "")
+    return f"**{text}**" + ("†" if is_lead else "") if is_best else text
+
+
+def _tex_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
+    if r is None:
+        return ""
+    mean = f"\\textbf{{{fmt(r.mean)}}}" if is_best else fmt(r.mean)
+    return (mean + ("$^\\dagger$" if is_lead else "") + f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+            + (f" {{\\scriptsize $n$={r.n}}}" if with_n else ""))
+
+
+def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame, list[str]]]:
+    """(dataset, model, category, that table's rows, its metrics) in a fixed order."""
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        metrics = ordered_metrics(df["metric"])
+        for category in CATEGORIES:
+            ms = [m for m in metrics if get_metric(m).category == category]
+            if ms:
+                yield dataset, model, category, df, ms
+
+
+def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
+    """One table per (dataset, model, metric category): explainers as rows, metrics as columns, cells
+    `mean [CI] (n)`, best mean in bold, † where its lead over the runner-up is significant."""
+    out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI] (n images scored). "
+           f"↑ higher is better, ↓ lower is better; best mean per column in bold; {SIG_NOTE}.\n"]
+    leads = significant_leads(summary, tests)
+    for dataset, model, category, df, metrics in _groups(summary):
+        explainers = sorted(df["explainer"].unique())
+        out.append(f"### {model} on {dataset}: {category}\n")
+        out.append("| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |")
+        out.append("|---|" + "---|" * len(metrics))
+        lead = {m for m in metrics if (dataset, model, m) in leads}
+        for e, row in _cells(df, explainers, metrics, lead):
+            out.append(f"| {e} | " + " | ".join(_md_cell(*c) for c in row) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, confidence: float = 0.95) -> str:
+    """booktabs tables, one per (dataset, model, metric category): mean (bold if best, dagger if its
+    lead is significant), CI and n per cell."""
+    leads = significant_leads(summary, tests)
+    out = ["% needs \\usepackage{booktabs}"]
+    for dataset, model, category, df, metrics in _groups(summary):
+        head = " & ".join(f"{tex(m)} {_tex_arrow(m)}" for m in metrics)
+        out += ["\\begin{table}[t]", "\\centering\\small",
+                f"\\caption{{{tex(model)} on {tex(dataset)}, {category}: mean [{round(confidence * 100)}\\% bootstrap CI] "
+                f"and $n$ images scored; best in bold, $^\\dagger$ significantly better than the runner-up "
+                f"(Wilcoxon signed-rank, Holm, $p<0.05$).}}",
+                "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
+        lead = {m for m in metrics if (dataset, model, m) in leads}
+        for e, row in _cells(df, sorted(df["explainer"].unique()), metrics, lead):
+            out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*c) for c in row) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
+    columns = []  # (dataset, model, metric)
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        columns += [(dataset, model, m) for m in ordered_metrics(df["metric"])]
+    leads = significant_leads(summary, tests)
+    explainers = sorted(summary["explainer"].unique())
+    grid = {}
+    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+        metrics = [m for d, mo, m in columns if (d, mo) == (dataset, model)]
+        lead = {m for m in metrics if (dataset, model, m) in leads}
+        for e, row in _cells(df, explainers, metrics, lead):
+            for m, cell in zip(metrics, row):
+                grid[(e, dataset, model, m)] = cell
+    return columns, explainers, grid
+
+
+def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None) -> str:
+    """Every model side by side: one row per explainer, one column per (model, metric)."""
+    columns, explainers, grid = _combined_parts(summary, tests)
+    multi = summary["dataset"].nunique() > 1
+    head = [f"{mo}{' (' + d + ')' if multi else ''} {m} {arrow(m)}" for d, mo, m in columns]
+    out = ["| explainer | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
+    for e in explainers:
+        out.append(f"| {e} | " + " | ".join(_md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
+                                            for c in columns) + " |")
+    return "\n".join(out) + "\n"
+
+
+def combined_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, confidence: float = 0.95) -> str:
+    """booktabs table with a column group per (dataset, model)."""
+    columns, explainers, grid = _combined_parts(summary, tests)
+    groups = list(dict.fromkeys((d, mo) for d, mo, _ in columns))
+    multi = len({d for d, _ in groups}) > 1
+    top, rules, start = [], [], 2
+    for d, mo in groups:
+        width = sum(1 for c in columns if c[:2] == (d, mo))
+        top.append(f"\\multicolumn{{{width}}}{{c}}{{{tex(mo)}{' (' + tex(d) + ')' if multi else ''}}}")
+        rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    out = ["% needs \\usepackage{booktabs}", "\\begin{table*}[t]", "\\centering\\scriptsize",
+           f"\\caption{{All models: mean [{round(confidence * 100)}\\% bootstrap CI]; best per column in bold, "
+           f"$^\\dagger$ significantly better than the runner-up (Wilcoxon signed-rank, Holm, $p<0.05$).}}",
+           "\\begin{tabular}{l" + "c" * len(columns) + "}", "\\toprule", " & " + " & ".join(top) + " \\\\",
+           " ".join(rules), "explainer & " + " & ".join(f"{tex(m)} {_tex_arrow(m)}" for _, _, m in columns) + " \\\\",
+           "\\midrule"]
+    for e in explainers:
+        out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
+                                              for c in columns) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
+    return "\n".join(out)
+
+
+def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
+    """Average ranks (1 = best) per (dataset, model): explainers x metrics, with the Friedman p, the
+    Nemenyi critical difference and the images used (n) and dropped (NaN in some explainer)."""
+    out = []
+    for (dataset, model), df in ranks.groupby(["dataset", "model"], sort=True):
+        metrics = ordered_metrics(df["metric"])
+        wide = df.pivot(index="explainer", columns="metric", values="avg_rank")
+        tests = friedman[(friedman.dataset == dataset) & (friedman.model == model)].set_index("metric")
+        out += [f"### {model} on {dataset}: average ranks\n",
+                "| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " | mean rank |",
+                "|---|" + "---|" * (len(metrics) + 1)]
+        for e in sorted(wide.index):
+            vals = [wide.loc[e].get(m, float("nan")) for m in metrics]
+            out.append(f"| {e} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {pd.Series(vals).mean():.2f} |")
+        for label, col, f in (("Friedman p", "p", fmt), ("Nemenyi CD", "cd", lambda v: f"{v:.2f}"),
+                              ("n images (dropped)", None, None)):
+            cells = []
+            for m in metrics:
+                t = tests.loc[m] if m in tests.index else None
+                if t is None:
+                    cells.append("")
+                elif col is None:
+                    cells.append(f"{int(t.n)} ({int(t.n_dropped)})")
+                else:
+                    cells.append(f(float(t[col])))
+            out.append(f"| *{label}* | " + " | ".join(cells) + " | |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+
+
+def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None,
+                 friedman: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None) -> str:
+    """Write leaderboard.{md,csv,tex}, leaderboard_all.{md,tex}, paired_tests.csv, friedman.csv,
+    ranks.{csv,md}; return the Markdown leaderboard."""
+    report_dir = Path(report_dir)
+    md = leaderboard_markdown(summary, confidence, tests)
+    write_text(report_dir / "leaderboard.md", md)
+    write_text(report_dir / "leaderboard.tex", leaderboard_latex(summary, tests, confidence))
+    write_csv(report_dir / "leaderboard.csv", summary)
+    write_text(report_dir / "leaderboard_all.md", combined_markdown(summary, tests))
+    write_text(report_dir / "leaderboard_all.tex", combined_latex(summary, tests, confidence))
+    if tests is not None:
+        write_csv(report_dir / "paired_tests.csv", tests)
+    if friedman is not None and ranks is not None:
+        write_csv(report_dir / "friedman.csv", friedman)
+        write_csv(report_dir / "ranks.csv", ranks)
+        write_text(report_dir / "ranks.md", rank_markdown(friedman, ranks))
+    return md
