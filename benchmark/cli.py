@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmark run|list|report`."""
+"""Command line: `python -m benchmark run|train|explain|score|report|compare|list|perf`."""
 from __future__ import annotations
 
 import argparse
@@ -11,50 +11,85 @@ import torch
 
 from .config import PRESETS, ConfigError, load_config
 
+STAGE_HELP = {
+    "run": "run the whole benchmark (data, train, explain, score, report)",
+    "train": "load the data and train (or load) the classifiers, then stop",
+    "explain": "... and compute the attribution maps, then stop",
+    "score": "... and score the maps and write scores.csv, then stop (no report)",
+}
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML run config (see configs/); defaults apply to keys it leaves out")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="named preset applied before the config file (smoke: seconds, for tests; default: the "
+                        "phantom on a CPU in minutes; paper: GPU, 224 px, full test split, LIME at 1000 samples)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, TOML value syntax, repeatable (e.g. --set train.epochs=2 "
+                        "--set 'explain.names=[\"gradcam\",\"random\"]')")
+    p.add_argument("--out", metavar="DIR", help="run folder (default results/<run.name>)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's run.device, auto)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse every stage already stored in the run folder (default); --no-resume recomputes all")
+    p.add_argument("--executor", choices=["local", "ray"], help="where shard jobs run (default: run.executor, local)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log diagnostics and show tracebacks")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="cxr-xai-bench: train chest X-ray classifiers, explain them, and score the explanations "
-                    "for faithfulness, localisation against lesion masks and runtime.")
+                    "for faithfulness, localisation against lesion masks, sanity and runtime.")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the whole benchmark (data, train, explain, score, report)",
-                       description="Run the whole benchmark. With no options: the embedded chest phantom, "
-                                   "both models, all explainers and metrics, on the CPU in minutes. Stages already "
-                                   "stored in the run folder are reused, so a killed run resumes.")
-    r.add_argument("--config", metavar="FILE", help="TOML run config (see configs/); defaults apply to keys it leaves out")
-    r.add_argument("--preset", choices=sorted(PRESETS), help="named preset applied before the config file (smoke: seconds, for tests)")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, TOML value syntax, repeatable (e.g. --set train.epochs=2 "
-                        "--set 'explain.names=[\"gradcam\",\"random\"]')")
-    r.add_argument("--out", metavar="DIR", help="run folder (default results/<run.name>)")
-    r.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's run.device, auto)")
-    r.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
+    for name, help_text in STAGE_HELP.items():
+        r = sub.add_parser(name, help=help_text,
+                           description=help_text[0].upper() + help_text[1:] + ". With no options: the embedded chest "
+                           "phantom, both models, all explainers and metrics, on the CPU in minutes. Stages already "
+                           "stored in the run folder are reused, so a killed run resumes with the same command.")
+        _add_run_options(r)
     sub.add_parser("list", help="list registered datasets, models, explainers, metrics and presets")
-    rep = sub.add_parser("report", help="rebuild a run's tables and leaderboard figure from its score table alone",
-                         description="Rebuild report/leaderboard.{md,csv,tex,png} and report/paired_tests.csv from "
-                                     "RUN_DIR/scores.csv and RUN_DIR/config.toml, without recomputing anything. "
-                                     "(Overlay grids need the images; they are drawn by `run`.)")
+    rep = sub.add_parser("report", help="rebuild a run's report from its stored tables, recomputing nothing",
+                         description="Rebuild RUN_DIR/report/ (tables, figures, report.md) from the score table and "
+                                     "the other stored tables of the run, without recomputing anything.")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `run`")
+    cmp = sub.add_parser("compare", help="put two runs side by side",
+                         description="Compare the score tables of two runs: means and CIs per cell present in both, "
+                                     "the difference, and a paired test where the image ids match.")
+    cmp.add_argument("run_a", metavar="RUN_A")
+    cmp.add_argument("run_b", metavar="RUN_B")
+    cmp.add_argument("--out", metavar="DIR", help="write compare.md and compare.csv here")
+    perf = sub.add_parser("perf", help="time our metrics against Quantus on the same inputs", add_help=False)
+    perf.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
-def _report(args) -> int:
-    import pandas as pd
-
-    from . import report, stats
-    run_dir = Path(args.run_dir)
+def _check_run_dir(run_dir: Path) -> str | None:
     for name in ("scores.csv", "config.toml"):
         if not (run_dir / name).exists():
-            print(f"error: {run_dir / name} does not exist: is {run_dir} a run folder?", file=sys.stderr)
-            return 2
-    cfg = load_config(run_dir / "config.toml")
-    scores = pd.read_csv(run_dir / "scores.csv", dtype={"image_id": str})
-    summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
-    md = report.write_tables(summary, run_dir / "report", cfg.report.confidence, stats.paired_tests(scores))
-    report.leaderboard_figure(summary, run_dir / "report" / "leaderboard.png")
+            return f"{run_dir / name} does not exist: is {run_dir} a run folder (written by `run`)?"
+    return None
+
+
+def _report(args) -> int:
+    run_dir = Path(args.run_dir)
+    if (msg := _check_run_dir(run_dir)):
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    from .report import build_report
+    md = build_report(run_dir)
     print(md)
-    print(f"tables and figure rebuilt in {run_dir / 'report'}")
+    print(f"report rebuilt in {run_dir / 'report'}")
+    return 0
+
+
+def _compare(args) -> int:
+    for d in (args.run_a, args.run_b):
+        if (msg := _check_run_dir(Path(d))):
+            print(f"error: {msg}", file=sys.stderr)
+            return 2
+    from .compare import compare_runs
+    print(compare_runs(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None))
     return 0
 
 
@@ -68,13 +103,33 @@ def _list() -> int:
     print("explainers: " + ", ".join(f"{n} ({'signed' if c.signed else 'unsigned'})" for n, c in sorted(EXPLAINERS.items())))
     print("metrics:")
     for n, m in sorted(METRICS.items()):
-        print(f"  {n:<18} {m.category:<13} {'higher' if m.higher_is_better else 'lower'} is better  {m.doc}")
+        print(f"  {n:<24} {m.category:<13} {'higher' if m.higher_is_better else 'lower'} is better  {m.doc}")
     print("presets:    " + ", ".join(sorted(PRESETS)))
     return 0
 
 
+def summary_screen(result, elapsed: float) -> str:
+    """One screen: classifier scores, the mean of every (model, explainer, metric), work done."""
+    import pandas as pd
+    lines = ["", "Classifiers:"]
+    for name, c in result.classifiers.items():
+        lines.append(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  "
+                     f"AUROC {c['val']['auroc']:.3f}   test acc {c['test']['accuracy']:.3f}")
+    if len(result.summary):
+        table = result.summary.pivot_table(index=["model", "explainer"], columns="metric", values="mean", sort=False)
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+            lines += ["", "Means per image (CIs, tests and figures in the report):", table.to_string()]
+    work = ", ".join(f"{s} {w['computed']} computed / {w['reused']} reused" for s, w in result.work.items())
+    lines += ["", f"Work: {work}.", f"Finished in {elapsed:.0f} s; run folder {result.run_dir}"]
+    if (result.run_dir / "report" / "report.md").exists():
+        lines.append(f"Report: {result.run_dir / 'report' / 'report.md'}")
+    return "\n".join(lines)
+
+
 def _run(args) -> int:
+    from .executor import make_executor
     from .runner import Runner, resolve_device
+    from .store import StoreError
     try:
         cfg = load_config(args.config, args.overrides, args.preset)
     except ConfigError as err:
@@ -82,28 +137,38 @@ def _run(args) -> int:
         return 2
     if args.device:
         cfg.run.device = args.device
+    if args.executor:
+        cfg.run.executor = args.executor
+    if args.ray_address:
+        cfg.run.ray_address = args.ray_address
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     run_dir = Path(args.out) if args.out else Path("results") / cfg.run.name
     start = time.perf_counter()
+    executor = None
     try:
-        result = Runner(cfg, run_dir, resolve_device(cfg.run.device)).run()
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
+        device = resolve_device(cfg.run.device)
+        executor = make_executor(cfg.run.executor, cfg.run.ray_address)
+        until = "report" if args.command == "run" else args.command
+        result = Runner(cfg, run_dir, device, executor=executor, resume=args.resume).run(until=until)
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError, StoreError) as err:
         if args.verbose:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}\n(stages finished so far are kept in {run_dir}; rerun with -v for the traceback)", file=sys.stderr)
         return 2
-    print("\nClassifiers (validation / test accuracy):")
-    for name, c in result.classifiers.items():
-        print(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  AUROC {c['val']['auroc']:.3f}"
-              f"   test acc {c['test']['accuracy']:.3f}")
-    print("\n" + result.leaderboard)
-    print(f"finished in {time.perf_counter() - start:.0f} s; report: {result.run_dir / 'report' / 'report.md'}")
+    finally:
+        if executor is not None:
+            executor.close()
+    print(summary_screen(result, time.perf_counter() - start))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["perf"]:  # its own options, parsed by benchmark.perf
+        from .perf import main as perf_main
+        return perf_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -111,4 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         return _list()
     if args.command == "report":
         return _report(args)
+    if args.command == "compare":
+        return _compare(args)
     return _run(args)

@@ -18,6 +18,11 @@ class RunSection:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
+    deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only where a kernel has none)
+    shard_size: int = 64  # test images per explain/score job: the unit of resume and of distribution
+    maps_dtype: str = "float16"  # stored maps: "float16" (scaled per map) or "float32"
+    executor: str = "local"  # "local" (this process) or "ray"
+    ray_address: str = ""  # Ray cluster address for executor "ray"; "" starts a local Ray instance
 
 
 @dataclass
@@ -166,6 +171,23 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # the defaults themselves: the phantom on a laptop CPU in minutes
+    "default": {},
+    # for a paper, on a GPU: 224 px, the whole test split, LIME at 1000 samples, 64-step curves.
+    # Combine with a dataset config, e.g. --preset paper --config configs/covid-qu-ex.toml
+    "paper": {
+        "run": {"name": "paper", "device": "cuda", "shard_size": 128},
+        "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
+        "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
+        "models": {"names": ["vgg16_bn", "resnet50"],
+                   "params": {"vgg16_bn": {"head": "torchvision"}, "resnet50": {"gradcam_layer": "layer4"}},
+                   "train": {"vgg16_bn": {"epochs": 40}, "resnet50": {"lr": 1e-3}}},
+        "explain": {"batch_size": 32,
+                    "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
+                                        "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64}}},
+        "report": {"bootstrap": 1000, "overlay_images": 6},
+    },
     # seconds, for tests: tiny images, few samples, two epochs
     "smoke": {
         "run": {"name": "smoke"},
@@ -176,6 +198,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "report": {"bootstrap": 50, "overlay_images": 2},
     },
 }
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from Config.to_dict() output (how shard jobs carry it to workers)."""
+    return _build(Config, data, "")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

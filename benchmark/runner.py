@@ -1,8 +1,10 @@
 """The stage runner: data -> train -> explain -> score -> report, each stage stored and resumable.
 
-Every stage output lives under the run folder, named by a hash of its inputs (config slice and
-upstream keys), written atomically, and skipped when present: a killed run resumes where it
-stopped, and a changed metric re-scores without re-explaining.
+Every stage output lives under the run folder, named by a hash of its inputs (config slice,
+upstream keys and the source of the code that computes it), written atomically, and skipped when
+present: a killed run resumes where it stopped, and a changed metric re-scores without
+re-explaining. Explaining and scoring are split into shards of test images, handed as jobs to an
+executor (in-process, or Ray across machines) that writes each shard's piece of the store.
 """
 from __future__ import annotations
 
@@ -19,20 +21,26 @@ import numpy as np
 import pandas as pd
 import torch
 import tomli_w
-from tqdm.auto import tqdm
 
-from datasets import Batch, build_dataset, collate
-from explainers import build_explainer
+from datasets import Batch
+from explainers import EXPLAINERS, build_explainer
 from models import TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint, train_classifier
 
 from . import metrics as metric_registry
 from . import report, stats
 from .config import Config
-from .data_cache import cached_split
-from .store import atomic_path, stage_key, write_json, write_text
+from .data import data_key, load_split, train_prior
+from .executor import Executor, LocalExecutor, make_executor
+from .stages import SCORE_COLUMNS, STATE, ShardJob, aux_path, targets_for
+from .store import (CorruptShardError, atomic_path, code_version, map_shard_complete, read_map_shard,
+                    remove_map_shard, stage_key, sweep_temp_files, write_json, write_text)
 
 log = logging.getLogger(__name__)
-SCORE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
+STAGES = ("train", "explain", "score", "report")
+
+# the modules whose source decides each stage's output (see store.code_version)
+TRAIN_CODE = ("models.builders", "models.training")
+SCORE_CODE_SHARED = ("benchmark.stages", "benchmark.metrics.registry")
 
 
 @dataclass
@@ -43,6 +51,7 @@ class RunResult:
     classifiers: dict[str, dict[str, Any]]
     leaderboard: str
     timings: dict[str, float] = field(default_factory=dict)
+    work: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> computed / reused counts
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,73 +62,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def select_indices(ds, limit: int | None, seed: int) -> list[int]:
-    """A seeded subset of `limit` items stratified by label (all items when limit is 0 or larger)."""
-    n = len(ds)
-    if n == 0:
-        raise ValueError(f"dataset {type(ds).__name__} split {getattr(ds, 'split', '?')!r} is empty")
-    if not limit or limit >= n:
-        return list(range(n))
-    labels = np.asarray(ds.labels())
-    rng = np.random.default_rng(seed)
-    chosen = []
-    classes = np.unique(labels)
-    for i, c in enumerate(classes):
-        pool = np.flatnonzero(labels == c)
-        take = limit // len(classes) + (1 if i < limit % len(classes) else 0)
-        chosen.extend(rng.choice(pool, size=min(take, len(pool)), replace=False).tolist())
-    return sorted(chosen)
-
-
-def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
-    """Load one split through the preprocessing cache (data.cache_dir) when it is on."""
-    from datasets import DATASETS
-    if not cfg.data.cache_dir or not getattr(DATASETS[cfg.data.dataset], "cacheable", True):
-        return read_split(cfg, role, skipped)
-    key = stage_key("data", _data_key(cfg, role))
-
-    def build():
-        found: list[dict] = []
-        return read_split(cfg, role, found), found
-
-    batch, found = cached_split(Path(cfg.data.cache_dir), f"{cfg.data.dataset}-{role}-{cfg.data.size}px-{key}", build)
-    if skipped is not None:
-        skipped.extend(found)
-    return batch
-
-
-def _data_key(cfg: Config, role: str) -> dict:
-    d = cfg.data
-    return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
-            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed}
-
-
-def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
-    """Decode one split; with data.skip_bad, unreadable items are left out and appended to `skipped`."""
-    d = cfg.data
-    split = d.splits[role]
-    params = {**d.params, **({"root": d.root} if d.root else {})}
-    ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **params)
-    idx = select_indices(ds, d.limit.get(role), cfg.run.seed)
-    samples = []
-    for i in tqdm(idx, desc=f"load {role}", unit="img", leave=False):
-        try:
-            samples.append(ds[i])
-        except (ValueError, FileNotFoundError) as err:
-            if not d.skip_bad:
-                raise ValueError(f"{role} split item {i}: {err} (set data.skip_bad = true to skip such files)") from None
-            log.warning("skipping %s item %d: %s", role, i, err)
-            if skipped is not None:
-                skipped.append({"split": role, "index": i, "error": str(err)})
-    if not samples:
-        raise ValueError(f"{role} split of {d.dataset!r} has no readable images")
-    return collate(samples)
+    if deterministic:
+        # warn_only: ops without a deterministic kernel (some CUDA backward passes) still run
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _git_commit() -> str:
@@ -133,7 +82,7 @@ def _git_commit() -> str:
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "captum", "lime", "zennit", "quantus", "numpy", "scipy", "pandas", "seaborn"):
+    for pkg in ("torch", "torchvision", "captum", "lime", "zennit", "quantus", "numpy", "scipy", "pandas", "seaborn", "ray"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -141,20 +90,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _targets(kind: str, labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    if kind == "label":
-        return labels.clone()
-    if kind == "predicted":
-        return probs.argmax(1)
-    if kind == "pneumonia":
-        return torch.ones_like(labels)
-    raise ValueError(f"explain.target {kind!r} must be 'label', 'predicted' or 'pneumonia'")
-
-
 def validate(cfg: Config) -> None:
     """Fail on unknown names before any work is done, naming the key and the allowed values."""
     from datasets import DATASETS
-    from explainers import EXPLAINERS
     from models import MODELS
     checks = [("data.dataset", [cfg.data.dataset], DATASETS), ("models.names", cfg.models.names, MODELS),
               ("explain.names", cfg.explain.names, EXPLAINERS), ("metrics.names", cfg.metrics.names, metric_registry.METRICS)]
@@ -167,152 +105,247 @@ def validate(cfg: Config) -> None:
             raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
     if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
         raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
+    if cfg.run.shard_size < 1:
+        raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
+    from .executor import EXECUTORS
+    from .store import MAP_DTYPES
+    for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS)):
+        if value not in allowed:
+            raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
+    if cfg.explain.target not in ("label", "predicted", "pneumonia"):
+        raise ValueError(f"explain.target {cfg.explain.target!r} must be 'label', 'predicted' or 'pneumonia'")
 
 
-def explain_context(train: Batch, test: Batch) -> dict[str, torch.Tensor | None]:
-    """What dataset-reading baselines may use: test lung and lesion masks, the mean training lesion."""
-    annotated = train.has_mask & (train.labels == 1)
-    has_lungs = bool(test.lung_masks.flatten(1).any(1).all())
-    return {"lung_masks": test.lung_masks if has_lungs else None,
-            "lesion_masks": test.lesion_masks if bool(test.has_mask.all()) else None,
-            "train_mean_mask": train.lesion_masks[annotated].float().mean(0) if bool(annotated.any()) else None}
+def _explainer_code(name: str) -> tuple[str, ...]:
+    return ("explainers.registry", EXPLAINERS[name].__module__)
+
+
+def _metric_code(name: str) -> tuple[str, ...]:
+    fn = metric_registry.get_metric(name).fn
+    return SCORE_CODE_SHARED + ((fn.__module__,) if fn is not None else ())
 
 
 class Runner:
-    def __init__(self, cfg: Config, run_dir: Path, device: torch.device):
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, executor: Executor | None = None,
+                 resume: bool = True):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
+        self.executor = executor
+        self.resume = resume
         self.timings: dict[str, float] = {}
         self.skipped: list[dict] = []
-        self.context: dict[str, torch.Tensor | None] = {}
+        self.work: dict[str, dict[str, int]] = {s: {"computed": 0, "reused": 0} for s in ("train", "explain", "score")}
 
-    def _data_key(self, role: str) -> dict:
-        return _data_key(self.cfg, role)
+    # -- progress log: one line per stage event, so a user (and the kill tests) can see where a run is
+    def _progress(self, msg: str) -> None:
+        with open(self.run_dir / "progress.log", "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+            fh.flush()
 
-    def train_or_load(self, name: str, train: Batch, val: Batch) -> tuple[torch.nn.Module, str, dict]:
+    def train_or_load(self, name: str, train: Batch, val: Batch) -> tuple[torch.nn.Module, str, dict, Path]:
         params = self.cfg.models.params.get(name, {})
         tcfg = TrainConfig(**{**asdict(self.cfg.train), **self.cfg.models.train.get(name, {}), "seed": self.cfg.run.seed})
-        key = stage_key("train", name, params, asdict(tcfg), self._data_key("train"), self._data_key("val"))
+        key = stage_key("train", name, params, asdict(tcfg), data_key(self.cfg, "train"), data_key(self.cfg, "val"),
+                        code_version(*TRAIN_CODE))
         path = self.run_dir / "checkpoints" / f"{name}-{key}.pt"
-        seed_everything(self.cfg.run.seed)
+        seed_everything(self.cfg.run.seed, self.cfg.run.deterministic)
         model = build_model(name, **params)
-        if path.exists():
+        if path.exists() and self.resume:
             meta = load_checkpoint(model, path)
             log.info("%s: loaded checkpoint %s", name, path)
+            self.work["train"]["reused"] += 1
         else:
+            state = path.with_name(path.stem + ".state.pt")
+            if not self.resume:
+                state.unlink(missing_ok=True)
+            self._progress(f"train {name} " + ("resume from the saved epoch state" if state.exists() else "start"))
             result = train_classifier(model, train.images, train.labels, val.images, val.labels, tcfg,
-                                      device=self.device, desc=f"train {name}")
+                                      device=self.device, desc=f"train {name}", state_path=state)
             meta = {"val": result.val, "best_epoch": result.best_epoch, "history": result.history,
                     "seconds": result.seconds, "train_config": asdict(tcfg), "params": params}
             with atomic_path(path) as tmp:
                 save_checkpoint(model, tmp, meta)
+            state.unlink(missing_ok=True)
+            self._progress(f"train {name} done")
+            self.work["train"]["computed"] += 1
         model.to(self.device).eval()
-        return model, key, meta
+        return model, key, meta, path
 
-    def explain_or_load(self, model_name: str, model, model_key: str, explainer: str, test: Batch,
-                        targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray, str]:
-        params = self.cfg.explain.params.get(explainer, {})
-        key = stage_key("explain", model_key, explainer, params, self._data_key("test"), targets.tolist(), self.cfg.run.seed)
-        path = self.run_dir / "maps" / f"{model_name}-{explainer}-{key}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return z["maps"], z["seconds"], key
-        exp = build_explainer(explainer, seed=self.cfg.run.seed, **params)
-        bs = self.cfg.explain.batch_size
-        maps, seconds = [], []
-        for i in tqdm(range(0, len(test), bs), desc=f"explain {model_name}/{explainer}", unit="batch", leave=False):
-            x = test.images[i:i + bs].to(self.device)
-            # per-image context (N,H,W) is sliced with the batch; the training prior (H,W) is shared
-            context = {k: None if v is None else (v if v.dim() == 2 else v[i:i + bs]).to(self.device)
-                       for k, v in self.context.items()}
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            m = exp.explain(model, x, targets[i:i + bs].to(self.device), **context)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            maps.append(m.cpu().numpy())
-            seconds.extend([dt / len(x)] * len(x))
-        maps_arr, sec_arr = np.concatenate(maps), np.asarray(seconds)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, maps=maps_arr, seconds=sec_arr, ids=np.asarray(test.ids))
-        return maps_arr, sec_arr, key
+    def _shards(self, n: int) -> list[tuple[int, int]]:
+        s = self.cfg.run.shard_size
+        return [(i, min(i + s, n)) for i in range(0, n, s)]
 
-    def score_or_load(self, model_name: str, model, explainer: str, maps_key: str, maps: np.ndarray,
-                      seconds: np.ndarray, test: Batch, targets: torch.Tensor) -> pd.DataFrame:
-        frames = []
-        for metric in self.cfg.metrics.names:
-            params = self.cfg.metrics.params.get(metric, {})
-            key = stage_key("score", maps_key, metric, params)
-            path = self.run_dir / "scores" / f"{model_name}-{explainer}-{metric}-{key}.csv"
-            if path.exists():
-                frames.append(pd.read_csv(path, dtype={"image_id": str}))
-                continue
-            if metric_registry.get_metric(metric).fn is None:
-                values = seconds
-            else:
-                values = []
-                bs = self.cfg.explain.batch_size
-                for i in range(0, len(test), bs):
-                    sl = slice(i, i + bs)
-                    v = metric_registry.score(metric, model, test.images[sl].to(self.device), targets[sl].to(self.device),
-                                              torch.from_numpy(maps[sl]).to(self.device), test.lesion_masks[sl].to(self.device),
-                                              test.has_mask[sl].to(self.device), **params)
-                    values.append(v.cpu().numpy())
-                values = np.concatenate(values)
-            df = pd.DataFrame({"dataset": self.cfg.data.dataset, "split": self.cfg.data.splits["test"], "model": model_name,
-                               "explainer": explainer, "metric": metric, "image_id": test.ids, "value": values})
-            with atomic_path(path) as tmp:
-                df.to_csv(tmp, index=False)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True)
+    def _maps_dir(self, model: str, model_key: str, explainer: str) -> tuple[Path, str]:
+        cfg = self.cfg
+        key = stage_key("explain", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
+                        cfg.explain.batch_size, data_key(cfg, "test"), cfg.run.seed, cfg.run.shard_size,
+                        cfg.run.maps_dtype, code_version(*_explainer_code(explainer)))
+        return self.run_dir / "maps" / f"{model}-{explainer}-{key}", key
 
-    def run(self) -> RunResult:
+    def _scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
+        key = stage_key("score", maps_key, metric, self.cfg.metrics.params.get(metric, {}), code_version(*_metric_code(metric)))
+        return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
+
+    def _job(self, stage, model, ckpt, explainer, metric, start, stop, maps_path, out_path, prior_path) -> ShardJob:
+        uses_gpu = self.device.type == "cuda"
+        return ShardJob(stage, self.cfg.to_dict(), model, str(ckpt), explainer, metric, start, stop, str(maps_path),
+                        str(out_path), prior_path, str(self.device), uses_gpu)
+
+    def plan(self, models: dict[str, tuple[str, Path]], n_test: int, prior_path: str, stage: str) -> list[ShardJob]:
+        """The shard jobs of `stage` whose output is missing (all of them without resume).
+
+        Stored map shards are checked against their checksum first: a corrupted one is removed,
+        logged, and explained again."""
+        jobs = []
+        for model, (model_key, ckpt) in models.items():
+            for explainer in self.cfg.explain.names:
+                mdir, mkey = self._maps_dir(model, model_key, explainer)
+                for k, (a, b) in enumerate(self._shards(n_test)):
+                    maps_path = mdir / f"shard-{k:05d}.npy"
+                    if stage == "explain":
+                        if self.resume and map_shard_complete(maps_path):
+                            try:
+                                read_map_shard(maps_path)
+                                self.work["explain"]["reused"] += 1
+                                continue
+                            except CorruptShardError as err:
+                                log.warning("%s; explaining it again", err)
+                                self._progress(f"corrupt {maps_path.name} of {model}/{explainer}: recomputed")
+                                remove_map_shard(maps_path)
+                        jobs.append(self._job("explain", model, ckpt, explainer, "", a, b, maps_path, maps_path, prior_path))
+                        continue
+                    for metric in self.cfg.metrics.names:
+                        out = self._scores_dir(model, explainer, metric, mkey) / f"shard-{k:05d}.csv"
+                        if self.resume and out.exists():
+                            self.work["score"]["reused"] += 1
+                            continue
+                        jobs.append(self._job("score", model, ckpt, explainer, metric, a, b, maps_path, out, prior_path))
+        return jobs
+
+    def _execute(self, jobs: list[ShardJob], stage: str) -> None:
+        if not jobs:
+            return
+        executor = self.executor or LocalExecutor()
+        if isinstance(executor, LocalExecutor):
+            # the driver already holds the test split: let in-process jobs reuse it
+            STATE.tests.setdefault(stage_key(data_key(self.cfg, "test")), self._test)
+
+        def done(job: ShardJob) -> None:
+            self.work[stage]["computed"] += 1
+            self._progress(f"{job.label} done")
+        executor.run(jobs, desc=f"{stage} ({executor.name})", on_done=done)
+
+    def run(self, until: str = "report") -> RunResult:
+        if until not in STAGES:
+            raise ValueError(f"until={until!r} not in {STAGES}")
         cfg, rd = self.cfg, self.run_dir
-        rd.mkdir(parents=True, exist_ok=True)
-        write_text(rd / "config.toml", tomli_w.dumps(cfg.to_dict()))
         validate(cfg)
+        rd.mkdir(parents=True, exist_ok=True)
+        swept = sweep_temp_files(rd)
+        if swept:
+            log.info("removed %d temp files left by an interrupted run", swept)
+        write_text(rd / "config.toml", tomli_w.dumps(cfg.to_dict()))
+        seed_everything(cfg.run.seed, cfg.run.deterministic)
         t0 = time.perf_counter()
         train, val, test = (load_split(cfg, role, self.skipped) for role in ("train", "val", "test"))
+        self._test = test
         self.timings["data"] = time.perf_counter() - t0
-        self.context = explain_context(train, test)
-        classifiers, frames, overlay = {}, [], {}
+        prior = train_prior(train)
+        prior_path = ""
+        if prior is not None:
+            p = rd / "context" / f"train-prior-{stage_key(data_key(cfg, 'train'))}.npy"
+            if not p.exists():
+                with atomic_path(p) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, prior)
+            prior_path = str(p)
+        classifiers, models, predictions = {}, {}, []
         for name in cfg.models.names:
             t0 = time.perf_counter()
-            model, model_key, meta = self.train_or_load(name, train, val)
+            model, model_key, meta, ckpt = self.train_or_load(name, train, val)
             probs = predict_proba(model, test.images)
             classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
                                  "best_epoch": meta["best_epoch"], "train_seconds": meta["seconds"]}
+            predictions.append(pd.DataFrame({"model": name, "image_id": test.ids, "label": test.labels.numpy(),
+                                             "prob_pneumonia": probs[:, 1].numpy()}))
+            models[name] = (model_key, ckpt)
             self.timings[f"train/{name}"] = time.perf_counter() - t0
-            targets = _targets(cfg.explain.target, test.labels, probs)
-            overlay[name] = {}
-            for explainer in cfg.explain.names:
+            STATE.models[(str(ckpt), str(self.device))] = model
+        with atomic_path(rd / "predictions.csv") as tmp:
+            pd.concat(predictions, ignore_index=True).to_csv(tmp, index=False)
+        scores = pd.DataFrame(columns=SCORE_COLUMNS)
+        summary, leaderboard = pd.DataFrame(), ""
+        if until != "train":
+            for stage in ("explain", "score"):
+                if stage == "score" and until == "explain":
+                    break
                 t0 = time.perf_counter()
-                maps, seconds, maps_key = self.explain_or_load(name, model, model_key, explainer, test, targets)
-                self.timings[f"explain/{name}/{explainer}"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                frames.append(self.score_or_load(name, model, explainer, maps_key, maps, seconds, test, targets))
-                self.timings[f"score/{name}/{explainer}"] = time.perf_counter() - t0
-                overlay[name][explainer] = maps
-        scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
-        with atomic_path(rd / "scores.csv") as tmp:
-            scores.to_csv(tmp, index=False)
-        t0 = time.perf_counter()
-        summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
-        leaderboard = self.write_report(scores, summary, classifiers, test, overlay)
-        self.timings["report"] = time.perf_counter() - t0
-        write_json(rd / "manifest.json", {"versions": _versions(), "git_commit": _git_commit(), "seed": cfg.run.seed,
-                                          "device": str(self.device), "torch_threads": torch.get_num_threads(),
-                                          "timings_s": self.timings, "classifiers": classifiers,
-                                          "skipped_files": self.skipped,
-                                          "data_counts": {"train": len(train), "val": len(val), "test": len(test),
-                                                          "test_with_lesion": int(test.lesion_masks.flatten(1).any(1).sum())}})
-        return RunResult(rd, scores, summary, classifiers, leaderboard, self.timings)
+                self._execute(self.plan(models, len(test), prior_path, stage), stage)
+                self.timings[stage] = time.perf_counter() - t0
+        if until in ("score", "report"):
+            scores = self.gather_scores(models, len(test))
+            with atomic_path(rd / "scores.csv") as tmp:
+                scores.to_csv(tmp, index=False)
+            self.write_curves(models, len(test))
+        manifest = {"versions": _versions(), "git_commit": _git_commit(), "seed": cfg.run.seed,
+                    "device": str(self.device), "torch_threads": torch.get_num_threads(),
+                    "executor": getattr(self.executor, "name", "local"), "timings_s": self.timings,
+                    "classifiers": classifiers, "skipped_files": self.skipped, "work": self.work,
+                    "data_counts": {"train": len(train), "val": len(val), "test": len(test),
+                                    "test_pneumonia": int(test.labels.sum()),
+                                    "test_with_lesion": int(test.lesion_masks.flatten(1).any(1).sum())}}
+        write_json(rd / "manifest.json", manifest)
+        if until == "report":
+            t0 = time.perf_counter()
+            summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
+            leaderboard = self.write_report(scores, summary, classifiers, test, models)
+            self.timings["report"] = time.perf_counter() - t0
+            write_json(rd / "manifest.json", {**manifest, "timings_s": self.timings})
+        return RunResult(rd, scores, summary, classifiers, leaderboard, self.timings, self.work)
+
+    def gather_scores(self, models: dict[str, tuple[str, Path]], n_test: int) -> pd.DataFrame:
+        frames = []
+        for model, (model_key, _) in models.items():
+            for explainer in self.cfg.explain.names:
+                _, mkey = self._maps_dir(model, model_key, explainer)
+                for metric in self.cfg.metrics.names:
+                    sdir = self._scores_dir(model, explainer, metric, mkey)
+                    for k in range(len(self._shards(n_test))):
+                        frames.append(pd.read_csv(sdir / f"shard-{k:05d}.csv", dtype={"image_id": str}))
+        return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+
+    def write_curves(self, models: dict[str, tuple[str, Path]], n_test: int) -> None:
+        """Mean per-image curves the metrics handed back (deletion/insertion, randomisation stages)."""
+        rows = []
+        for model, (model_key, _) in models.items():
+            for explainer in self.cfg.explain.names:
+                _, mkey = self._maps_dir(model, model_key, explainer)
+                for metric in self.cfg.metrics.names:
+                    sdir = self._scores_dir(model, explainer, metric, mkey)
+                    parts = [aux_path(sdir / f"shard-{k:05d}.csv") for k in range(len(self._shards(n_test)))]
+                    if not all(p.exists() for p in parts):
+                        continue
+                    loaded = [dict(np.load(p, allow_pickle=False)) for p in parts]
+                    curve = np.concatenate([z["curve"] for z in loaded if "curve" in z])
+                    if not len(curve):
+                        continue
+                    x = loaded[0].get("fraction", loaded[0].get("layers", np.arange(curve.shape[1])))
+                    mean, sd = np.nanmean(curve, 0), np.nanstd(curve, 0)
+                    for j, xv in enumerate(np.asarray(x).tolist()):
+                        rows.append({"dataset": self.cfg.data.dataset, "model": model, "explainer": explainer,
+                                     "metric": metric, "step": j, "x": xv, "mean": float(mean[j]), "sd": float(sd[j]),
+                                     "n": int(np.isfinite(curve[:, j]).sum())})
+        if rows:
+            with atomic_path(self.run_dir / "curves.csv") as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
+
+    def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:
+        mdir, _ = self._maps_dir(model, model_key, explainer)
+        return np.concatenate([read_map_shard(mdir / f"shard-{k:05d}.npy").maps for k in range(len(self._shards(n_test)))])
 
     def write_report(self, scores: pd.DataFrame, summary: pd.DataFrame, classifiers: dict, test: Batch,
-                     overlay: dict[str, dict[str, np.ndarray]]) -> str:
+                     models: dict[str, tuple[str, Path]]) -> str:
         cfg, rep = self.cfg, self.run_dir / "report"
+        overlay = {m: {e: self.load_maps(m, key, e, len(test)) for e in cfg.explain.names} for m, (key, _) in models.items()}
         leaderboard = report.write_tables(summary, rep, cfg.report.confidence, stats.paired_tests(scores))
         report.leaderboard_figure(summary, rep / "leaderboard.png")
         lesion = test.lesion_masks.flatten(1).any(1).nonzero().flatten()[: cfg.report.overlay_images].tolist()

@@ -4,7 +4,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,10 +87,14 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
                      val_images: torch.Tensor, val_labels: torch.Tensor, cfg: TrainConfig,
-                     device: torch.device | str = "cpu", desc: str = "train") -> TrainResult:
+                     device: torch.device | str = "cpu", desc: str = "train",
+                     state_path: str | Path | None = None) -> TrainResult:
     """AdamW with a one-cycle schedule and class-weighted loss; keeps the best epoch on Val accuracy.
 
-    The model is left holding the best epoch's weights, in eval mode, on `device`.
+    The model is left holding the best epoch's weights, in eval mode, on `device`. With
+    `state_path`, the whole training state (weights, optimiser, schedule, random generators, best
+    epoch so far) is written there atomically after every epoch, and a later call with the same
+    path continues after the last finished epoch: on the CPU the result equals an uninterrupted run.
     """
     if len(train_images) == 0 or len(val_images) == 0:
         raise ValueError("training needs a non-empty train and val split")
@@ -106,8 +112,20 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2)
     best_acc, best_state, best_epoch, history = -1.0, None, -1, []
-    start = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
+    first, spent = 0, 0.0
+    if state_path is not None and Path(state_path).exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        best_acc, best_epoch, history, spent = st["best_acc"], st["best_epoch"], st["history"], st["seconds"]
+        best_state = st["best_state"]
+        first = st["epoch"] + 1
+        log.info("%s: resumed after epoch %d from %s", desc, st["epoch"], state_path)
+    start = time.perf_counter() - spent
+    bar = tqdm(range(first, cfg.epochs), desc=desc, unit="epoch", leave=False, initial=first, total=cfg.epochs)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_images), generator=gen).to(train_images.device)
@@ -134,10 +152,27 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
         bar.set_postfix(loss=f"{total / seen:.3f}", val_acc=f"{rep['accuracy']:.3f}")
         if rep["accuracy"] > best_acc:
             best_acc, best_epoch, best_state = rep["accuracy"], epoch, copy.deepcopy(model.state_dict())
+        if state_path is not None and epoch + 1 < cfg.epochs:
+            _save_state(Path(state_path), {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
+                "seconds": time.perf_counter() - start})
     model.load_state_dict(best_state)
     model.eval()
     val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}
     return TrainResult(best_epoch=best_epoch, val=val, history=history, seconds=time.perf_counter() - start)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """Write beside the target and rename, so a kill mid-write never leaves a truncated state."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(model: nn.Module, path, meta: dict) -> None:

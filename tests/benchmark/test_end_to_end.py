@@ -1,4 +1,5 @@
 """The whole benchmark at a tiny size, through the command line, from a folder outside the project."""
+import json
 import os
 import subprocess
 import sys
@@ -55,23 +56,33 @@ def test_run_writes_report_with_numbers(smoke_run):
     assert "report.md" in r.stdout and "gradcam" in r.stdout
 
 
+def _stored(out):
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*")
+            if p.is_file() and p.parent.parent.name in ("maps", "scores") or p.suffix == ".pt"}
+
+
 def test_rerun_reuses_every_stage(smoke_run):
     out, _ = smoke_run
-    stored = sorted(p for p in out.rglob("*") if p.suffix in (".pt", ".npz") or p.parent.name == "scores")
-    before = {p: p.stat().st_mtime_ns for p in stored}
+    before = _stored(out)
     r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in stored} == before
+    assert _stored(out) == before
     assert "train " not in r.stderr  # no training progress bar: the checkpoints were reused
+    work = json.loads((out / "manifest.json").read_text())["work"]
+    assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), work
 
 
 def test_changed_metric_rescored_without_reexplaining(smoke_run, tmp_path):
     out, _ = smoke_run
-    maps = {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()}
+    maps = {p: p.stat().st_mtime_ns for p in (out / "maps").rglob("*")}
     r = _cli(["run", "--preset", "smoke", "--out", str(out), "--set", "metrics.params.pointing_game.tolerance=1"],
              out.parent)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()} == maps
+    assert {p: p.stat().st_mtime_ns for p in (out / "maps").rglob("*")} == maps
+    work = json.loads((out / "manifest.json").read_text())["work"]
+    assert work["explain"]["computed"] == 0 and work["train"]["computed"] == 0
+    n_pointing = 2 * 9  # models x explainers, one shard each
+    assert work["score"]["computed"] == n_pointing, work
     assert any("pointing_game" in p.name for p in (out / "scores").iterdir()
                if p.stat().st_mtime_ns > max(maps.values()))
 
