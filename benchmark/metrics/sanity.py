@@ -96,14 +96,43 @@ def randomisable_layers(model: nn.Module) -> list[str]:
 
 
 def _stages(n_layers: int, max_layers: int | None) -> list[int]:
-    if max_layers is None or max_layers >= n_layers:
+    if max_layers is None or max_layers == 0 or max_layers >= n_layers:
         return list(range(n_layers))
-    if max_layers < 1:
-        raise ValueError(f"max_layers must be >= 1, got {max_layers}")
+    if max_layers < 0:
+        raise ValueError(f"max_layers must be >= 1 (0 or None: every layer), got {max_layers}")
     return sorted(set(np.linspace(0, n_layers - 1, max_layers).round().astype(int).tolist()))
 
 
 ExplainFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cascade_maps(model: nn.Module, explain_fn: ExplainFn, images: torch.Tensor, targets: torch.Tensor, seed: int,
+                 layers: list[str] | None = None, max_layers: int | None = None) -> list[tuple[str, torch.Tensor]]:
+    """The maps (N,H,W) after each kept cascade stage, with the name of the last layer randomised.
+
+    Every layer in `layers` (default: all, top-down) is re-initialised in turn, cumulatively, on a
+    deep copy; the map is recomputed after the stages kept by `max_layers` (evenly spaced, always
+    the first and the last: only the logits layer random, every layer random; 0 or None keeps
+    all). One cascade serves any number of similarities (see cascading_randomisation).
+    """
+    available = randomisable_layers(model)
+    layers = available if layers is None else list(layers)
+    unknown = [name for name in layers if name not in available]
+    if unknown or not layers:
+        raise KeyError(f"layers {unknown or layers} are not re-initialisable modules of the model; "
+                       f"available (top-down): {available}")
+    keep = set(_stages(len(layers), max_layers))
+    randomised = copy.deepcopy(model)
+    modules = dict(randomised.named_modules())
+    devices = sorted({p.device.index for p in randomised.parameters() if p.device.type == "cuda"})
+    out = []
+    with torch.random.fork_rng(devices=devices):
+        for i, name in enumerate(layers):
+            torch.manual_seed(seed)
+            modules[name].reset_parameters()
+            if i in keep:
+                out.append((name, explain_fn(randomised, images, targets).detach()))
+    return out
 
 
 def cascading_randomisation(model: nn.Module, explain_fn: ExplainFn,
@@ -111,76 +140,61 @@ def cascading_randomisation(model: nn.Module, explain_fn: ExplainFn,
                             layers: list[str] | None = None, max_layers: int | None = None, *,
                             original: torch.Tensor | None = None, abs: bool = True,
                             normalise: bool = True) -> tuple[list[str], torch.Tensor]:
-    """Similarity (N, L) of each image's map to its map after each cascade stage, and the L stage names.
+    """Similarity (N, L) float32 of each image's map to its map after each cascade stage, and the L stage names.
 
-    Every layer in `layers` (default: all, top-down) is re-initialised in turn, cumulatively; the
-    map is recomputed after the stages kept by `max_layers` (evenly spaced, always the first and
-    the last, i.e. only the logits layer random and every layer random). `original` is the map of
-    the unchanged model when the caller already has it; otherwise it is computed.
+    Stages as cascade_maps. `original` is the map of the unchanged model when the caller already
+    has it; otherwise it is computed. Maps are compared after `preprocess(abs, normalise)`.
     """
     if similarity not in SIMILARITIES:
         raise KeyError(f"unknown similarity {similarity!r}; use one of {SIMILARITIES}")
-    available = randomisable_layers(model)
-    if layers is None:
-        layers = available
-    unknown = [name for name in layers if name not in available]
-    if unknown or not layers:
-        raise KeyError(f"layers {unknown or layers} are not re-initialisable modules of the model; "
-                       f"available (top-down): {available}")
-    keep = set(_stages(len(layers), max_layers))
+    stages = cascade_maps(model, explain_fn, images, targets, seed, layers, max_layers)
     if original is None:
         original = explain_fn(model, images, targets)
     reference = preprocess(original.detach(), abs, normalise)
-    randomised = copy.deepcopy(model)
-    modules = dict(randomised.named_modules())
-    devices = sorted({p.device.index for p in randomised.parameters() if p.device.type == "cuda"})
-    names, curve = [], []
-    with torch.random.fork_rng(devices=devices):
-        for i, name in enumerate(layers):
-            torch.manual_seed(seed)
-            modules[name].reset_parameters()
-            if i not in keep:
-                continue
-            maps = preprocess(explain_fn(randomised, images, targets).detach(), abs, normalise)
-            curve.append(map_similarity(reference, maps, similarity))
-            names.append(name)
-    return names, torch.stack(curve, 1).float()
+    curve = [map_similarity(reference, preprocess(m, abs, normalise), similarity) for _, m in stages]
+    return [name for name, _ in stages], torch.stack(curve, 1).float()
 
 
 def _randomisation_metric(similarity: str, model, images, targets, maps, explainer, context, sink, seed, max_layers,
-                          abs, normalise) -> torch.Tensor:
+                          abs, normalise, layers) -> torch.Tensor:
     if model is None:
         raise ValueError(f"randomisation_{similarity} needs the model")
     names, curve = cascading_randomisation(
         model, lambda m, x, t: explainer.explain(m, x, t, **context), images, targets, similarity, seed,
-        max_layers=max_layers, original=maps, abs=abs, normalise=normalise)
+        layers=list(layers) or None, max_layers=max_layers, original=maps, abs=abs, normalise=normalise)
     if sink is not None:
         sink["curve"], sink["layers"] = curve, names
     # an undefined stage (a constant map: Spearman has no ranks) is left out; all undefined is NaN
     return curve.nanmean(1)
 
 
+_DEFAULTS = {"seed": 0, "max_layers": 5, "abs": True, "normalise": True, "layers": ()}
+
+
 @register_metric("randomisation_ssim", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 seed=0, max_layers=5, abs=True, normalise=True)
+                 **_DEFAULTS)
 def randomisation_ssim(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
-                       max_layers: int | None = 5, abs: bool = True, normalise: bool = True, **_) -> torch.Tensor:
+                       max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
+                       layers: tuple[str, ...] = (), **_) -> torch.Tensor:
     """Mean SSIM of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
 
     `max_layers` (default 5) evenly spaced cascade stages are re-explained, which keeps a CPU run
-    cheap; every layer above a stage is still randomised. None evaluates every layer.
+    cheap; every layer above a stage is still randomised; 0 re-explains after every layer.
+    `layers` (default: every re-initialisable module, top-down) names the modules to randomise.
+    With `sink`, sink["curve"] gets the (N, stages) similarities and sink["layers"] the stage names.
     """
     return _randomisation_metric("ssim", model, images, targets, maps, explainer, context, sink, seed, max_layers,
-                                 abs, normalise)
+                                 abs, normalise, layers)
 
 
 @register_metric("randomisation_spearman", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 seed=0, max_layers=5, abs=True, normalise=True)
+                 **_DEFAULTS)
 def randomisation_spearman(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                            max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
-                           **_) -> torch.Tensor:
+                           layers: tuple[str, ...] = (), **_) -> torch.Tensor:
     """Mean Spearman correlation of the map to its maps under cascading parameter randomisation (Adebayo et al. 2018).
 
-    Stages as randomisation_ssim.
+    Parameters and sink as randomisation_ssim.
     """
     return _randomisation_metric("spearman", model, images, targets, maps, explainer, context, sink, seed,
-                                 max_layers, abs, normalise)
+                                 max_layers, abs, normalise, layers)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from benchmark.metrics import get_metric, score
-from benchmark.metrics.sanity import cascading_randomisation, map_similarity, randomisable_layers
+from benchmark.metrics.sanity import (cascade_maps, cascading_randomisation, map_similarity, preprocess,
+                                     randomisable_layers)
 
 
 def _net() -> nn.Module:
@@ -118,6 +119,19 @@ def test_max_layers_spaces_stages_but_randomises_every_layer(batch):
         cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, layers=["7", "nope"])
     names, _ = cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, layers=["7", "0"])
     assert names == ["7", "0"]
+    assert cascading_randomisation(model, gradient_x_input, x, t, "spearman", seed=0, max_layers=0)[0] == full_names
+
+
+def test_one_cascade_serves_both_similarities(batch):
+    x, t = batch
+    model = _net()
+    stages = cascade_maps(model, gradient_x_input, x, t, seed=5, max_layers=2)
+    original = preprocess(gradient_x_input(model, x, t))
+    for kind in ("ssim", "spearman"):
+        names, curve = cascading_randomisation(model, gradient_x_input, x, t, kind, seed=5, max_layers=2)
+        assert names == [n for n, _ in stages]
+        expected = torch.stack([map_similarity(original, preprocess(m), kind) for _, m in stages], 1).float()
+        assert torch.equal(curve, expected)
 
 
 @pytest.mark.parametrize("name", ["randomisation_ssim", "randomisation_spearman"])
@@ -134,6 +148,10 @@ def test_registered_metric_and_sink(name, batch):
     names, curve = cascading_randomisation(model, gradient_x_input, x, t, kind, seed=0, max_layers=5)
     assert sink["layers"] == names and torch.equal(sink["curve"], curve)
     assert torch.allclose(v, curve.mean(1))
+    one = score(name, model, x, t, maps, masks, has, explainer=GradXInput(), context={"lung_masks": None},
+                layers=["2"], seed=1)
+    _, only = cascading_randomisation(model, gradient_x_input, x, t, kind, seed=1, layers=["2"])
+    assert torch.allclose(one, only[:, 0])
     with pytest.raises(ValueError, match="pass explainer="):
         score(name, model, x, t, maps, masks, has)
 
