@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import get_metric, score
+from benchmark.metrics import METRICS, get_metric, score
 from benchmark.metrics.localisation import average_ranks
 from benchmark.metrics.segmentation import minmax_normalise, otsu_threshold, segment, tune_threshold
 
@@ -53,7 +53,11 @@ def _quantus(metric_cls, a, s, **kw):
 
 # --- registry contract ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", LOCALISATION)
+def test_every_localisation_metric_is_here():
+    assert set(LOCALISATION) <= {n for n, s in METRICS.items() if s.category == "localisation"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in METRICS.items() if s.category == "localisation"))
 def test_contract_range_nan_rules(name, inputs):
     a, s = inputs
     spec = get_metric(name)
