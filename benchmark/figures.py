@@ -1,9 +1,8 @@
 """Figures of the report (seaborn/matplotlib), each saved as PNG (dpi 200) and vector PDF with fixed
 metadata, so rebuilding a figure from the same tables gives byte-identical files.
 
-One colour-blind-safe style per explainer, fixed by its name: seaborn's "colorblind" palette indexed
-by the explainer's position among the sorted registry names, cycling markers and line styles past
-ten names so every explainer stays distinguishable in every figure.
+One colour-blind-safe style per explainer, fixed by its name (see explainer_styles), the same in
+every figure and every run.
 """
 from __future__ import annotations
 
@@ -24,6 +23,8 @@ from .tables import arrow, ordered_metrics  # noqa: E402
 
 DPI = 200
 MARKERS = ("o", "s", "^", "D")
+BASE_MARKERS = ("s", "^", "D", "v", "P", "X")
+GREYS = ((0.0, 0.0, 0.0), (0.33, 0.33, 0.33), (0.55, 0.55, 0.55))
 LINESTYLES = ("-", "--", "-.", ":")
 # no timestamps or software versions in the files: same tables, same bytes
 PNG_METADATA = {"Software": None}
@@ -32,15 +33,32 @@ EXPERT_COLOUR, REGION_COLOUR = "#00ff00", "#00e5ff"
 
 
 def explainer_styles(names) -> dict[str, dict]:
-    """{name: {"color", "marker", "linestyle"}}, fixed per name across all figures and runs."""
+    """{name: {"color", "marker", "linestyle"}}, fixed per name across all figures and runs.
+
+    Explanation methods take seaborn's colour-blind-safe palette by their position among the sorted
+    method names (solid lines, round markers); the baselines of explainers/baselines.py (the floor and
+    ceiling a reader compares against) take shades of grey with their own markers and dashed lines, so
+    the ten colours suffice for the methods."""
     from explainers import EXPLAINERS
-    universe = sorted(set(EXPLAINERS) | set(names))
-    palette = sns.color_palette("colorblind", 10)
+
+    def baseline(n: str) -> bool:
+        return n in EXPLAINERS and EXPLAINERS[n].__module__.endswith(".baselines")
+
+    universe = set(EXPLAINERS) | set(names)
+    methods = sorted(n for n in universe if not baseline(n))
+    bases = sorted(n for n in universe if baseline(n))
+    # grey (palette index 7) goes last: greys mark the baselines
+    palette = [sns.color_palette("colorblind", 10)[k] for k in (0, 1, 2, 3, 4, 5, 6, 8, 9, 7)]
     out = {}
     for name in names:
-        i = universe.index(name)
-        out[name] = {"color": palette[i % 10], "marker": MARKERS[(i // 10) % len(MARKERS)],
-                     "linestyle": LINESTYLES[(i // 10) % len(LINESTYLES)]}
+        if baseline(name):
+            j = bases.index(name)
+            out[name] = {"color": GREYS[j % len(GREYS)], "marker": BASE_MARKERS[j % len(BASE_MARKERS)],
+                         "linestyle": ("--", ":")[j % 2]}
+        else:
+            i = methods.index(name)
+            out[name] = {"color": palette[i % 10], "marker": MARKERS[(i // 10) % len(MARKERS)],
+                         "linestyle": LINESTYLES[(i // 10) % len(LINESTYLES)]}
     return out
 
 
@@ -116,7 +134,9 @@ def rank_heatmap(ranks: pd.DataFrame, stem: Path) -> list[Path]:
         ax.set_xticklabels([f"{m} {arrow(m)}" for m in metrics], rotation=40, ha="right", fontsize=7)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.set_title(f"{model} on {dataset}", fontsize=8)
+        ax.grid(False)
+        ax.set_title(f"{model} on {dataset} (blank: no image scored by every explainer)" if wide.isna().any().any()
+                     else f"{model} on {dataset}", fontsize=8)
     fig.tight_layout()
     return save(fig, stem)
 
@@ -222,6 +242,7 @@ def curves_figure(curves: pd.DataFrame, stem: Path) -> list[Path]:
     metrics = ordered_metrics(curves["metric"])
     explainers = sorted(curves["explainer"].unique())
     styles = explainer_styles(explainers)
+    baselines = {e for e in explainers if styles[e]["color"] in GREYS}
     fig, axes = _panels(groups, len(metrics), 3.0, 2.6)
     for row, (dataset, model) in enumerate(groups):
         for col, metric in enumerate(metrics):
@@ -233,11 +254,13 @@ def curves_figure(curves: pd.DataFrame, stem: Path) -> list[Path]:
                     continue
                 st = styles[e]
                 ax.plot(d.fraction, d["mean"], color=st["color"], ls=st["linestyle"], lw=1.1, label=e)
-                ax.fill_between(d.fraction, d.ci_low, d.ci_high, color=st["color"], alpha=0.15, lw=0)
+                if e not in baselines:  # bands of every baseline would bury the methods' lines
+                    ax.fill_between(d.fraction, d.ci_low, d.ci_high, color=st["color"], alpha=0.12, lw=0)
             ax.set_xlabel("fraction of pixels perturbed", fontsize=7)
             ax.set_ylabel("target probability", fontsize=7)
             ax.set_title(f"{model} on {dataset}: {metric} {arrow(metric)}", fontsize=8)
             ax.tick_params(labelsize=6)
+    fig.suptitle("Mean curve over images; bands: 95% CI of the mean (methods only; grey: baselines)", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
     fig.tight_layout()
@@ -340,7 +363,14 @@ def draw_cell(ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, 
     ax.set_yticks([])
 
 
-_LEGEND = "green: expert lesion mask; dashed cyan: the explainer's Otsu region"
+_LEGEND = "green: expert lesion mask\ndashed cyan: the explainer's Otsu region"
+
+
+def _titled(fig, text: str) -> None:
+    """Suptitle above the panels: reserve its lines so it never covers the panel titles."""
+    fig.suptitle(text, fontsize=8, y=1.0, va="top")
+    lines = text.count("\n") + 1
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 * lines + 0.05) / fig.get_figheight()))
 
 
 def case_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list[Path] | None:
@@ -365,8 +395,7 @@ def case_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list[Pa
         axes[r][0].set_ylabel(names[i], fontsize=8)
     left_out = [names[i] for i in range(len(names)) if i not in rows]
     note = f"\nno finite {metric} (left out): {', '.join(left_out)}" if left_out else ""
-    fig.suptitle(f"{title}\n{_LEGEND}{note}", fontsize=8)
-    fig.tight_layout()
+    _titled(fig, f"{title}\n{_LEGEND}{note}")
     return save(fig, stem)
 
 
@@ -386,6 +415,5 @@ def overlay_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list
             draw_cell(axes[i][j], cases["images"][k], cases["masks"][k], cases["overlay_maps"][i - 1, j], bool(cases["signed"][i - 1]))
     for i, name in enumerate(["X-ray"] + names):
         axes[i][0].set_ylabel(name, fontsize=8)
-    fig.suptitle(f"{title}\n{_LEGEND}", fontsize=8)
-    fig.tight_layout()
+    _titled(fig, f"{title}\n{_LEGEND}")
     return save(fig, stem)

@@ -181,6 +181,8 @@ def test_explainer_styles_are_fixed_by_name():
     assert a["gradcam"] == b["gradcam"] and a["random"] == b["random"]
     styles = explainer_styles(sorted(__import__("explainers").EXPLAINERS))
     assert len({(tuple(s["color"]), s["marker"]) for s in styles.values()}) == len(styles)
+    methods = [n for n in styles if n not in ("center", "lung_prior", "mask_prior", "oracle", "random", "sobel")]
+    assert len({tuple(styles[n]["color"]) for n in methods}) == len(methods)  # every method its own colour
 
 
 def test_pick_cases_best_median_worst():
