@@ -196,8 +196,9 @@ def _overlap(maps, masks, has_mask, threshold, true_pos_only):
 def iou(maps, masks, has_mask, threshold: str | float = "otsu", true_pos_only: bool = True, **_) -> torch.Tensor:
     """IoU of the segmented map with the mask (cheXlocalize): min-max normalise, then Otsu or a fixed threshold.
 
-    `threshold` "otsu" (cheXlocalize's default) or a number in [0, 1] (tune it on validation
-    maps with segmentation.tune_threshold). Empty masks: see the module docstring.
+    `threshold` "otsu" (Otsu as skimage on the float map), "otsu_uint8" (Otsu as cheXlocalize's
+    cv2 call on the map quantised to uint8) or a number in [0, 1] (tune it on validation maps with
+    segmentation.tune_threshold). Empty masks: see the module docstring.
     """
     return _overlap(maps, masks, has_mask, threshold, true_pos_only)[0]
 

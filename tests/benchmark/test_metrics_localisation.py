@@ -129,9 +129,32 @@ def test_otsu_equals_skimage(fixture, request):
     np.testing.assert_array_equal(raw, [threshold_otsu((maps[i] * 7 - 3).double().numpy()) for i in range(len(a))])
 
 
+def test_otsu_on_integer_levels_equals_skimage(tied_inputs):
+    from skimage.filters import threshold_otsu
+    a, _ = tied_inputs
+    q = (torch.from_numpy(a) ** 2 * 200 + 30).to(torch.uint8)  # levels 30..230, not every level used
+    ours = otsu_threshold(q).numpy()
+    np.testing.assert_array_equal(ours, [threshold_otsu(q[i].numpy()) for i in range(len(q))])
+
+
+def test_otsu_uint8_is_chexlocalize_cam_to_segmentation():
+    """cheXlocalize's cam_to_segmentation: min-max normalise in torch, np.uint8(255 * m), cv2 Otsu."""
+    cv2 = pytest.importorskip("cv2")
+    g = torch.Generator().manual_seed(3)
+    maps = torch.nn.functional.interpolate(torch.rand(12, 1, 5, 5, generator=g), size=40, mode="bilinear")[:, 0] ** 2
+    ours = segment(maps, "otsu_uint8").numpy()
+    for i, cam in enumerate(maps):
+        m = cam - cam.min()
+        m = np.uint8(255 * m.div(m.max()).numpy())
+        ref = cv2.threshold(m, 0, int(m.max()), cv2.THRESH_OTSU)[1] > 0
+        np.testing.assert_array_equal(ours[i], ref)
+    assert (ours != segment(maps, "otsu").numpy()).any(), "the two Otsu routes differ somewhere"
+
+
 def test_otsu_on_a_constant_map_segments_nothing():
     assert otsu_threshold(torch.full((1, 8, 8), 3.0)).item() == 3.0  # skimage returns the value
     assert not segment(torch.full((1, 8, 8), 3.0)).any()
+    assert not segment(torch.full((1, 8, 8), 3.0), "otsu_uint8").any()
 
 
 def test_iou_dice_by_hand_and_chexlocalize_rules():
@@ -141,7 +164,7 @@ def test_iou_dice_by_hand_and_chexlocalize_rules():
     masks[0, :4, :2] = True  # 8 px, all inside the prediction
     masks[1, 4:, 4:] = True  # disjoint
     has = torch.ones(3, dtype=torch.bool)  # image 2 is normal: empty mask
-    for threshold in ("otsu", 0.5):
+    for threshold in ("otsu", "otsu_uint8", 0.5):
         i = _score("iou", maps, masks, has, threshold=threshold)
         d = _score("dice", maps, masks, has, threshold=threshold)
         assert i[0] == pytest.approx(8 / 16) and d[0] == pytest.approx(2 * 8 / 24)
