@@ -172,8 +172,9 @@ def pixel_auroc(maps, masks, has_mask, **_) -> torch.Tensor:
 def pixel_auprc(maps, masks, has_mask, **_) -> torch.Tensor:
     """Average precision of the map as a score of the lesion pixels (Arun et al. 2021).
 
-    Equal to sklearn's average_precision_score per image: AP = sum over distinct map values t (descending) of recall gained at t times precision at t;
-    every lesion pixel contributes the precision at the end of its run of tied values.
+    Equal to sklearn's average_precision_score per image: AP = sum over distinct map values t
+    (descending) of recall gained at t times precision at t, so every lesion pixel contributes
+    the precision at the end of its run of tied values.
     NaN where the mask is empty. Chance level is the lesion's share of the image.
     """
     flat, y, n_pos = _pixel_ranking(maps, masks)
