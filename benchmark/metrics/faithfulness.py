@@ -94,15 +94,6 @@ def subset_pixels(subset_size: int | float, n_pixels: int) -> int:
     return k
 
 
-def random_subsets(nr_runs: int, n_images: int, n_pixels: int, k: int, seed: int,
-                   device: torch.device) -> torch.Tensor:
-    """(nr_runs, N, k) pixel indices, k distinct per (run, image), drawn on the device."""
-    g = torch.Generator(device=device).manual_seed(seed)
-    # one run at a time bounds the (N, pixels) uniform draws; top-k of uniforms = a uniform subset
-    return torch.stack([torch.rand(n_images, n_pixels, generator=g, device=device).topk(k, dim=1).indices
-                        for _ in range(nr_runs)])
-
-
 def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation of every row pair of (N, R) in float64; NaN where a row is constant."""
     a, b = a.double(), b.double()
@@ -124,33 +115,39 @@ def faithfulness_correlation(model, images, targets, maps, nr_runs: int = 100, s
     each replaced by the fill; the output is the target's logit, as Quantus' default
     softmax=False (softmax=True uses the probability). subset_size: an int counts pixels, a
     float is a share of them; the default 1/224 is Quantus' 224 pixels at 224x224 px. Subsets
-    are drawn on the device from `seed` for each call (so they depend on the images in the call),
-    or given as `indices` (nr_runs, N, k) long. NaN when the map (or the output drop) is constant
-    over the subsets. Higher is better.
+    are drawn on the device from `seed`, batch_size (run, image) pairs at a time, so they depend
+    on the images in the call and on batch_size; or they are given as `indices` (nr_runs, N, k)
+    long. NaN when the map (or the output drop) is constant over the subsets. Higher is better.
     """
     check_positive_int("batch_size", batch_size)
     n, hw = images.shape[0], maps[0].numel()
     if indices is None:
         check_positive_int("nr_runs", nr_runs)
-        indices = random_subsets(nr_runs, n, hw, subset_pixels(subset_size, hw), seed, images.device)
+        k = subset_pixels(subset_size, hw)
+        runs = nr_runs
+        g = torch.Generator(device=images.device).manual_seed(seed)
     elif indices.ndim != 3 or indices.shape[1] != n or indices.dtype != torch.long:
         raise ValueError(f"indices must be (nr_runs, {n}, k) long, got {tuple(indices.shape)} {indices.dtype}")
     elif indices.numel() and (indices.min() < 0 or indices.max() >= hw):
         raise ValueError(f"indices must lie in [0, {hw})")
-    indices = indices.to(images.device)
-    runs = indices.shape[0]
-    att = maps.flatten(1).double()[torch.arange(n, device=maps.device)[None, :, None], indices].sum(-1)  # (R, N)
+    else:
+        runs = indices.shape[0]
+        flat_idx = indices.to(images.device).view(runs * n, -1)
     base = fill_image(images, fill)
+    flat_maps = maps.flatten(1).double()
     full = torch.cat([_target_output(model, images[j], targets[j], softmax) for j in chunks(n, batch_size, images.device)])
     drop = torch.empty(runs * n, device=images.device)
-    flat_idx = indices.view(runs * n, -1)
+    att = torch.empty(runs * n, dtype=torch.float64, device=images.device)
     for j in chunks(runs * n, batch_size, images.device):
-        i = j % n
-        removed = torch.zeros(len(j), hw, dtype=torch.bool, device=images.device)
-        removed.scatter_(1, flat_idx[j], True)
+        i = j % n  # pair j is run j // n of image i
+        # top-k of uniforms is a uniform k-subset; drawn per chunk, so one kernel serves many runs
+        idx = (torch.rand(len(j), hw, generator=g, device=images.device).topk(k, dim=1).indices
+               if indices is None else flat_idx[j])
+        att[j] = flat_maps[i].gather(1, idx).sum(1)
+        removed = torch.zeros(len(j), hw, dtype=torch.bool, device=images.device).scatter_(1, idx, True)
         x = torch.where(removed.view(len(j), 1, *images.shape[2:]), base[i], images[i])
         drop[j] = full[i] - _target_output(model, x, targets[i], softmax)
-    drop = drop.view(runs, n)
+    att, drop = att.view(runs, n), drop.view(runs, n)
     if sink is not None:
         sink["attribution_sum"], sink["output_drop"] = att.T.float(), drop.T
     return pearson_rows(att.T, drop.T).float()

@@ -25,7 +25,7 @@ OUTPUTS = ("accuracy", "probability")
 @torch.no_grad()
 def road_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor, order: str = "morf",
                percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy", seed: int = 0,
-               batch_size: int = 64, tol: float = 1e-9) -> torch.Tensor:
+               batch_size: int = 64, tol: float = 1e-6) -> torch.Tensor:
     """(N, P) model output on the imputed images, one column per percentage."""
     check_choice("output", output, OUTPUTS)
     check_positive_int("batch_size", batch_size)
