@@ -75,6 +75,8 @@ def _cells(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: se
 def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r is None:
         return ""
+    if r.n == 0:
+        return "not scored (n=0)" if with_n else "not scored"
     text = f"{fmt(r.mean)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]" + (f" (n={r.n})" if with_n else "")
     return f"**{text}**" + ("†" if is_lead else "") if is_best else text
 
@@ -82,6 +84,8 @@ def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
 def _tex_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r is None:
         return ""
+    if r.n == 0:
+        return "--"
     mean = f"\\textbf{{{fmt(r.mean)}}}" if is_best else fmt(r.mean)
     return (mean + ("$^\\dagger$" if is_lead else "") + f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
             + (f" {{\\scriptsize $n$={r.n}}}" if with_n else ""))
@@ -188,31 +192,25 @@ def combined_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, con
 
 def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
     """Average ranks (1 = best) per (dataset, model): explainers x metrics, with the Friedman p, the
-    Nemenyi critical difference and the images used (n) and dropped (NaN in some explainer)."""
+    Nemenyi critical difference and the images used (n) and dropped (NaN in some explainer). A metric
+    no image of which every explainer scored keeps its column, empty, with n = 0."""
     out = []
-    for (dataset, model), df in ranks.groupby(["dataset", "model"], sort=True):
-        metrics = ordered_metrics(df["metric"])
+    for (dataset, model), tests in friedman.groupby(["dataset", "model"], sort=True):
+        metrics = ordered_metrics(tests["metric"])
+        tests = tests.set_index("metric")
+        df = ranks[(ranks.dataset == dataset) & (ranks.model == model)]
         wide = df.pivot(index="explainer", columns="metric", values="avg_rank")
-        tests = friedman[(friedman.dataset == dataset) & (friedman.model == model)].set_index("metric")
+        explainers = sorted(set(wide.index) | set(df["explainer"]))
         out += [f"### {model} on {dataset}: average ranks\n",
-                "| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " | mean rank |",
-                "|---|" + "---|" * (len(metrics) + 1)]
-        for e in sorted(wide.index):
-            vals = [wide.loc[e].get(m, float("nan")) for m in metrics]
-            out.append(f"| {e} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {pd.Series(vals).mean():.2f} |")
-        for label, col, f in (("Friedman p", "p", fmt), ("Nemenyi CD", "cd", lambda v: f"{v:.2f}"),
-                              ("n images (dropped)", None, None)):
-            cells = []
-            for m in metrics:
-                t = tests.loc[m] if m in tests.index else None
-                if t is None:
-                    cells.append("")
-                elif col is None:
-                    cells.append(f"{int(t.n)} ({int(t.n_dropped)})")
-                else:
-                    cells.append(f(float(t[col])))
-            out.append(f"| *{label}* | " + " | ".join(cells) + " | |")
-        out.append("")
+                "| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
+                "|---|" + "---|" * len(metrics)]
+        for e in explainers:
+            vals = [wide.loc[e, m] if m in wide.columns else float("nan") for m in metrics]
+            out.append(f"| {e} | " + " | ".join("" if pd.isna(v) else f"{v:.2f}" for v in vals) + " |")
+        t = [tests.loc[m] for m in metrics]
+        out += ["| *Friedman p* | " + " | ".join(fmt(float(r.p)) if pd.notna(r.p) else "n/a" for r in t) + " |",
+                "| *Nemenyi CD* | " + " | ".join(f"{r.cd:.2f}" if pd.notna(r.cd) else "n/a" for r in t) + " |",
+                "| *n images (dropped)* | " + " | ".join(f"{int(r.n)} ({int(r.n_dropped)})" for r in t) + " |", ""]
     return "\n".join(out)
 
 
