@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import torch.nn.functional as F
 
 from .metrics import METRICS, score
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
