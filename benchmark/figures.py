@@ -23,6 +23,7 @@ from .tables import arrow, ordered_metrics  # noqa: E402
 
 DPI = 200
 MARKERS = ("o", "s", "^", "D")
+HEADLINE = ("gradcam", "lrp", "lime")
 BASE_MARKERS = ("s", "^", "D", "v", "P", "X")
 GREYS = ((0.0, 0.0, 0.0), (0.33, 0.33, 0.33), (0.55, 0.55, 0.55))
 LINESTYLES = ("-", "--", "-.", ":")
@@ -35,8 +36,8 @@ EXPERT_COLOUR, REGION_COLOUR = "#00ff00", "#00e5ff"
 def explainer_styles(names) -> dict[str, dict]:
     """{name: {"color", "marker", "linestyle"}}, fixed per name across all figures and runs.
 
-    Explanation methods take seaborn's colour-blind-safe palette by their position among the sorted
-    method names (solid lines, round markers); the baselines of explainers/baselines.py (the floor and
+    Explanation methods take seaborn's colour-blind-safe palette by their position among the method
+    names (gradcam, lrp, lime first, then sorted) (solid lines, round markers); the baselines of explainers/baselines.py (the floor and
     ceiling a reader compares against) take shades of grey with their own markers and dashed lines, so
     the ten colours suffice for the methods."""
     from explainers import EXPLAINERS
@@ -45,7 +46,9 @@ def explainer_styles(names) -> dict[str, dict]:
         return n in EXPLAINERS and EXPLAINERS[n].__module__.endswith(".baselines")
 
     universe = set(EXPLAINERS) | set(names)
-    methods = sorted(n for n in universe if not baseline(n))
+    # the default run's methods first, so they get the three most distinct colours
+    methods = sorted((n for n in universe if not baseline(n)), key=lambda n: (n not in HEADLINE, HEADLINE.index(n)
+                                                                              if n in HEADLINE else 0, n))
     bases = sorted(n for n in universe if baseline(n))
     # grey (palette index 7) goes last: greys mark the baselines
     palette = [sns.color_palette("colorblind", 10)[k] for k in (0, 1, 2, 3, 4, 5, 6, 8, 9, 7)]
@@ -87,35 +90,50 @@ def _panels(keys: list, ncols: int, w: float, h: float):
     return fig, axes
 
 
-def leaderboard_figure(summary: pd.DataFrame, stem: Path) -> list[Path]:
+def leaderboard_figure(summary: pd.DataFrame, stem: Path, per_row: int = 5) -> list[Path]:
     """Mean and bootstrap CI of every explainer, one panel per (model, metric), explainers on the
-    y axis in a fixed order, runtime on a log scale."""
+    y axis in a fixed order, runtime on a log scale; each model's metrics wrap after `per_row` panels."""
     _theme()
     summary = summary.dropna(subset=["mean"])
     groups = list(summary.groupby(["dataset", "model"], sort=True).groups)
     metrics = ordered_metrics(summary["metric"])
     explainers = sorted(summary["explainer"].unique())
     styles = explainer_styles(explainers)
-    fig, axes = _panels(groups, len(metrics), 2.3, 0.22 * len(explainers) + 0.9)
-    for row, (dataset, model) in enumerate(groups):
-        for col, metric in enumerate(metrics):
-            ax = axes[row][col]
+    ncols = min(per_row, len(metrics))
+    rows_per = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(len(groups) * rows_per, ncols, figsize=(2.3 * ncols, (0.22 * len(explainers) + 0.9) * len(groups) * rows_per),
+                             squeeze=False)
+    for g, (dataset, model) in enumerate(groups):
+        for k in range(rows_per * ncols):
+            ax = axes[g * rows_per + k // ncols][k % ncols]
+            if k >= len(metrics):
+                ax.axis("off")
+                continue
+            metric = metrics[k]
             df = summary[(summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)]
             for _, r in df.iterrows():
-                y = explainers.index(r.explainer)
                 lo, hi = r.ci_low, r.ci_high
                 err = None if np.isnan(lo) else [[max(r["mean"] - lo, 0)], [max(hi - r["mean"], 0)]]
                 st = styles[r.explainer]
-                ax.errorbar([r["mean"]], [y], xerr=err, fmt=st["marker"], color=st["color"], capsize=2, ms=4, lw=1)
-            ax.set_yticks(range(len(explainers)), explainers if col == 0 else [""] * len(explainers))
+                ax.errorbar([r["mean"]], [explainers.index(r.explainer)], xerr=err, fmt=st["marker"], color=st["color"],
+                            capsize=2, ms=4, lw=1)
+            ax.set_yticks(range(len(explainers)), explainers if k % ncols == 0 else [""] * len(explainers))
             ax.set_ylim(len(explainers) - 0.5, -0.5)
             if get_metric(metric).category == "runtime":
-                ax.set_xscale("log")
+                _log_axis(ax.xaxis)
             ax.set_title(f"{model}: {metric} {arrow(metric)}", fontsize=8)
             ax.tick_params(labelsize=7)
-    fig.suptitle("Mean and 95% bootstrap CI per explainer", fontsize=9)
-    fig.tight_layout()
+    _titled(fig, "Mean and 95% bootstrap CI per explainer")
     return save(fig, stem)
+
+
+def _log_axis(axis) -> None:
+    """Log scale; labelled at the decades only when it spans one (minor labels collide on narrow
+    panels), else matplotlib's minor labels are the only ones."""
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo >= 10:
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def rank_heatmap(ranks: pd.DataFrame, stem: Path) -> list[Path]:
@@ -124,9 +142,10 @@ def rank_heatmap(ranks: pd.DataFrame, stem: Path) -> list[Path]:
     groups = list(ranks.groupby(["dataset", "model"], sort=True).groups)
     explainers = sorted(ranks["explainer"].unique())
     metrics = ordered_metrics(ranks["metric"])
-    width, height = 0.8 * len(metrics) + 2.2, 0.3 * len(explainers) + 1.2
-    fig, axes = plt.subplots(1, len(groups), figsize=(width * len(groups), height), squeeze=False)
-    for ax, (dataset, model) in zip(axes[0], groups):
+    width, height = 0.7 * len(metrics) + 2.4, 0.3 * len(explainers) + 1.4
+    # one model under the other: many metrics make a wide panel already
+    fig, axes = plt.subplots(len(groups), 1, figsize=(width, height * len(groups)), squeeze=False)
+    for ax, (dataset, model) in zip(axes[:, 0], groups):
         df = ranks[(ranks.dataset == dataset) & (ranks.model == model)]
         wide = df.pivot(index="explainer", columns="metric", values="avg_rank").reindex(index=explainers, columns=metrics)
         sns.heatmap(wide, annot=True, fmt=".1f", cmap="viridis_r", vmin=1, vmax=len(explainers), ax=ax,
@@ -224,7 +243,7 @@ def runtime_quality(summary: pd.DataFrame, stem: Path) -> list[Path] | None:
                 err = None if np.isnan(r.ci_low) else [[max(r["mean"] - r.ci_low, 0)], [max(r.ci_high - r["mean"], 0)]]
                 st = styles[e]
                 ax.errorbar([x], [r["mean"]], yerr=err, fmt=st["marker"], color=st["color"], capsize=2, ms=4, lw=1, label=e)
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis)
             ax.set_xlabel("seconds per image (log)", fontsize=7)
             ax.set_ylabel(f"{metric} {arrow(metric)}", fontsize=7)
             ax.set_title(f"{model} on {dataset}", fontsize=8)

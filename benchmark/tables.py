@@ -72,12 +72,17 @@ def _cells(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: se
         yield e, [(rows.get((e, m)), best.get(m) == e, best.get(m) == e and m in lead) for m in metrics]
 
 
+def _ci(r) -> str:
+    """" [low, high]", or nothing when one image gives no interval."""
+    return "" if pd.isna(r.ci_low) else f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+
+
 def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r is None:
         return ""
     if r.n == 0:
         return "not scored (n=0)" if with_n else "not scored"
-    text = f"{fmt(r.mean)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]" + (f" (n={r.n})" if with_n else "")
+    text = fmt(r.mean) + _ci(r) + (f" (n={r.n})" if with_n else "")
     return f"**{text}**" + ("†" if is_lead else "") if is_best else text
 
 
@@ -87,7 +92,7 @@ def _tex_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r.n == 0:
         return "--"
     mean = f"\\textbf{{{fmt(r.mean)}}}" if is_best else fmt(r.mean)
-    return (mean + ("$^\\dagger$" if is_lead else "") + f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+    return (mean + ("$^\\dagger$" if is_lead else "") + _ci(r)
             + (f" {{\\scriptsize $n$={r.n}}}" if with_n else ""))
 
 
