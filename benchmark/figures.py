@@ -389,7 +389,7 @@ def _titled(fig, text: str) -> None:
     """Suptitle above the panels: reserve its lines so it never covers the panel titles."""
     fig.suptitle(text, fontsize=8, y=1.0, va="top")
     lines = text.count("\n") + 1
-    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 * lines + 0.05) / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.04 * lines + 0.02) / fig.get_figheight()))
 
 
 def case_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list[Path] | None:
