@@ -200,3 +200,29 @@ def test_summarise_sanity_counts_finite_values_per_stage():
     assert df["sd"].tolist() == pytest.approx([np.std(c[:, 0], ddof=1), np.std([0.2, 0.4], ddof=1)])
     with pytest.raises(ValueError, match="layer names"):
         summarise_sanity("d", "s", "m", "e", "x", c, ["fc"])
+
+
+def test_summarise_curves_drops_nonfinite_rows_and_checks_fractions():
+    from benchmark.report_data import summarise_curves
+    c = np.array([[1.0, 0.5, 0.0], [1.0, np.nan, 0.2], [0.8, 0.3, 0.1]])
+    df = summarise_curves("d", "s", "m", "e", "deletion_auc", c, [0, 0.5, 1], 100)
+    assert (df["n"] == 2).all() and df["mean"].tolist() == pytest.approx([0.9, 0.4, 0.05])
+    assert (df["ci_low"] <= df["mean"]).all() and (df["mean"] <= df["ci_high"]).all()
+    one = summarise_curves("d", "s", "m", "e", "deletion_auc", c[:1], [0, 0.5, 1])
+    assert one["sd"].isna().all() and one["ci_low"].isna().all() and one["mean"].tolist() == [1.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="3 steps but 2 fractions"):
+        summarise_curves("d", "s", "m", "e", "deletion_auc", c, [0, 1])
+
+
+def test_load_curves_reads_the_runner_interim_format(tmp_path):
+    from benchmark.report_data import load_curves, load_predictions
+    pd.DataFrame({"dataset": "d", "model": "m", "explainer": "e", "metric": ["deletion_auc"] * 2 + ["randomisation_ssim"] * 2,
+                  "step": [0, 1, 0, 1], "x": ["0.0", "1.0", "fc", "conv1"], "mean": [1.0, 0.2, 0.9, 0.1],
+                  "sd": [0.1, 0.1, 0.2, 0.2], "n": [4, 4, 4, 4]}).to_csv(tmp_path / "curves.csv", index=False)
+    curves, sanity = load_curves(tmp_path / "curves.csv", "d", "test")
+    assert curves["fraction"].tolist() == [0.0, 1.0] and curves["ci_high"].iloc[0] == pytest.approx(1.0 + 1.96 * 0.1 / 2)
+    assert sanity["layer"].tolist() == ["fc", "conv1"] and sanity["split"].iloc[0] == "test"
+    pd.DataFrame({"model": "m", "image_id": ["1", "2"], "label": [0, 1], "prob_pneumonia": [0.2, 0.7]}).to_csv(
+        tmp_path / "predictions.csv", index=False)
+    assert load_predictions(tmp_path / "predictions.csv", "d", "test")["dataset"].tolist() == ["d", "d"]
+    assert load_predictions(tmp_path / "nope.csv", "d", "test") is None
