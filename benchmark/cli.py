@@ -116,9 +116,15 @@ def summary_screen(result, elapsed: float) -> str:
         lines.append(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  "
                      f"AUROC {c['val']['auroc']:.3f}   test acc {c['test']['accuracy']:.3f}")
     if len(result.summary):
-        table = result.summary.pivot_table(index=["model", "explainer"], columns="metric", values="mean", sort=False)
-        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
-            lines += ["", "Means per image (CIs, tests and figures in the report):", table.to_string()]
+        from .metrics import get_metric
+        lines += ["", "Best three explainers per metric (means over images; CIs, tests and figures in the report):"]
+        for metric, by_metric in result.summary.groupby("metric", sort=False):
+            spec = get_metric(metric)
+            parts = []
+            for model, cell in by_metric.groupby("model", sort=False):
+                top = cell.dropna(subset=["mean"]).sort_values("mean", ascending=not spec.higher_is_better).head(3)
+                parts.append(f"{model}: " + ", ".join(f"{r.explainer} {r.mean:.3g}" for r in top.itertuples()))
+            lines.append(f"  {metric:<24}{'↑' if spec.higher_is_better else '↓'} " + " | ".join(parts))
     work = ", ".join(f"{s} {w['computed']} computed / {w['reused']} reused" for s, w in result.work.items())
     lines += ["", f"Work: {work}.", f"Finished in {elapsed:.0f} s; run folder {result.run_dir}"]
     if (result.run_dir / "report" / "report.md").exists():

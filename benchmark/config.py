@@ -69,11 +69,25 @@ class ExplainSection:
     batch_size: int = 16
 
 
+SANITY_EXPLAINERS = ["gradcam", "lrp", "sobel", "random", "center"]
+
+
 @dataclass
 class MetricsSection:
-    names: list[str] = field(default_factory=lambda: ["deletion_auc", "insertion_auc", "pointing_game",
-                                                      "relevance_mass", "seconds_per_image"])
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    names: list[str] = field(default_factory=lambda: [
+        "deletion_auc", "insertion_auc", "faithfulness_correlation", "road_morf", "road_lerf",
+        "pointing_game", "relevance_mass", "relevance_rank", "top_k_intersection", "pixel_auroc", "pixel_auprc",
+        "iou", "dice", "randomisation_ssim", "randomisation_spearman", "seconds_per_image", "peak_memory_mb"])
+    # cut to the CPU budget of the default run (each run / percentage / stage is one forward or
+    # explain pass per image); the paper preset restores the published settings
+    params: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "faithfulness_correlation": {"nr_runs": 30},
+        "road_morf": {"percentages": [10, 30, 50, 70, 90]}, "road_lerf": {"percentages": [10, 30, 50, 70, 90]},
+        "randomisation_ssim": {"max_layers": 3}, "randomisation_spearman": {"max_layers": 3}})
+    # metric -> the only explainers it scores (all when absent). Randomisation re-explains every
+    # image once per stage: LIME there costs minutes on a CPU, so it is left out by default.
+    explainers: dict[str, list[str]] = field(default_factory=lambda: {
+        "randomisation_ssim": list(SANITY_EXPLAINERS), "randomisation_spearman": list(SANITY_EXPLAINERS)})
 
 
 @dataclass
@@ -185,7 +199,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "explain": {"batch_size": 32,
                     "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
                                         "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
-        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64},
+                               "faithfulness_correlation": {"nr_runs": 100}, "road_morf": {}, "road_lerf": {},
+                               "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
         "report": {"bootstrap": 1000, "overlay_images": 6},
     },
     # seconds, for tests: tiny images, few samples, two epochs
@@ -194,7 +210,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"size": 32, "limit": {"train": 16, "val": 8, "test": 4}},
         "train": {"epochs": 1, "batch_size": 8},
         "explain": {"params": {"lime": {"num_samples": 10}}},
-        "metrics": {"params": {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4},
+                               "faithfulness_correlation": {"nr_runs": 8}, "road_morf": {"percentages": [20, 60]},
+                               "road_lerf": {"percentages": [20, 60]}, "randomisation_ssim": {"max_layers": 2},
+                               "randomisation_spearman": {"max_layers": 2}}},
         "report": {"bootstrap": 50, "overlay_images": 2},
     },
 }

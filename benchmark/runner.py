@@ -27,7 +27,10 @@ from explainers import EXPLAINERS, build_explainer
 from models import TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint, train_classifier
 
 from . import metrics as metric_registry
-from . import report, stats
+from . import stats
+from .report import build_report
+from .report_data import (predictions_frame, summarise_curves, summarise_sanity, write_cases, write_curves,
+                          write_predictions, write_sanity)
 from .config import Config
 from .data import data_key, load_split, train_prior
 from .executor import Executor, LocalExecutor, make_executor
@@ -112,6 +115,12 @@ def validate(cfg: Config) -> None:
     for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS)):
         if value not in allowed:
             raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
+    for metric, names in cfg.metrics.explainers.items():
+        if metric not in metric_registry.METRICS:
+            raise KeyError(f"metrics.explainers: unknown metric {metric!r}; registered: {sorted(metric_registry.METRICS)}")
+        for name in names:
+            if name not in EXPLAINERS:
+                raise KeyError(f"metrics.explainers.{metric}: unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}")
     if cfg.explain.target not in ("label", "predicted", "pneumonia"):
         raise ValueError(f"explain.target {cfg.explain.target!r} must be 'label', 'predicted' or 'pneumonia'")
 
@@ -170,6 +179,10 @@ class Runner:
         model.to(self.device).eval()
         return model, key, meta, path
 
+    def _metrics_for(self, explainer: str) -> list[str]:
+        only = self.cfg.metrics.explainers
+        return [m for m in self.cfg.metrics.names if m not in only or explainer in only[m]]
+
     def _shards(self, n: int) -> list[tuple[int, int]]:
         s = self.cfg.run.shard_size
         return [(i, min(i + s, n)) for i in range(0, n, s)]
@@ -213,7 +226,7 @@ class Runner:
                                 remove_map_shard(maps_path)
                         jobs.append(self._job("explain", model, ckpt, explainer, "", a, b, maps_path, maps_path, prior_path))
                         continue
-                    for metric in self.cfg.metrics.names:
+                    for metric in self._metrics_for(explainer):
                         out = self._scores_dir(model, explainer, metric, mkey) / f"shard-{k:05d}.csv"
                         if self.resume and out.exists():
                             self.work["score"]["reused"] += 1
@@ -265,13 +278,12 @@ class Runner:
             probs = predict_proba(model, test.images)
             classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
                                  "best_epoch": meta["best_epoch"], "train_seconds": meta["seconds"]}
-            predictions.append(pd.DataFrame({"model": name, "image_id": test.ids, "label": test.labels.numpy(),
-                                             "prob_pneumonia": probs[:, 1].numpy()}))
+            predictions.append(predictions_frame(cfg.data.dataset, cfg.data.splits["test"], name, list(test.ids),
+                                                 test.labels.numpy(), probs[:, 1].numpy()))
             models[name] = (model_key, ckpt)
             self.timings[f"train/{name}"] = time.perf_counter() - t0
             STATE.models[(str(ckpt), str(self.device))] = model
-        with atomic_path(rd / "predictions.csv") as tmp:
-            pd.concat(predictions, ignore_index=True).to_csv(tmp, index=False)
+        write_predictions(rd / "predictions.csv", predictions)
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
         summary, leaderboard = pd.DataFrame(), ""
         if until != "train":
@@ -296,8 +308,8 @@ class Runner:
         write_json(rd / "manifest.json", manifest)
         if until == "report":
             t0 = time.perf_counter()
+            leaderboard = self.write_report(scores, test, models)
             summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
-            leaderboard = self.write_report(scores, summary, classifiers, test, models)
             self.timings["report"] = time.perf_counter() - t0
             write_json(rd / "manifest.json", {**manifest, "timings_s": self.timings})
         return RunResult(rd, scores, summary, classifiers, leaderboard, self.timings, self.work)
@@ -307,87 +319,59 @@ class Runner:
         for model, (model_key, _) in models.items():
             for explainer in self.cfg.explain.names:
                 _, mkey = self._maps_dir(model, model_key, explainer)
-                for metric in self.cfg.metrics.names:
+                for metric in self._metrics_for(explainer):
                     sdir = self._scores_dir(model, explainer, metric, mkey)
                     for k in range(len(self._shards(n_test))):
                         frames.append(pd.read_csv(sdir / f"shard-{k:05d}.csv", dtype={"image_id": str}))
         return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
 
     def write_curves(self, models: dict[str, tuple[str, Path]], n_test: int) -> None:
-        """Mean per-image curves the metrics handed back (deletion/insertion, randomisation stages)."""
-        rows = []
+        """curves.csv and sanity.csv from the per-image curves the metrics handed back beside their scores."""
+        cfg = self.cfg
+        curves, sanity = [], []
         for model, (model_key, _) in models.items():
-            for explainer in self.cfg.explain.names:
+            for explainer in cfg.explain.names:
                 _, mkey = self._maps_dir(model, model_key, explainer)
-                for metric in self.cfg.metrics.names:
+                for metric in self._metrics_for(explainer):
                     sdir = self._scores_dir(model, explainer, metric, mkey)
                     parts = [aux_path(sdir / f"shard-{k:05d}.csv") for k in range(len(self._shards(n_test)))]
                     if not all(p.exists() for p in parts):
                         continue
-                    loaded = [dict(np.load(p, allow_pickle=False)) for p in parts]
-                    curve = np.concatenate([z["curve"] for z in loaded if "curve" in z])
-                    if not len(curve):
+                    loaded = []
+                    for p in parts:
+                        with np.load(p, allow_pickle=False) as z:
+                            loaded.append({k: z[k] for k in z.files})
+                    if not all("curve" in z for z in loaded):
                         continue
-                    x = loaded[0].get("fraction", loaded[0].get("layers", np.arange(curve.shape[1])))
-                    mean, sd = np.nanmean(curve, 0), np.nanstd(curve, 0)
-                    for j, xv in enumerate(np.asarray(x).tolist()):
-                        rows.append({"dataset": self.cfg.data.dataset, "model": model, "explainer": explainer,
-                                     "metric": metric, "step": j, "x": xv, "mean": float(mean[j]), "sd": float(sd[j]),
-                                     "n": int(np.isfinite(curve[:, j]).sum())})
-        if rows:
-            with atomic_path(self.run_dir / "curves.csv") as tmp:
-                pd.DataFrame(rows).to_csv(tmp, index=False)
+                    curve = np.concatenate([z["curve"] for z in loaded])
+                    where = (cfg.data.dataset, cfg.data.splits["test"], model, explainer, metric)
+                    if "layers" in loaded[0]:
+                        sanity.append(summarise_sanity(*where, curve, [str(x) for x in loaded[0]["layers"]]))
+                    elif "fraction" in loaded[0]:
+                        curves.append(summarise_curves(*where, curve, loaded[0]["fraction"], cfg.report.bootstrap,
+                                                       cfg.report.confidence, cfg.run.seed))
+        if curves:
+            write_curves(self.run_dir / "curves.csv", curves)
+        if sanity:
+            write_sanity(self.run_dir / "sanity.csv", sanity)
 
     def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:
         mdir, _ = self._maps_dir(model, model_key, explainer)
         return np.concatenate([read_map_shard(mdir / f"shard-{k:05d}.npy").maps for k in range(len(self._shards(n_test)))])
 
-    def write_report(self, scores: pd.DataFrame, summary: pd.DataFrame, classifiers: dict, test: Batch,
-                     models: dict[str, tuple[str, Path]]) -> str:
-        cfg, rep = self.cfg, self.run_dir / "report"
-        overlay = {m: {e: self.load_maps(m, key, e, len(test)) for e in cfg.explain.names} for m, (key, _) in models.items()}
-        leaderboard = report.write_tables(summary, rep, cfg.report.confidence, stats.paired_tests(scores))
-        report.leaderboard_figure(summary, rep / "leaderboard.png")
-        lesion = test.lesion_masks.flatten(1).any(1).nonzero().flatten()[: cfg.report.overlay_images].tolist()
-        signed = {e: build_explainer(e, **cfg.explain.params.get(e, {})).signed for e in cfg.explain.names}
-        for name, maps in overlay.items():
-            report.overlay_grid(test.images[lesion, 0].numpy(), test.lesion_masks[lesion].numpy(),
-                                {e: m[lesion] for e, m in maps.items()}, signed, [test.ids[i] for i in lesion],
-                                f"{name}: heat maps with the lesion contour (green)", rep / f"overlay-{name}.png")
-        case_metric = "relevance_mass" if "relevance_mass" in cfg.metrics.names else None
-        if case_metric:
-            index = {image_id: k for k, image_id in enumerate(test.ids)}
-            for name, maps in overlay.items():
-                rows = []
-                for explainer, m in maps.items():
-                    vals = scores[(scores.model == name) & (scores.explainer == explainer)
-                                  & (scores.metric == case_metric)].dropna(subset=["value"]).sort_values("value", kind="stable")
-                    if vals.empty:
-                        continue
-                    picks = [("best", vals.iloc[-1]), ("median", vals.iloc[len(vals) // 2]), ("worst", vals.iloc[0])]
-                    cells = [(test.images[index[r.image_id], 0].numpy(), test.lesion_masks[index[r.image_id]].numpy(),
-                              m[index[r.image_id]], f"{label} {r.image_id}\n{case_metric} {r.value:.2f}") for label, r in picks]
-                    rows.append((explainer, signed[explainer], cells))
-                if rows:
-                    report.case_grid(rows, f"{name}: best, median and worst image per explainer by {case_metric}",
-                                     rep / f"cases-{name}.png")
-        lines = [f"# Benchmark report: {cfg.run.name}\n", f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px; "
-                 f"test split `{cfg.data.splits['test']}` with {len(test)} images "
-                 f"({int(test.labels.sum())} pneumonia, {int(test.lesion_masks.flatten(1).any(1).sum())} with a lesion mask). "
-                 f"Device: {self.device}.\n", "## Classifiers\n",
-                 "| model | val accuracy | val F1 | val AUROC | test accuracy | test F1 | test AUROC | test sensitivity | test specificity |",
-                 "|---|---|---|---|---|---|---|---|---|"]
-        for name, c in classifiers.items():
-            v, t = c["val"], c["test"]
-            lines.append(f"| {name} | {v['accuracy']:.3f} | {v['f1']:.3f} | {v['auroc']:.3f} | {t['accuracy']:.3f} | "
-                         f"{t['f1']:.3f} | {t['auroc']:.3f} | {t['sensitivity']:.3f} | {t['specificity']:.3f} |")
-        nan_counts = scores.groupby("metric")["value"].apply(lambda s: int(s.isna().sum()))
-        lines += ["", "## Leaderboard\n", leaderboard,
-                  "Localisation metrics are NaN (not scored) on images without a lesion mask or with an empty one; "
-                  "NaNs per metric: " + ", ".join(f"{k} {v}" for k, v in nan_counts.items()) + ".\n",
-                  "![leaderboard](leaderboard.png)\n"]
-        lines += [f"![overlay {name}](overlay-{name}.png)\n" for name in overlay]
-        if case_metric:
-            lines += [f"![cases {name}](cases-{name}.png)\n" for name in overlay]
-        write_text(rep / "report.md", "\n".join(lines))
-        return leaderboard
+    def write_report(self, scores: pd.DataFrame, test: Batch, models: dict[str, tuple[str, Path]]) -> str:
+        """Store the overlay cases (images, masks and maps of the chosen images), then build the report
+        from the run folder alone, exactly as `python -m benchmark report` does."""
+        cfg = self.cfg
+        case_metric = next((m for m in ("relevance_mass", "pointing_game", "iou") if m in cfg.metrics.names), None)
+        signed = {e: EXPLAINERS[e].signed for e in cfg.explain.names}
+        from .chexlocalize import export_ground_truth, export_segmentations
+        ids = list(test.ids)
+        export_ground_truth(self.run_dir / "chexlocalize" / "gt.json", test.lesion_masks.numpy(), ids)
+        for model, (key, _) in models.items():
+            maps = {e: self.load_maps(model, key, e, len(test)) for e in cfg.explain.names}
+            for e, m in maps.items():  # thresholded segmentations for cheXlocalize's eval.py
+                export_segmentations(self.run_dir / "chexlocalize" / f"{model}-{e}.json", m, ids)
+            write_cases(self.run_dir / "cases" / f"{model}.npz", test.images[:, 0].numpy(), test.lesion_masks.numpy(),
+                        list(test.ids), maps, signed, scores, model, case_metric, cfg.report.overlay_images)
+        return build_report(self.run_dir)

@@ -49,6 +49,9 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
 # runtime is measured by the runner around each explain call, not computed from maps
 METRICS["seconds_per_image"] = MetricSpec("seconds_per_image", "runtime", False, False, False, None, {},
                                           "Wall-clock seconds of the explain call divided by the images in it.")
+METRICS["peak_memory_mb"] = MetricSpec("peak_memory_mb", "runtime", False, False, False, None, {},
+                                       "Peak memory the explain call added (CUDA allocator on a GPU, sampled RSS on "
+                                       "the CPU), MiB, shared by the images of one call.")
 
 
 def get_metric(name: str) -> MetricSpec:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 # long enough stages to land a kill inside each: several epochs, one image per shard, LIME
-ARGS = ["--preset", "smoke", "--set", "run.shard_size=1", "--set", "data.limit={train=48, val=8, test=4}",
-        "--set", "train.epochs=3", "--set", "models.train={vgg16_bn={epochs=3}, resnet50={epochs=3}}",
+ARGS = ["--preset", "smoke", "--set", "run.shard_size=1", "--set", "data.limit={train=24, val=8, test=4}",
+        "--set", "train.epochs=2", "--set", "models.train={vgg16_bn={epochs=2}, resnet50={epochs=2}}",
         "--set", "explain.names=['gradcam','lime','random']", "--set", "explain.params.lime.num_samples=40",
         "--set", "metrics.names=['deletion_auc','insertion_auc','pointing_game','relevance_mass','seconds_per_image']"]
 N_SHARDS = 2 * 3 * 4  # models x explainers x images
