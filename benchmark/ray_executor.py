@@ -1,0 +1,205 @@
+"""The Ray executor: every shard job becomes one Ray task, on this machine or across a cluster.
+
+Ray schedules, places (a GPU for the stages that use one) and retries the tasks; we only submit
+them and collect the results. A task runs `benchmark.stages.run_job` in a long-lived Ray worker
+process, whose `STATE` keeps the test split and the checkpoints it has loaded, so a worker loads a
+model once and reuses it for all its later shards. Each job writes its one file atomically, so a
+task Ray runs twice (a retry after its worker died) writes the same bytes under the same name.
+
+Only this module imports Ray; it is imported lazily by `executor.make_executor("ray")`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import ray
+from tqdm.auto import tqdm
+
+from .stages import ShardJob
+
+log = logging.getLogger(__name__)
+
+# the modules a worker must share with the driver for its shards to mean what their keys say
+CODE_MODULES = ("benchmark.stages", "benchmark.metrics.registry", "explainers.registry", "models.builders",
+                "benchmark.data")
+
+_WORKER_CHECKED: set[str] = set()
+
+
+def _code_fingerprint() -> str:
+    from .store import code_version
+    return code_version(*CODE_MODULES)
+
+
+def _check_code(fingerprint: str) -> None:
+    """Once per worker process: refuse code that differs from the driver's (a stale install on a node)."""
+    if fingerprint in _WORKER_CHECKED:
+        return
+    from . import stages
+    mine = _code_fingerprint()
+    if mine != fingerprint:
+        raise RuntimeError(f"Ray worker on {os.uname().nodename} (pid {os.getpid()}) runs other benchmark code "
+                           f"than the driver (fingerprint {mine} != {fingerprint}; its benchmark.stages is "
+                           f"{stages.__file__}): install the same version of cxr-xai-bench on every node")
+    _WORKER_CHECKED.add(fingerprint)
+
+
+def _mirror_settings(config: dict) -> None:
+    """The torch settings the driver applies from run.*: threads (else Ray's one per CPU asked), determinism."""
+    import torch
+    run = config.get("run", {})
+    if run.get("threads"):
+        torch.set_num_threads(int(run["threads"]))
+    if run.get("deterministic", True):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
+    """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
+    from .stages import STATE, run_job
+    _check_code(fingerprint)
+    _mirror_settings(job.config)
+    if job.uses_gpu:
+        # Ray hides every GPU but the one(s) it gave this task: that one is always "cuda" here,
+        # whatever index the driver's device named
+        job = replace(job, device="cuda")
+    return run_job(job, STATE), os.getpid()
+
+
+def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict) -> Any:
+    _check_code(fingerprint)
+    return fn(*args, **kwargs)
+
+
+def train_on_worker(config: dict, run_dir: str, name: str, device: str, resume: bool = True) -> dict:
+    """Train one model (or find its stored checkpoint) in this process, exactly as the driver would.
+
+    Meant as one Ray task per model (`RayExecutor.call(train_on_worker, cfg.to_dict(), str(run_dir), name,
+    "cuda" or "cpu", uses_gpu=...)`), so a driver without a GPU can run a paper-scale run: the checkpoint
+    lands in the shared run folder under the driver's key, through Runner.train_or_load (epoch-state
+    resume, atomic write). Returns {"checkpoint": path, "computed": whether it trained}."""
+    import torch
+
+    from .config import config_from_dict
+    from .data import load_split
+    from .runner import Runner
+    _mirror_settings(config)
+    cfg = config_from_dict(config)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    runner = Runner(cfg, Path(run_dir), torch.device(device), resume=resume)
+    _, _, _, path = runner.train_or_load(name, load_split(cfg, "train"), load_split(cfg, "val"))
+    return {"checkpoint": str(path), "computed": runner.work["train"]["computed"] > 0}
+
+
+_run_shard_remote = ray.remote(_run_shard)
+_call_remote = ray.remote(_call)
+
+
+class RayExecutor:
+    """Runs shard jobs as Ray tasks.
+
+    address: a running cluster ("auto", "ray://host:10001", "host:6379"); "" joins the instance this
+    process already initialised, or starts a local one with `num_workers` CPUs (default: all).
+    max_retries: how often Ray re-runs a task whose worker process or node died; an exception raised
+    by the job itself is deterministic and is not retried. gpus_per_job: the GPU share a job of a GPU
+    stage asks for (0.5 runs two shards per GPU); cpus_per_job: the CPUs every job asks for (its torch
+    threads, unless run.threads sets them).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str = "", num_workers: int | None = None, max_retries: int = 3,
+                 gpus_per_job: float = 1.0, cpus_per_job: float = 1.0, runtime_env: dict | None = None):
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be at least 0, got {max_retries}")
+        if not 0 < gpus_per_job <= 1 and not (gpus_per_job > 1 and float(gpus_per_job).is_integer()):
+            raise ValueError(f"gpus_per_job must be in (0, 1] or a whole number, got {gpus_per_job}")
+        self.max_retries, self.gpus_per_job, self.cpus_per_job = max_retries, gpus_per_job, cpus_per_job
+        self.started = False
+        self.worker_pids: dict[str, int] = {}  # job label -> pid of the worker that finished it
+        if ray.is_initialized():
+            if address:
+                log.warning("Ray is already initialised in this process; ignoring address %r", address)
+        elif address:
+            ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=num_workers, include_dashboard=False, runtime_env=runtime_env,
+                     logging_level=logging.WARNING)
+            self.started = True
+        self.fingerprint = _code_fingerprint()
+
+    @staticmethod
+    def _absolute(job: ShardJob) -> ShardJob:
+        """Store paths as absolute ones: a worker's working folder need not be the driver's. (data.root is
+        part of the stage keys and stays as given: use an absolute one on a cluster.)"""
+        config = job.config
+        cache = config.get("data", {}).get("cache_dir", "")
+        if cache:  # not part of any key: where the preprocessed splits live
+            config = {**config, "data": {**config["data"], "cache_dir": os.path.abspath(cache)}}
+        return replace(job, config=config, checkpoint=os.path.abspath(job.checkpoint),
+                       maps_path=os.path.abspath(job.maps_path), out_path=os.path.abspath(job.out_path),
+                       prior_path=os.path.abspath(job.prior_path) if job.prior_path else "")
+
+    def _options(self, job: ShardJob) -> dict:
+        return {"num_cpus": self.cpus_per_job, "num_gpus": self.gpus_per_job if job.uses_gpu else 0,
+                "max_retries": self.max_retries, "retry_exceptions": False, "name": job.label}
+
+    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
+        """Submit every job at once, then collect them as they finish (in any order); return paths in job order."""
+        refs = [_run_shard_remote.options(**self._options(job)).remote(self._absolute(job), self.fingerprint)
+                for job in jobs]
+        index = {ref: k for k, ref in enumerate(refs)}
+        out: list[str | None] = [None] * len(jobs)
+        pending = list(refs)
+        try:
+            with tqdm(total=len(jobs), desc=desc, unit="shard", leave=False, disable=not jobs) as bar:
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    k = index[ready[0]]
+                    out[k], pid = self._get(ready[0], jobs[k])
+                    self.worker_pids[jobs[k].label] = pid
+                    bar.update(1)
+                    if on_done is not None:
+                        on_done(jobs[k])
+        except BaseException:
+            for ref in pending:  # a failed stage stops its other shards rather than let them run on
+                ray.cancel(ref)
+            raise
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _get(ref: Any, job: ShardJob) -> Any:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = err.cause if getattr(err, "cause", None) is not None else err
+            raise RuntimeError(f"{job.label} failed on a Ray worker: {type(cause).__name__}: {cause}") from cause
+        except ray.exceptions.RayError as err:  # worker or node lost more often than max_retries, cancelled...
+            raise RuntimeError(f"{job.label} failed on Ray: {type(err).__name__}: {err}") from err
+
+    def call(self, fn: Callable[..., Any], *args: Any, uses_gpu: bool = False, label: str = "", **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` as one Ray task (a GPU's worth when uses_gpu) and return its result.
+
+        For work that is one task, not shards (training one model): fn must be importable on the workers
+        and write what it produces to the shared store itself."""
+        ref = _call_remote.options(num_cpus=self.cpus_per_job, num_gpus=1 if uses_gpu else 0,
+                                   max_retries=self.max_retries, retry_exceptions=False,
+                                   name=label or getattr(fn, "__name__", "call")).remote(fn, self.fingerprint, args, kwargs)
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = err.cause if getattr(err, "cause", None) is not None else err
+            raise RuntimeError(f"{label or fn.__name__} failed on a Ray worker: "
+                               f"{type(cause).__name__}: {cause}") from cause
+        except ray.exceptions.RayError as err:
+            raise RuntimeError(f"{label or fn.__name__} failed on Ray: {type(err).__name__}: {err}") from err
+
+    def close(self) -> None:
+        """Shut down the Ray instance this executor started; leave one it joined running."""
+        if self.started and ray.is_initialized():
+            ray.shutdown()
+        self.started = False
