@@ -88,6 +88,8 @@ class MetricsSection:
     # image once per stage: LIME there costs minutes on a CPU, so it is left out by default.
     explainers: dict[str, list[str]] = field(default_factory=lambda: {
         "randomisation_ssim": list(SANITY_EXPLAINERS), "randomisation_spearman": list(SANITY_EXPLAINERS)})
+    # validation lesion images used to tune iou / dice thresholds when their threshold is "tuned"
+    tune_images: int = 64
 
 
 @dataclass

@@ -8,12 +8,13 @@ executor (in-process, or Ray across machines) that writes each shard's piece of 
 """
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import random
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ class Runner:
         self.timings: dict[str, float] = {}
         self.skipped: list[dict] = []
         self.work: dict[str, dict[str, int]] = {s: {"computed": 0, "reused": 0} for s in ("train", "explain", "score")}
+        self.thresholds: dict[tuple[str, str], float] = {}
 
     # -- progress log: one line per stage event, so a user (and the kill tests) can see where a run is
     def _progress(self, msg: str) -> None:
@@ -183,6 +185,48 @@ class Runner:
         only = self.cfg.metrics.explainers
         return [m for m in self.cfg.metrics.names if m not in only or explainer in only[m]]
 
+    def tune_thresholds(self, models: dict[str, tuple[str, Path]], val: Batch, prior) -> None:
+        """For metrics with threshold = "tuned" (iou, dice): per model and explainer, the threshold of
+        0.2-0.8 with the best mean IoU on up to metrics.tune_images annotated lesion images of the
+        validation split (cheXlocalize's tuning), stored in thresholds/ and reused."""
+        from .data import explain_context
+        from .metrics.segmentation import tune_threshold
+        cfg = self.cfg
+        if not any(cfg.metrics.params.get(m, {}).get("threshold") == "tuned" for m in cfg.metrics.names):
+            return
+        lesion = (val.has_mask & val.lesion_masks.flatten(1).any(1)).nonzero().flatten()[: cfg.metrics.tune_images]
+        if not len(lesion):
+            raise ValueError("metrics: threshold = 'tuned' needs validation images with a lesion mask; this split has none")
+        images, masks, has = val.images[lesion], val.lesion_masks[lesion], val.has_mask[lesion]
+        for model_name, (model_key, ckpt) in models.items():
+            model = STATE.models[(str(ckpt), str(self.device))]
+            for explainer in cfg.explain.names:
+                key = stage_key("tune", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
+                                data_key(cfg, "val"), cfg.metrics.tune_images, code_version(*_explainer_code(explainer),
+                                                                                            "benchmark.metrics.segmentation"))
+                path = self.run_dir / "thresholds" / f"{model_name}-{explainer}-{key}.json"
+                if path.exists() and self.resume:
+                    self.thresholds[(model_name, explainer)] = json.loads(path.read_text())["threshold"]
+                    continue
+                exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+                maps = []
+                for i in range(0, len(lesion), cfg.explain.batch_size):
+                    sl = slice(i, i + cfg.explain.batch_size)
+                    idx = lesion[sl]
+                    x = images[sl].to(self.device)
+                    context = explain_context(val, idx, prior)
+                    context = {k: None if v is None else v.to(self.device) for k, v in context.items()}
+                    t = targets_for(cfg.explain.target, val.labels[idx], model, x).to(self.device)
+                    maps.append(exp.explain(model, x, t, **context).cpu())
+                try:
+                    value = round(tune_threshold(torch.cat(maps), masks, has), 6)
+                except ValueError as err:  # e.g. all-zero maps: no IoU is defined at any threshold
+                    log.warning("%s/%s: %s; using Otsu instead", model_name, explainer, err)
+                    value = "otsu"
+                write_json(path, {"threshold": value, "images": len(lesion)})
+                self.thresholds[(model_name, explainer)] = value
+                self._progress(f"tune {model_name}/{explainer} threshold {value}")
+
     def _shards(self, n: int) -> list[tuple[int, int]]:
         s = self.cfg.run.shard_size
         return [(i, min(i + s, n)) for i in range(0, n, s)]
@@ -194,8 +238,15 @@ class Runner:
                         cfg.run.maps_dtype, code_version(*_explainer_code(explainer)))
         return self.run_dir / "maps" / f"{model}-{explainer}-{key}", key
 
+    def _metric_params(self, model: str, explainer: str, metric: str) -> dict:
+        params = self.cfg.metrics.params.get(metric, {})
+        if params.get("threshold") == "tuned":
+            params = {**params, "threshold": self.thresholds[(model, explainer)]}
+        return params
+
     def _scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
-        key = stage_key("score", maps_key, metric, self.cfg.metrics.params.get(metric, {}), code_version(*_metric_code(metric)))
+        key = stage_key("score", maps_key, metric, self._metric_params(model, explainer, metric),
+                        code_version(*_metric_code(metric)))
         return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
 
     def _job(self, stage, model, ckpt, explainer, metric, start, stop, maps_path, out_path, prior_path) -> ShardJob:
@@ -231,7 +282,8 @@ class Runner:
                         if self.resume and out.exists():
                             self.work["score"]["reused"] += 1
                             continue
-                        jobs.append(self._job("score", model, ckpt, explainer, metric, a, b, maps_path, out, prior_path))
+                        job = self._job("score", model, ckpt, explainer, metric, a, b, maps_path, out, prior_path)
+                        jobs.append(replace(job, metric_params=self._metric_params(model, explainer, metric)))
         return jobs
 
     def _execute(self, jobs: list[ShardJob], stage: str) -> None:
@@ -284,6 +336,8 @@ class Runner:
             self.timings[f"train/{name}"] = time.perf_counter() - t0
             STATE.models[(str(ckpt), str(self.device))] = model
         write_predictions(rd / "predictions.csv", predictions)
+        if until in ("score", "report"):
+            self.tune_thresholds(models, val, None if not prior_path else np.load(prior_path))
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
         summary, leaderboard = pd.DataFrame(), ""
         if until != "train":

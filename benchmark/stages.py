@@ -48,6 +48,7 @@ class ShardJob:
     prior_path: str        # training lesion prior (.npy) for the mask_prior baseline; "" when none
     device: str
     uses_gpu: bool
+    metric_params: dict | None = None  # replaces the config's params of `metric` (a tuned threshold)
 
     @property
     def label(self) -> str:
@@ -175,7 +176,7 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
     test = state.test_split(cfg)
     shard = read_map_shard(job.maps_path)
     spec = metric_registry.get_metric(job.metric)
-    params = cfg.metrics.params.get(job.metric, {})
+    params = job.metric_params if job.metric_params is not None else cfg.metrics.params.get(job.metric, {})
     aux: dict[str, list] = {}
     if spec.fn is None:
         values = np.asarray(getattr(shard, RUNNER_MEASURED[job.metric]), dtype=float)

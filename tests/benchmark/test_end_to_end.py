@@ -133,3 +133,18 @@ def test_report_rebuilds_tables_from_the_score_table(smoke_run, tmp_path):
         assert (out / "report" / f).stat().st_size > 0
     r = _cli(["report", str(tmp_path / "nothing")], tmp_path)
     assert r.returncode == 2 and "is" in r.stderr and "run folder" in r.stderr
+
+
+def test_tuned_iou_threshold_is_chosen_on_validation_and_stored(tmp_path):
+    out = tmp_path / "tuned"
+    args = ["score", "--preset", "smoke", "--out", str(out), "--set", "explain.names=['oracle','random']",
+            "--set", "metrics.names=['iou']", "--set", "metrics.params={iou={threshold='tuned'}}"]
+    r = _cli(args, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tuned = {p.name.split("-")[1]: json.loads(p.read_text())["threshold"] for p in (out / "thresholds").glob("vgg16_bn-*.json")}
+    assert tuned["oracle"] == 0.2, "a binary true mask segments exactly at the lowest threshold of the grid"
+    assert 0.2 <= tuned["random"] <= 0.8
+    scores = pd.read_csv(out / "scores.csv")
+    assert (scores[scores.explainer == "oracle"]["value"].dropna() == 1).all()
+    r = _cli(args, tmp_path)
+    assert json.loads((out / "manifest.json").read_text())["work"]["score"]["computed"] == 0, "tuned keys are stable"
