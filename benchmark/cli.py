@@ -110,7 +110,6 @@ def _list() -> int:
 
 def summary_screen(result, elapsed: float) -> str:
     """One screen: classifier scores, the mean of every (model, explainer, metric), work done."""
-    import pandas as pd
     lines = ["", "Classifiers:"]
     for name, c in result.classifiers.items():
         lines.append(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  "

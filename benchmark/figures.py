@@ -187,7 +187,7 @@ def _cd_panel(ax, ranks: dict[str, float], cd: float, title: str) -> None:
         ax.plot([lo, lo + cd], [1.1, 1.1], color="black", lw=1.5)
         ax.text(lo + cd / 2, 1.2, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=6)
         # maximal runs of rank-consecutive explainers closer than CD are not significantly different
-        cliques, start = [], 0
+        cliques = []
         values = [ranks[e] for e in names]
         for i in range(k):
             j = i

@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import figures, stats, tables
 from .report_data import load_curves, load_predictions, read_cases
 from .store import write_text
-# the runner and CLI still call these by their old names
-from .figures import leaderboard_figure  # noqa: F401
-from .tables import leaderboard_latex, leaderboard_markdown, significant_leads, write_tables  # noqa: F401
 
 
 def load_scores(run_dir: Path) -> pd.DataFrame:
@@ -162,34 +158,3 @@ def build_report(run_dir: Path) -> str:
               "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
     write_text(rep / "report.md", "\n".join(lines))
     return leaderboard
-
-
-def overlay_grid(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], signed: dict[str, bool],
-                 ids: list[str], title: str, path: Path) -> None:
-    """Heat maps of every explainer over the same X-rays (kept for callers holding maps in memory)."""
-    names = list(maps)
-    cases = {"images": np.asarray(images), "masks": np.asarray(masks), "ids": np.asarray(ids), "explainers": np.asarray(names),
-             "signed": np.asarray([signed[e] for e in names]), "overlay_index": np.arange(len(ids)),
-             "overlay_maps": np.stack([maps[e] for e in names]) if names else np.zeros((0,) + np.asarray(images).shape)}
-    figures.overlay_figure(cases, title, Path(path).with_suffix(""))
-
-
-def case_grid(rows: list[tuple[str, bool, list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]]], title: str,
-              path: Path) -> None:
-    """Best/median/worst cells per explainer from arrays in memory (kept for the runner until it writes
-    cases/<model>.npz; build_report draws the same figure from the npz)."""
-    import matplotlib.pyplot as plt
-    n = max(len(cells) for _, _, cells in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(2.0 * n, 2.0 * len(rows)), squeeze=False)
-    for i, (name, signed, cells) in enumerate(rows):
-        for j in range(n):
-            if j < len(cells):
-                image, mask, heat, caption = cells[j]
-                figures.draw_cell(axes[i][j], image, mask, heat, signed)
-                axes[i][j].set_title(caption, fontsize=6)
-            else:
-                axes[i][j].axis("off")
-        axes[i][0].set_ylabel(name, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    figures.save(fig, Path(path).with_suffix(""))

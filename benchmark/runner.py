@@ -34,7 +34,7 @@ from .report_data import (predictions_frame, summarise_curves, summarise_sanity,
                           write_predictions, write_sanity)
 from .config import Config
 from .data import data_key, load_split, train_prior
-from .executor import Executor, LocalExecutor, make_executor
+from .executor import Executor, LocalExecutor
 from .stages import SCORE_COLUMNS, STATE, ShardJob, aux_path, targets_for
 from .store import (CorruptShardError, atomic_path, code_version, map_shard_complete, read_map_shard,
                     remove_map_shard, stage_key, sweep_temp_files, write_json, write_text)

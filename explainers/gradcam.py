@@ -1,7 +1,6 @@
 """Grad-CAM (Selvaraju et al. 2017) via captum on the layer the model builder declares."""
 from __future__ import annotations
 
-import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
 from .registry import Explainer, register_explainer

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from benchmark.report import leaderboard_latex, leaderboard_markdown
+from benchmark.tables import leaderboard_latex, leaderboard_markdown
 from benchmark.stats import paired_tests, summarise
 
 
