@@ -14,6 +14,8 @@ import time
 import pandas as pd
 import pytest
 
+from benchmark.store import map_shard_complete
+
 # long enough stages to land a kill inside each: several epochs, one image per shard, LIME
 ARGS = ["--preset", "smoke", "--set", "run.shard_size=1", "--set", "data.limit={train=24, val=8, test=4}",
         "--set", "train.epochs=2", "--set", "models.train={vgg16_bn={epochs=2}, resnet50={epochs=2}}",
@@ -65,8 +67,10 @@ def _kill_when(out, cwd, ready, timeout=600):
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
+    # a map shard is complete once its .json is written (the .npy goes first): count only those
     return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp")
-            and (p.suffix in (".npy", ".csv") and p.parent.parent.name in ("maps", "scores") or p.suffix == ".pt")}
+            and (p.suffix == ".npy" and map_shard_complete(p) or p.suffix == ".csv" and p.parent.parent.name == "scores"
+                 or p.suffix == ".pt")}
 
 
 def _done_lines(out, stage):
