@@ -153,7 +153,8 @@ def _run(args) -> int:
     executor = None
     try:
         device = resolve_device(cfg.run.device)
-        executor = make_executor(cfg.run.executor, cfg.run.ray_address)
+        options = {"num_workers": cfg.run.ray_workers or None} if cfg.run.executor == "ray" else {}
+        executor = make_executor(cfg.run.executor, cfg.run.ray_address, **options)
         until = "report" if args.command == "run" else args.command
         result = Runner(cfg, run_dir, device, executor=executor, resume=args.resume).run(until=until)
     except (KeyError, ValueError, FileNotFoundError, RuntimeError, StoreError) as err:

@@ -23,6 +23,7 @@ class RunSection:
     maps_dtype: str = "float16"  # stored maps: "float16" (scaled per map) or "float32"
     executor: str = "local"  # "local" (this process) or "ray"
     ray_address: str = ""  # Ray cluster address for executor "ray"; "" starts a local Ray instance
+    ray_workers: int = 0  # workers of a local Ray instance (0: one per CPU core)
 
 
 @dataclass
