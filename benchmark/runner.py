@@ -116,12 +116,12 @@ def validate(cfg: Config) -> None:
     for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS)):
         if value not in allowed:
             raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
-    for metric, names in cfg.metrics.explainers.items():
+    for metric, names in cfg.metrics.skip.items():
         if metric not in metric_registry.METRICS:
-            raise KeyError(f"metrics.explainers: unknown metric {metric!r}; registered: {sorted(metric_registry.METRICS)}")
+            raise KeyError(f"metrics.skip: unknown metric {metric!r}; registered: {sorted(metric_registry.METRICS)}")
         for name in names:
             if name not in EXPLAINERS:
-                raise KeyError(f"metrics.explainers.{metric}: unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}")
+                raise KeyError(f"metrics.skip.{metric}: unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}")
     if cfg.explain.target not in ("label", "predicted", "pneumonia"):
         raise ValueError(f"explain.target {cfg.explain.target!r} must be 'label', 'predicted' or 'pneumonia'")
 
@@ -182,8 +182,8 @@ class Runner:
         return model, key, meta, path
 
     def _metrics_for(self, explainer: str) -> list[str]:
-        only = self.cfg.metrics.explainers
-        return [m for m in self.cfg.metrics.names if m not in only or explainer in only[m]]
+        skip = self.cfg.metrics.skip
+        return [m for m in self.cfg.metrics.names if explainer not in skip.get(m, ())]
 
     def tune_thresholds(self, models: dict[str, tuple[str, Path]], val: Batch, prior) -> None:
         """For metrics with threshold = "tuned" (iou, dice): per model and explainer, the threshold of
@@ -324,8 +324,13 @@ class Runner:
                         np.save(fh, prior)
             prior_path = str(p)
         classifiers, models, predictions = {}, {}, []
+        # a stage reused whole keeps the time it took when it was computed (manifest and report say
+        # what the work cost, not how long loading it took)
+        previous = json.loads((rd / "manifest.json").read_text()).get("timings_s", {}) \
+            if self.resume and (rd / "manifest.json").exists() else {}
         for name in cfg.models.names:
             t0 = time.perf_counter()
+            trained = self.work["train"]["computed"]
             model, model_key, meta, ckpt = self.train_or_load(name, train, val)
             probs = predict_proba(model, test.images)
             classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
@@ -334,6 +339,8 @@ class Runner:
                                                  test.labels.numpy(), probs[:, 1].numpy()))
             models[name] = (model_key, ckpt)
             self.timings[f"train/{name}"] = time.perf_counter() - t0
+            if self.work["train"]["computed"] == trained and f"train/{name}" in previous:
+                self.timings[f"train/{name}"] = previous[f"train/{name}"]
             STATE.models[(str(ckpt), str(self.device))] = model
         write_predictions(rd / "predictions.csv", predictions)
         if until in ("score", "report"):
@@ -347,6 +354,8 @@ class Runner:
                 t0 = time.perf_counter()
                 self._execute(self.plan(models, len(test), prior_path, stage), stage)
                 self.timings[stage] = time.perf_counter() - t0
+                if self.work[stage]["computed"] == 0 and stage in previous:
+                    self.timings[stage] = previous[stage]
         if until in ("score", "report"):
             scores = self.gather_scores(models, len(test))
             with atomic_path(rd / "scores.csv") as tmp:
@@ -362,11 +371,29 @@ class Runner:
         write_json(rd / "manifest.json", manifest)
         if until == "report":
             t0 = time.perf_counter()
-            leaderboard = self.write_report(scores, test, models)
+            key = self._report_key(manifest)
+            done = rd / "report" / ".inputs"
+            if self.resume and done.exists() and done.read_text() == key and (rd / "report" / "leaderboard.md").exists():
+                leaderboard = (rd / "report" / "leaderboard.md").read_text()  # nothing it reads has changed
+            else:
+                leaderboard = self.write_report(scores, test, models)
+                write_text(done, key)
             summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
             self.timings["report"] = time.perf_counter() - t0
             write_json(rd / "manifest.json", {**manifest, "timings_s": self.timings})
         return RunResult(rd, scores, summary, classifiers, leaderboard, self.timings, self.work)
+
+    def _report_key(self, manifest: dict) -> str:
+        """Hash of everything the report reads except timings, so an unchanged run skips rebuilding it."""
+        import hashlib
+        h = hashlib.sha256()
+        for name in ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml"):
+            p = self.run_dir / name
+            h.update(name.encode() + (p.read_bytes() if p.exists() else b"-"))
+        stable = {k: manifest[k] for k in ("versions", "classifiers", "data_counts", "skipped_files", "seed", "device")}
+        h.update(stage_key(stable, code_version("benchmark.report", "benchmark.tables", "benchmark.figures",
+                                                "benchmark.stats", "benchmark.report_data")).encode())
+        return h.hexdigest()
 
     def gather_scores(self, models: dict[str, tuple[str, Path]], n_test: int) -> pd.DataFrame:
         frames = []

@@ -31,3 +31,18 @@ def test_errors_name_the_key(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config(preset="huge")
+
+
+def test_metrics_skip_leaves_out_pairs_and_names_unknown_ones(tmp_path):
+    import torch
+
+    from benchmark.runner import Runner, validate
+    cfg = load_config(overrides=["metrics.names=['deletion_auc','iou','randomisation_ssim']"])
+    runner = Runner(cfg, tmp_path, torch.device("cpu"))
+    assert runner._metrics_for("gradcam") == ["deletion_auc", "iou", "randomisation_ssim"]
+    assert runner._metrics_for("lime") == ["deletion_auc", "iou"], "no randomisation for LIME by default"
+    assert runner._metrics_for("lung_prior") == ["iou"], "priors: localisation only"
+    cfg = load_config(overrides=["metrics.skip={}"])
+    assert Runner(cfg, tmp_path, torch.device("cpu"))._metrics_for("lime") == cfg.metrics.names
+    with pytest.raises(KeyError, match="metrics.skip.iou: unknown explainer 'gradcan'"):
+        validate(load_config(overrides=["metrics.skip={iou=['gradcan']}"]))

@@ -64,9 +64,11 @@ def _stored(out):
 def test_rerun_reuses_every_stage(smoke_run):
     out, _ = smoke_run
     before = _stored(out)
+    report = (out / "report" / "report.md").stat().st_mtime_ns
     r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
     assert r.returncode == 0, r.stderr[-3000:]
     assert _stored(out) == before
+    assert (out / "report" / "report.md").stat().st_mtime_ns == report, "nothing the report reads changed"
     assert "train " not in r.stderr  # no training progress bar: the checkpoints were reused
     work = json.loads((out / "manifest.json").read_text())["work"]
     assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), work
