@@ -102,8 +102,8 @@ def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
         metrics = ordered_metrics(df["metric"])
         for category in CATEGORIES:
             ms = [m for m in metrics if get_metric(m).category == category]
-            if ms:
-                yield dataset, model, category, df, ms
+            if ms:  # rows: only the explainers scored on this category (metrics.skip leaves some out)
+                yield dataset, model, category, df[df["metric"].isin(ms)], ms
 
 
 def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
