@@ -24,6 +24,9 @@ class RunSection:
     executor: str = "local"  # "local" (this process) or "ray"
     ray_address: str = ""  # Ray cluster address for executor "ray"; "" starts a local Ray instance
     ray_workers: int = 0  # workers of a local Ray instance (0: one per CPU core)
+    # extra training seeds: each model is trained again per seed and metric seed_repeatability
+    # compares its maps with the main seed's (doubles training per seed; off by default)
+    repeat_seeds: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .config import Config
 from .data import data_key, load_split, train_prior
 from .executor import Executor, LocalExecutor
 from .stages import SCORE_COLUMNS, STATE, ShardJob, aux_path, targets_for
-from .store import (CorruptShardError, atomic_path, code_version, map_shard_complete, read_map_shard,
+from .store import (CorruptShardError, as_stored, atomic_path, code_version, map_shard_complete, read_map_shard,
                     remove_map_shard, stage_key, sweep_temp_files, write_json, write_text)
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,11 @@ def validate(cfg: Config) -> None:
             raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
     if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
         raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
+    if ("seed_repeatability" in cfg.metrics.names) != bool(cfg.run.repeat_seeds):
+        raise ValueError("metric seed_repeatability and run.repeat_seeds go together: name the metric in "
+                         "metrics.names and give run.repeat_seeds (e.g. [1, 2]), or neither")
+    if cfg.run.seed in cfg.run.repeat_seeds:
+        raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat run.seed {cfg.run.seed}")
     if cfg.run.shard_size < 1:
         raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
     from .executor import EXECUTORS
@@ -152,13 +157,15 @@ class Runner:
             fh.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
             fh.flush()
 
-    def train_or_load(self, name: str, train: Batch, val: Batch) -> tuple[torch.nn.Module, str, dict, Path]:
+    def train_or_load(self, name: str, train: Batch, val: Batch, seed: int | None = None
+                      ) -> tuple[torch.nn.Module, str, dict, Path]:
+        seed = self.cfg.run.seed if seed is None else seed
         params = self.cfg.models.params.get(name, {})
-        tcfg = TrainConfig(**{**asdict(self.cfg.train), **self.cfg.models.train.get(name, {}), "seed": self.cfg.run.seed})
+        tcfg = TrainConfig(**{**asdict(self.cfg.train), **self.cfg.models.train.get(name, {}), "seed": seed})
         key = stage_key("train", name, params, asdict(tcfg), data_key(self.cfg, "train"), data_key(self.cfg, "val"),
                         code_version(*TRAIN_CODE))
         path = self.run_dir / "checkpoints" / f"{name}-{key}.pt"
-        seed_everything(self.cfg.run.seed, self.cfg.run.deterministic)
+        seed_everything(seed, self.cfg.run.deterministic)
         model = build_model(name, **params)
         if path.exists() and self.resume:
             meta = load_checkpoint(model, path)
@@ -183,7 +190,7 @@ class Runner:
 
     def _metrics_for(self, explainer: str) -> list[str]:
         skip = self.cfg.metrics.skip
-        return [m for m in self.cfg.metrics.names if explainer not in skip.get(m, ())]
+        return [m for m in self.cfg.metrics.names if explainer not in skip.get(m, ()) and m != "seed_repeatability"]
 
     def tune_thresholds(self, models: dict[str, tuple[str, Path]], val: Batch, prior) -> None:
         """For metrics with threshold = "tuned" (iou, dice): per model and explainer, the threshold of
@@ -226,6 +233,54 @@ class Runner:
                 write_json(path, {"threshold": value, "images": len(lesion)})
                 self.thresholds[(model_name, explainer)] = value
                 self._progress(f"tune {model_name}/{explainer} threshold {value}")
+
+    def seed_repeatability(self, models: dict[str, tuple[str, Path]], train: Batch, val: Batch, test: Batch,
+                           prior_path: str) -> list[pd.DataFrame]:
+        """For every run.repeat_seeds seed: train each model again with that seed, explain the test
+        images with every explainer, and score each image by the Spearman rank correlation of that
+        map with the main seed's map (`seed_repeatability`, higher = the explanation does not hang on
+        the training seed). Maps and scores are stored and reused like every other stage."""
+        from .data import explain_context
+        from .metrics.sanity import map_similarity
+        cfg, frames = self.cfg, []
+        if not cfg.run.repeat_seeds or "seed_repeatability" not in cfg.metrics.names:
+            return frames
+        prior = np.load(prior_path) if prior_path else None
+        for seed in cfg.run.repeat_seeds:
+            for name, (model_key, _) in models.items():
+                model, other_key, _, _ = self.train_or_load(name, train, val, seed=seed)
+                for explainer in cfg.explain.names:
+                    if explainer in cfg.metrics.skip.get("seed_repeatability", ()):
+                        continue
+                    _, mkey = self._maps_dir(name, model_key, explainer)
+                    key = stage_key("repeat", mkey, other_key, code_version("benchmark.metrics.sanity", "benchmark.runner"))
+                    path = self.run_dir / "scores" / f"{name}-{explainer}-seed_repeatability-{key}" / f"seed-{seed}.csv"
+                    if path.exists() and self.resume:
+                        frames.append(pd.read_csv(path, dtype={"image_id": str}))
+                        self.work["score"]["reused"] += 1
+                        continue
+                    exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+                    maps = []
+                    for i in range(0, len(test), cfg.explain.batch_size):
+                        sl = slice(i, i + cfg.explain.batch_size)
+                        x = test.images[sl].to(self.device)
+                        context = {k: None if v is None else v.to(self.device)
+                                   for k, v in explain_context(test, sl, prior).items()}
+                        t = targets_for(cfg.explain.target, test.labels[sl], model, x).to(self.device)
+                        maps.append(exp.explain(model, x, t, **context).cpu())
+                    main = torch.from_numpy(self.load_maps(name, model_key, explainer, len(test)))
+                    # compare like with like: the main maps were read back from their stored dtype
+                    other = torch.from_numpy(as_stored(torch.cat(maps).numpy(), cfg.run.maps_dtype))
+                    value = map_similarity(main, other, "spearman").float().numpy()
+                    df = pd.DataFrame({"dataset": cfg.data.dataset, "split": cfg.data.splits["test"], "model": name,
+                                       "explainer": explainer, "metric": "seed_repeatability", "image_id": test.ids,
+                                       "value": value})
+                    with atomic_path(path) as tmp:
+                        df.to_csv(tmp, index=False)
+                    self.work["score"]["computed"] += 1
+                    self._progress(f"seed_repeatability {name}/{explainer} seed {seed} done")
+                    frames.append(df)
+        return frames
 
     def _shards(self, n: int) -> list[tuple[int, int]]:
         s = self.cfg.run.shard_size
@@ -358,6 +413,9 @@ class Runner:
                     self.timings[stage] = previous[stage]
         if until in ("score", "report"):
             scores = self.gather_scores(models, len(test))
+            repeat = self.seed_repeatability(models, train, val, test, prior_path)
+            if repeat:
+                scores = pd.concat([scores, *repeat], ignore_index=True)[SCORE_COLUMNS]
             with atomic_path(rd / "scores.csv") as tmp:
                 scores.to_csv(tmp, index=False)
             self.write_curves(models, len(test))

@@ -109,6 +109,24 @@ class MapShard:
     peak_memory_mb: np.ndarray  # (n,) peak memory of the call that made each map
 
 
+def quantise(maps: np.ndarray, dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
+    """(stored array, per-map scale) as a map shard holds them; stored * scale is what metrics read."""
+    if dtype not in MAP_DTYPES:
+        raise ValueError(f"map dtype {dtype!r} not in {MAP_DTYPES}")
+    maps = np.asarray(maps, dtype=np.float32)
+    if dtype == "float32":
+        return maps, np.ones(len(maps), np.float32)
+    scale = np.abs(maps).reshape(len(maps), -1).max(1) if len(maps) else np.zeros(0, np.float32)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return (maps / scale[:, None, None]).astype(np.float16), scale
+
+
+def as_stored(maps: np.ndarray, dtype: str = "float16") -> np.ndarray:
+    """The maps exactly as they read back from a shard of `dtype`."""
+    stored, scale = quantise(maps, dtype)
+    return stored.astype(np.float32) * scale[:, None, None]
+
+
 def write_map_shard(path: str | Path, shard: MapShard, dtype: str = "float16") -> None:
     """Store maps as `path` (.npy, memory-mappable) plus `path`.json (ids, timings, scales, checksum).
 
@@ -116,16 +134,8 @@ def write_map_shard(path: str | Path, shard: MapShard, dtype: str = "float16") -
     maps of any magnitude (LRP relevances of 1e-6 included) keep 11 bits of relative precision
     and never underflow. The JSON is written last: its presence marks the shard complete.
     """
-    if dtype not in MAP_DTYPES:
-        raise ValueError(f"map dtype {dtype!r} not in {MAP_DTYPES}")
     path = Path(path)
-    maps = np.asarray(shard.maps, dtype=np.float32)
-    if dtype == "float16":
-        scale = np.abs(maps).reshape(len(maps), -1).max(1) if len(maps) else np.zeros(0, np.float32)
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        stored = (maps / scale[:, None, None]).astype(np.float16)
-    else:
-        scale, stored = np.ones(len(maps), np.float32), maps
+    stored, scale = quantise(shard.maps, dtype)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, stored)

@@ -49,6 +49,10 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
 # runtime is measured by the runner around each explain call, not computed from maps
 METRICS["seconds_per_image"] = MetricSpec("seconds_per_image", "runtime", False, False, False, None, {},
                                           "Wall-clock seconds of the explain call divided by the images in it.")
+# needs models trained with other seeds (run.repeat_seeds): computed by the runner
+METRICS["seed_repeatability"] = MetricSpec("seed_repeatability", "sanity", True, False, True, None, {},
+                                           "Spearman rank correlation of the map with the map of the same model "
+                                           "trained with another seed (run.repeat_seeds).")
 METRICS["peak_memory_mb"] = MetricSpec("peak_memory_mb", "runtime", False, False, False, None, {},
                                        "Peak memory the explain call added (CUDA allocator on a GPU, sampled RSS on "
                                        "the CPU), MiB, shared by the images of one call.")

@@ -150,3 +150,20 @@ def test_tuned_iou_threshold_is_chosen_on_validation_and_stored(tmp_path):
     assert (scores[scores.explainer == "oracle"]["value"].dropna() == 1).all()
     r = _cli(args, tmp_path)
     assert json.loads((out / "manifest.json").read_text())["work"]["score"]["computed"] == 0, "tuned keys are stable"
+
+
+def test_seed_repeatability_compares_maps_across_training_seeds(tmp_path):
+    out = tmp_path / "seeds"
+    r = _cli(["score", "--preset", "smoke", "--out", str(out), "--set", "run.repeat_seeds=[1]",
+              "--set", "explain.names=['oracle','random','gradcam']",
+              "--set", "metrics.names=['seed_repeatability','pointing_game']"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = pd.read_csv(out / "scores.csv")
+    rep = s[s.metric == "seed_repeatability"].groupby("explainer")["value"]
+    assert rep.size().to_dict() == {"gradcam": 8, "oracle": 8, "random": 8}, "4 images x 2 models each"
+    assert (rep.get_group("random") == 1).all(), "random maps are seeded by the image, not the model"
+    assert rep.get_group("oracle").dropna().eq(1).all()
+    assert not rep.get_group("gradcam").dropna().eq(1).all(), "a model trained with another seed explains differently"
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 4, "each model trained with both seeds"
+    r = _cli(["run", "--preset", "smoke", "--out", str(tmp_path / "x"), "--set", "run.repeat_seeds=[1]"], tmp_path)
+    assert r.returncode == 2 and "seed_repeatability and run.repeat_seeds go together" in r.stderr
