@@ -85,6 +85,14 @@ def save(fig, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Pat
     return paths
 
 
+def _legend_right_and_save(fig, axes, stem: Path) -> list[Path]:
+    """One legend for all panels (every panel draws the same explainers), right of the figure."""
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
 def _panels(keys: list, ncols: int, w: float, h: float):
     fig, axes = plt.subplots(len(keys), ncols, figsize=(w * ncols, h * len(keys)), squeeze=False)
     return fig, axes
@@ -247,10 +255,7 @@ def runtime_quality(summary: pd.DataFrame, stem: Path) -> list[Path] | None:
             ax.set_ylabel(f"{metric} {arrow(metric)}", fontsize=7)
             ax.set_title(f"{model} on {dataset}", fontsize=8)
             ax.tick_params(labelsize=6)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _legend_right_and_save(fig, axes, stem)
 
 
 def curves_figure(curves: pd.DataFrame, stem: Path) -> list[Path]:
@@ -279,10 +284,7 @@ def curves_figure(curves: pd.DataFrame, stem: Path) -> list[Path]:
             ax.set_title(f"{model} on {dataset}: {metric} {arrow(metric)}", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.suptitle("Mean curve over images; bands: 95% CI of the mean (methods only; grey: baselines)", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _legend_right_and_save(fig, axes, stem)
 
 
 def sanity_figure(sanity: pd.DataFrame, stem: Path) -> list[Path]:
@@ -312,10 +314,7 @@ def sanity_figure(sanity: pd.DataFrame, stem: Path) -> list[Path]:
             ax.set_ylabel(f"similarity to the original map ({metric})", fontsize=7)
             ax.set_title(f"{model} on {dataset}", fontsize=8)
             ax.tick_params(axis="y", labelsize=6)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _legend_right_and_save(fig, axes, stem)
 
 
 def roc_figure(predictions: pd.DataFrame, stem: Path) -> list[Path]:
