@@ -181,10 +181,10 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
     if spec.fn is None:
         values = np.asarray(getattr(shard, RUNNER_MEASURED[job.metric]), dtype=float)
     else:
-        needs_model = spec.needs_model or _needs_explainer(spec) or cfg.explain.target == "predicted"
+        needs_model = spec.needs_model or spec.needs_explainer or cfg.explain.target == "predicted"
         model = state.model(cfg, job.model, job.checkpoint, device) if needs_model else None
         extra: dict[str, Any] = {}
-        if _needs_explainer(spec):
+        if spec.needs_explainer:
             extra["explainer"] = build_explainer(job.explainer, seed=cfg.run.seed, **cfg.explain.params.get(job.explainer, {}))
         prior = state.prior(job.prior_path)
         bs = cfg.explain.batch_size
@@ -200,7 +200,7 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
             sink: dict[str, Any] = {}
             v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
                                       test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
-                                      **_sink_kw(sink), **extra, **params)
+                                      sink=sink, **extra, **params)
             values.append(v.float().cpu().numpy())
             sizes.append(len(x))
             for k, a in sink.items():
@@ -213,15 +213,6 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
     with atomic_path(job.out_path) as tmp:
         df.to_csv(tmp, index=False)
     return job.out_path
-
-
-def _needs_explainer(spec) -> bool:
-    return bool(getattr(spec, "needs_explainer", False))
-
-
-def _sink_kw(sink: dict) -> dict:
-    import inspect
-    return {"sink": sink} if "sink" in inspect.signature(metric_registry.score).parameters else {}
 
 
 def aux_path(score_path: Path) -> Path:
