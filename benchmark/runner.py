@@ -192,11 +192,26 @@ class Runner:
         skip = self.cfg.metrics.skip
         return [m for m in self.cfg.metrics.names if explainer not in skip.get(m, ()) and m != "seed_repeatability"]
 
+    def _explain_here(self, model: torch.nn.Module, explainer: str, split: Batch, index: torch.Tensor,
+                      prior) -> torch.Tensor:
+        """Maps (N,H,W) on the CPU of split images `index`, explained in this process (side stages
+        that are not sharded: threshold tuning, seed repeatability)."""
+        from .data import explain_context
+        cfg = self.cfg
+        exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+        maps = []
+        for i in range(0, len(index), cfg.explain.batch_size):
+            idx = index[i:i + cfg.explain.batch_size]
+            x = split.images[idx].to(self.device)
+            context = {k: None if v is None else v.to(self.device) for k, v in explain_context(split, idx, prior).items()}
+            t = targets_for(cfg.explain.target, split.labels[idx], model, x).to(self.device)
+            maps.append(exp.explain(model, x, t, **context).cpu())
+        return torch.cat(maps)
+
     def tune_thresholds(self, models: dict[str, tuple[str, Path]], val: Batch, prior) -> None:
         """For metrics with threshold = "tuned" (iou, dice): per model and explainer, the threshold of
         0.2-0.8 with the best mean IoU on up to metrics.tune_images annotated lesion images of the
         validation split (cheXlocalize's tuning), stored in thresholds/ and reused."""
-        from .data import explain_context
         from .metrics.segmentation import tune_threshold
         cfg = self.cfg
         if not any(cfg.metrics.params.get(m, {}).get("threshold") == "tuned" for m in cfg.metrics.names):
@@ -204,7 +219,7 @@ class Runner:
         lesion = (val.has_mask & val.lesion_masks.flatten(1).any(1)).nonzero().flatten()[: cfg.metrics.tune_images]
         if not len(lesion):
             raise ValueError("metrics: threshold = 'tuned' needs validation images with a lesion mask; this split has none")
-        images, masks, has = val.images[lesion], val.lesion_masks[lesion], val.has_mask[lesion]
+        masks, has = val.lesion_masks[lesion], val.has_mask[lesion]
         for model_name, (model_key, ckpt) in models.items():
             model = STATE.models[(str(ckpt), str(self.device))]
             for explainer in cfg.explain.names:
@@ -215,18 +230,9 @@ class Runner:
                 if path.exists() and self.resume:
                     self.thresholds[(model_name, explainer)] = json.loads(path.read_text())["threshold"]
                     continue
-                exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
-                maps = []
-                for i in range(0, len(lesion), cfg.explain.batch_size):
-                    sl = slice(i, i + cfg.explain.batch_size)
-                    idx = lesion[sl]
-                    x = images[sl].to(self.device)
-                    context = explain_context(val, idx, prior)
-                    context = {k: None if v is None else v.to(self.device) for k, v in context.items()}
-                    t = targets_for(cfg.explain.target, val.labels[idx], model, x).to(self.device)
-                    maps.append(exp.explain(model, x, t, **context).cpu())
+                maps = self._explain_here(model, explainer, val, lesion, prior)
                 try:
-                    value = round(tune_threshold(torch.cat(maps), masks, has), 6)
+                    value = round(tune_threshold(maps, masks, has), 6)
                 except ValueError as err:  # e.g. all-zero maps: no IoU is defined at any threshold
                     log.warning("%s/%s: %s; using Otsu instead", model_name, explainer, err)
                     value = "otsu"
@@ -240,7 +246,6 @@ class Runner:
         images with every explainer, and score each image by the Spearman rank correlation of that
         map with the main seed's map (`seed_repeatability`, higher = the explanation does not hang on
         the training seed). Maps and scores are stored and reused like every other stage."""
-        from .data import explain_context
         from .metrics.sanity import map_similarity
         cfg, frames = self.cfg, []
         if not cfg.run.repeat_seeds or "seed_repeatability" not in cfg.metrics.names:
@@ -259,18 +264,10 @@ class Runner:
                         frames.append(pd.read_csv(path, dtype={"image_id": str}))
                         self.work["score"]["reused"] += 1
                         continue
-                    exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
-                    maps = []
-                    for i in range(0, len(test), cfg.explain.batch_size):
-                        sl = slice(i, i + cfg.explain.batch_size)
-                        x = test.images[sl].to(self.device)
-                        context = {k: None if v is None else v.to(self.device)
-                                   for k, v in explain_context(test, sl, prior).items()}
-                        t = targets_for(cfg.explain.target, test.labels[sl], model, x).to(self.device)
-                        maps.append(exp.explain(model, x, t, **context).cpu())
+                    maps = self._explain_here(model, explainer, test, torch.arange(len(test)), prior)
                     main = torch.from_numpy(self.load_maps(name, model_key, explainer, len(test)))
                     # compare like with like: the main maps were read back from their stored dtype
-                    other = torch.from_numpy(as_stored(torch.cat(maps).numpy(), cfg.run.maps_dtype))
+                    other = torch.from_numpy(as_stored(maps.numpy(), cfg.run.maps_dtype))
                     value = map_similarity(main, other, "spearman").float().numpy()
                     df = pd.DataFrame({"dataset": cfg.data.dataset, "split": cfg.data.splits["test"], "model": name,
                                        "explainer": explainer, "metric": "seed_repeatability", "image_id": test.ids,
