@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .config import PRESETS, ConfigError, load_config
+from .run.config import PRESETS, ConfigError, load_config
 
 STAGE_HELP = {
     "run": "run the whole benchmark (data, train, explain, score, report)",
@@ -76,7 +76,7 @@ def _report(args) -> int:
     if (msg := _check_run_dir(run_dir)):
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    from .report import build_report
+    from .report.build import build_report
     md = build_report(run_dir)
     print(md)
     print(f"report rebuilt in {run_dir / 'report'}")
@@ -88,7 +88,7 @@ def _compare(args) -> int:
         if (msg := _check_run_dir(Path(d))):
             print(f"error: {msg}", file=sys.stderr)
             return 2
-    from .compare import compare_runs
+    from .report.compare import compare_runs
     print(compare_runs(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None))
     return 0
 
@@ -132,9 +132,9 @@ def summary_screen(result, elapsed: float) -> str:
 
 
 def _run(args) -> int:
-    from .executor import make_executor
-    from .runner import Runner, resolve_device
-    from .store import StoreError
+    from .run.executor import make_executor
+    from .run.runner import Runner, resolve_device
+    from .run.store import StoreError
     try:
         cfg = load_config(args.config, args.overrides, args.preset)
     except ConfigError as err:
@@ -172,8 +172,8 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["perf"]:  # its own options, parsed by benchmark.perf
-        from .perf import main as perf_main
+    if argv[:1] == ["perf"]:  # its own options, parsed by benchmark.speed.metric_speed
+        from .speed.metric_speed import main as perf_main
         return perf_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,

@@ -1,51 +1,210 @@
 """A generic CSV manifest, so a user's own X-rays and expert masks work without code.
 
 Columns: `image` (path), `label` (1/0, or pneumonia/normal), optional `mask` (lesion mask path;
-an empty cell means "not annotated"), optional `lung_mask`, optional `id`, optional `split`
-(rows are kept where it equals the requested split; without the column every row belongs to
-every split). Relative paths are read from the manifest's folder.
+an empty cell means "not annotated"), optional `lung_mask`, optional `id` (default: the image
+file's stem), optional `split`, optional patient column (`patient` by default). Relative paths are
+read from the manifest's folder.
+
+Splits (no row may ever be in two splits: train, selection and test data must be disjoint):
+
+- `split_by = "column"` (default): the `split` column says which split each row belongs to, and
+  rows are kept where it equals the requested split. A manifest without a `split` column, or with
+  an empty `split` cell, is refused (naming the file and the first offending lines) instead of
+  putting every row in every split.
+- `split_by = "image"` or `"patient"`: a seeded split computed here, for manifests without a
+  `split` column (or with an all-empty one; a filled `split` column together with `split_by` is
+  refused as ambiguous). Images (by id), or patients (by `patient_column`; every image of one
+  patient lands in the same split), are assigned to the splits of `split_fractions` in those
+  proportions, stratified by label (a patient counts as pneumonia when any of their images is).
+  The assignment is a pure function of `split_seed` and the ids: it does not depend on the row
+  order, on the run seed, or on the other parameters of the run, so changing `run.seed` keeps the
+  test set. Fractions are of images (or patients) per label, rounded at cumulative boundaries.
+
+Parameters (`data.params` in the config), with defaults:
+
+    path = ""                 # the CSV file, or a folder holding manifest.csv (or data.root)
+    split_by = "column"       # "column" | "image" | "patient"
+    split_fractions = { train = 0.7, val = 0.15, test = 0.15 }   # split_by image/patient; must sum to 1
+    split_seed = 0            # split_by image/patient
+    patient_column = "patient"   # required with split_by = "patient"
+
+Checked for every split mode: ids must be unique (an id listed in two splits names the ids and
+their splits) and the same image file may not be listed twice. When the patient column is present,
+a patient with images in two splits is refused, except with split_by = "image", which the user
+chose knowingly (a warning suggests split_by = "patient").
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import logging
+from collections import defaultdict
 from pathlib import Path
 
 from .imageio import decode, resize
 from .registry import register_dataset
 from .sample import Sample
 
+log = logging.getLogger(__name__)
+
 LABELS = {"1": 1, "0": 0, "pneumonia": 1, "normal": 0}
+SPLIT_BY = ("column", "image", "patient")
+DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+SHOWN = 5  # offending rows / ids named in an error message
+
+
+def _some(items, n: int = SHOWN) -> str:
+    items = list(items)
+    head = ", ".join(str(i) for i in items[:n])
+    return head + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _order_key(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest()
+
+
+def seeded_split(groups: dict[str, int], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Assign each group (image id or patient -> label 0/1) to a split, stratified by label.
+
+    Within each label the groups are ordered by a hash of (seed, group) and cut at the cumulative
+    fractions (rounded), so the result depends on the seed and the group names only.
+    """
+    names = list(fractions)
+    total = sum(fractions.values())
+    cumulative, acc = [], 0.0
+    for name in names:
+        acc += fractions[name] / total
+        cumulative.append(acc)
+    assignment: dict[str, str] = {}
+    for label in sorted(set(groups.values())):
+        members = sorted((g for g, lab in groups.items() if lab == label), key=lambda g: (_order_key(seed, g), g))
+        n, start = len(members), 0
+        for name, cum in zip(names, cumulative):
+            stop = n if name == names[-1] else int(round(cum * n))
+            for g in members[start:stop]:
+                assignment[g] = name
+            start = max(start, stop)
+    return assignment
 
 
 @register_dataset("manifest")
 class ManifestDataset:
-    def __init__(self, split: str = "test", size: int = 224, seed: int = 0, root: str = "", path: str = ""):
+    def __init__(self, split: str = "test", size: int = 224, seed: int = 0, root: str = "", path: str = "",
+                 split_by: str = "column", split_fractions: dict[str, float] | None = None, split_seed: int = 0,
+                 patient_column: str = "patient"):
         csv_path = Path(path or root)
         if csv_path.is_dir():
             csv_path = csv_path / "manifest.csv"
         if not csv_path.is_file():
             raise FileNotFoundError(f"manifest {csv_path} does not exist (set data.params.path to the CSV file)")
-        self.base, self.size, self.split = csv_path.parent, size, split
+        if split_by not in SPLIT_BY:
+            raise ValueError(f"manifest split_by {split_by!r} is not one of {list(SPLIT_BY)}")
+        self.base, self.size, self.split, self.csv_path = csv_path.parent, size, split, csv_path
         with open(csv_path, newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = {"image", "label"} - set(reader.fieldnames or [])
+            columns = set(reader.fieldnames or [])
+            missing = {"image", "label"} - columns
             if missing:
                 raise ValueError(f"manifest {csv_path} lacks the column(s) {sorted(missing)}")
             rows = list(enumerate(reader, start=2))
-        self.rows = []
+        if not rows:
+            raise ValueError(f"manifest {csv_path} has no rows")
+
+        parsed = []  # (line, row, label, id)
         for line, row in rows:
-            if "split" in row and row["split"] and row["split"] != split:
-                continue
             label = LABELS.get(str(row["label"]).strip().lower())
             if label is None:
                 raise ValueError(f"manifest {csv_path} line {line}: label {row['label']!r} is not one of {sorted(LABELS)}")
+            parsed.append((line, row, label, (row.get("id") or "").strip() or Path(row["image"]).stem))
+        has_patient = patient_column in columns
+        row_split = self._assign_splits(parsed, columns, split_by, split_fractions, split_seed, patient_column)
+        if has_patient and split_by == "image":
+            log.warning("manifest %s has a patient column %r but split_by = 'image': images of one patient may "
+                        "land in different splits; split_by = 'patient' keeps them together", csv_path, patient_column)
+        self._check_disjoint(parsed, row_split, patient_column if has_patient and split_by != "image" else None)
+
+        self.rows = []
+        for line, row, label, _ in parsed:
+            if row_split[line] != split:
+                continue
             image = self.base / row["image"]
             if not image.exists():
                 raise FileNotFoundError(f"manifest {csv_path} line {line}: image {image} does not exist")
             self.rows.append((line, row, label))
         if not self.rows:
-            raise ValueError(f"manifest {csv_path} has no rows for split {split!r}")
-        self.csv_path = csv_path
+            raise ValueError(f"manifest {csv_path} has no rows for split {split!r} "
+                             f"(splits present: {sorted(set(row_split.values()))})")
+
+    def _assign_splits(self, parsed, columns, split_by, fractions, seed, patient_column) -> dict[int, str]:
+        """line -> split name, from the `split` column or a seeded split of images or patients."""
+        csv_path = self.csv_path
+        filled = [(line, (row.get("split") or "").strip()) for line, row, _, _ in parsed]
+        if split_by == "column":
+            hint = ("set data.params.split_by = \"image\" or \"patient\" for a seeded split "
+                    "(split_fractions, split_seed)")
+            if "split" not in columns:
+                raise ValueError(f"manifest {csv_path} has no 'split' column: without it every row would be in "
+                                 f"train, val and test alike; add a split column (train / val / test) or {hint}")
+            empty = [line for line, value in filled if not value]
+            if empty:
+                raise ValueError(f"manifest {csv_path}: {len(empty)} row(s) have an empty 'split' cell "
+                                 f"(line(s) {_some(empty)}); fill them or remove the column and {hint}")
+            return dict(filled)
+
+        if any(value for _, value in filled):
+            raise ValueError(f"manifest {csv_path} has a filled 'split' column and split_by = {split_by!r}: "
+                             f"use one or the other (split_by = \"column\" keeps the column's splits)")
+        fractions = DEFAULT_FRACTIONS if fractions is None else dict(fractions)
+        if not fractions or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in fractions.values()) \
+                or abs(sum(fractions.values()) - 1) > 1e-6:
+            raise ValueError(f"manifest split_fractions {fractions!r} must map split names to non-negative "
+                             f"numbers summing to 1")
+        if self.split not in fractions:
+            raise ValueError(f"manifest {csv_path}: split {self.split!r} is not one of the split_fractions "
+                             f"{list(fractions)}")
+        if split_by == "patient":
+            if patient_column not in columns:
+                raise ValueError(f"manifest {csv_path} has no patient column {patient_column!r} for split_by = "
+                                 f"\"patient\" (columns: {sorted(columns)}; set data.params.patient_column)")
+            keys = {line: (row.get(patient_column) or "").strip() for line, row, _, _ in parsed}
+            empty = [line for line, key in keys.items() if not key]
+            if empty:
+                raise ValueError(f"manifest {csv_path}: {len(empty)} row(s) have an empty {patient_column!r} cell "
+                                 f"(line(s) {_some(empty)})")
+        else:
+            keys = {line: ident for line, _, _, ident in parsed}
+        groups: dict[str, int] = {}
+        for line, _, label, _ in parsed:
+            groups[keys[line]] = max(groups.get(keys[line], 0), label)
+        assignment = seeded_split(groups, fractions, int(seed))
+        return {line: assignment[keys[line]] for line, _, _, _ in parsed}
+
+    def _check_disjoint(self, parsed, row_split: dict[int, str], patient_column: str | None) -> None:
+        """Refuse ids, image files or patients listed in two splits, and duplicate ids or images."""
+        csv_path = self.csv_path
+        by_id, by_image, by_patient = defaultdict(list), defaultdict(list), defaultdict(set)
+        for line, row, _, ident in parsed:
+            by_id[ident].append(line)
+            by_image[(self.base / row["image"]).resolve()].append(line)
+            if patient_column and (row.get(patient_column) or "").strip():
+                by_patient[row[patient_column].strip()].add(row_split[line])
+        for what, table in (("id", by_id), ("image", by_image)):
+            shared = {k: sorted({row_split[line] for line in lines}) for k, lines in table.items()
+                      if len({row_split[line] for line in lines}) > 1}
+            if shared:
+                raise ValueError(f"manifest {csv_path}: {len(shared)} {what}(s) listed in more than one split "
+                                 f"(train and test would share them): "
+                                 f"{_some(f'{k} in {v}' for k, v in sorted(shared.items(), key=lambda kv: str(kv[0])))}")
+            twice = {k: lines for k, lines in table.items() if len(lines) > 1}
+            if twice:
+                raise ValueError(f"manifest {csv_path}: {len(twice)} {what}(s) listed more than once "
+                                 f"({'ids' if what == 'id' else 'image files'} must be unique): "
+                                 f"{_some(f'{k} on lines {v}' for k, v in sorted(twice.items(), key=lambda kv: str(kv[0])))}")
+        shared = {p: sorted(s) for p, s in by_patient.items() if len(s) > 1}
+        if shared:
+            raise ValueError(f"manifest {csv_path}: {len(shared)} patient(s) of column {patient_column!r} have "
+                             f"images in more than one split: {_some(f'{p} in {s}' for p, s in sorted(shared.items()))} "
+                             f"(split_by = \"patient\" keeps each patient in one split)")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,5 +228,5 @@ class ManifestDataset:
         return Sample(image=resize(raw, self.size)[None], label=label,
                       lesion_mask=self._mask(row, "mask", raw.shape, line),
                       lung_mask=self._mask(row, "lung_mask", raw.shape, line),
-                      id=(row.get("id") or Path(row["image"]).stem),
+                      id=(row.get("id") or "").strip() or Path(row["image"]).stem,
                       metadata={"source": "manifest", "split": self.split, "line": line})

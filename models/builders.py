@@ -1,9 +1,20 @@
 """Classifier builders: torchvision VGG16 and ResNet50 taking one grey channel in [0,1].
 
-The two logits are returned centred (each minus their mean). Softmax, the loss and its gradients
-are unchanged by a common shift, but a raw logit carries an arbitrary component shared by both
-classes; an explainer of the centred target logit explains half the logit difference, the only
-quantity a two-class softmax identifies.
+What the model returns (`output`, a parameter of every builder, `models.params.<name>.output` in
+the config; the model says which in `model.output_kind`):
+
+- `output = "raw"` (default): the network's pre-softmax class scores y^c as trained. Grad-CAM
+  (Selvaraju et al.), integrated gradients, LRP and occlusion are defined on this score, so the
+  maps are the published methods' maps.
+- `output = "centred"`: each score minus the mean over classes, z^c = y^c - mean_k y^k. With two
+  classes z^c = (y^c - y^other) / 2, so every explainer explains half the logit difference, a
+  contrastive quantity: evidence shared by both classes cancels, and the gradient (hence
+  Grad-CAM's weights, IG, occlusion) of class 0 is exactly minus that of class 1, so Grad-CAM of
+  class 0 equals ReLU(-CAM of class 1).
+
+Softmax, cross-entropy and their gradients are invariant to the centring, so training is the same
+either way, and the choice adds no parameter or buffer: a checkpoint saved under one `output`
+loads into a model built with the other (the state_dict keys are the same).
 
 Grey-to-RGB and ImageNet normalisation live in a module in front of the torchvision network
 instead of being folded into the first convolution: folding is not exact at the zero-padded
@@ -28,6 +39,8 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+OUTPUTS = ("raw", "centred")
+
 MODELS: dict[str, Callable[..., "XrayClassifier"]] = {}
 
 
@@ -38,11 +51,22 @@ def register_model(name: str):
     return add
 
 
-class XrayClassifier(nn.Module):
-    """(N,1,H,W) in [0,1] -> logits (N,2). `gradcam_layer` names the layer Grad-CAM uses."""
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown model output {output!r}; allowed: {list(OUTPUTS)}")
+    return output
 
-    def __init__(self, net: nn.Module, arch: str, gradcam_layer: str, head_layer: str):
+
+class XrayClassifier(nn.Module):
+    """(N,1,H,W) in [0,1] -> logits (N,2). `gradcam_layer` names the layer Grad-CAM uses.
+
+    `output` ("raw" or "centred", see the module docstring) decides what forward returns; it is a
+    plain attribute (`output_kind`), not part of the state_dict.
+    """
+
+    def __init__(self, net: nn.Module, arch: str, gradcam_layer: str, head_layer: str, output: str = "raw"):
         super().__init__()
+        self.output_kind = check_output(output)
         for module in net.modules():
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # in-place ReLUs break the backward hooks of captum and zennit
@@ -69,15 +93,22 @@ class XrayClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net(self.preprocess(x))
-        return logits - logits.mean(1, keepdim=True)
+        if self.output_kind == "centred":
+            logits = logits - logits.mean(1, keepdim=True)
+        return logits
 
     @contextlib.contextmanager
     def centred_head(self) -> Iterator[nn.Module]:
-        """Temporarily fold the centring into the last linear layer and yield the network.
+        """Yield the network with the model's output as its last layer, whatever `output_kind`.
 
         For rule-based methods (LRP) that must see every operation as a layer: inside the
-        block `net(preprocess(x))` equals `self(x)` exactly.
+        block `net(preprocess(x))` equals `self(x)` exactly. With `output_kind == "centred"` the
+        centring is folded into the last linear layer for the duration of the block; with "raw"
+        the network is yielded unchanged.
         """
+        if self.output_kind != "centred":
+            yield self.net
+            return
         head = self.net.get_submodule(self.head_layer_name)
         saved = head.weight.data.clone(), head.bias.data.clone()
         head.weight.data -= head.weight.data.mean(0, keepdim=True)
@@ -123,7 +154,9 @@ def _load_pretrained(net: nn.Module, pretrained: str | None, weights_enum, head:
     log.info("loaded pretrained weights from %s (re-initialised: %s)", path, dropped or "none")
 
 
-def _vgg(batch_norm: bool, pretrained: str | None, head: str, num_classes: int, gradcam_layer: str | None) -> XrayClassifier:
+def _vgg(batch_norm: bool, pretrained: str | None, head: str, num_classes: int, gradcam_layer: str | None,
+         output: str) -> XrayClassifier:
+    check_output(output)  # before the (slow) construction of the network
     build = torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16
     weights = torchvision.models.VGG16_BN_Weights if batch_norm else torchvision.models.VGG16_Weights
     net = build(weights=None, num_classes=num_classes)
@@ -136,12 +169,12 @@ def _vgg(batch_norm: bool, pretrained: str | None, head: str, num_classes: int, 
     # the ReLU after the last convolution (before the last max pool), as in Selvaraju et al.
     last_relu = [n for n, m in net.features.named_children() if isinstance(m, nn.ReLU)][-1]
     return XrayClassifier(net, "vgg16_bn" if batch_norm else "vgg16", gradcam_layer or f"features.{last_relu}",
-                          head_layer="classifier" if head == "compact" else "classifier.6")
+                          head_layer="classifier" if head == "compact" else "classifier.6", output=output)
 
 
 @register_model("vgg16")
 def vgg16(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
-          gradcam_layer: str | None = None) -> XrayClassifier:
+          gradcam_layer: str | None = None, output: str = "raw") -> XrayClassifier:
     """torchvision VGG16 (no batch norm).
 
     head="torchvision" keeps the 7x7x512 -> 4096 -> 4096 classifier (the published network);
@@ -150,31 +183,39 @@ def vgg16(pretrained: str | None = None, head: str = "torchvision", num_classes:
     the AdamW step on its 134M dense parameters took 0.65-0.94 s of a 1.7-1.9 s training step
     (batch 32, measured); the compact head removes that cost.
     `gradcam_layer` defaults to the ReLU after the last convolution.
+    `output`: "raw" (default) returns the class scores as trained, the quantity the published
+    Grad-CAM, IG and LRP explain; "centred" subtracts their mean (see the module docstring).
     """
-    return _vgg(False, pretrained, head, num_classes, gradcam_layer)
+    return _vgg(False, pretrained, head, num_classes, gradcam_layer, output)
 
 
 @register_model("vgg16_bn")
 def vgg16_bn(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
-             gradcam_layer: str | None = None) -> XrayClassifier:
-    """torchvision VGG16 with batch norm: trains from scratch in far fewer epochs than plain VGG16."""
-    return _vgg(True, pretrained, head, num_classes, gradcam_layer)
+             gradcam_layer: str | None = None, output: str = "raw") -> XrayClassifier:
+    """torchvision VGG16 with batch norm: trains from scratch in far fewer epochs than plain VGG16.
+
+    Parameters as `vgg16`; `output` "raw" (default) or "centred" (see the module docstring).
+    """
+    return _vgg(True, pretrained, head, num_classes, gradcam_layer, output)
 
 
 @register_model("resnet50")
 def resnet50(pretrained: str | None = None, head: str = "torchvision", num_classes: int = 2,
-             gradcam_layer: str = "layer4", zero_init_residual: bool = True) -> XrayClassifier:
+             gradcam_layer: str = "layer4", zero_init_residual: bool = True, output: str = "raw") -> XrayClassifier:
     """torchvision ResNet50; Grad-CAM on the output of the last stage (layer4) by default.
 
     On small images layer4 is very coarse (2x2 at 64 px): pick an earlier stage there.
     zero_init_residual (Goyal et al. 2017) starts every residual branch at zero; from scratch on
     the phantom it raised Val accuracy from 0.88 to 0.955 at the same budget (measured on this CPU).
+    `output`: "raw" (default) returns the class scores as trained, the quantity the published
+    Grad-CAM, IG and LRP explain; "centred" subtracts their mean (see the module docstring).
     """
     if head not in ("torchvision", "compact"):
         raise ValueError(f"unknown resnet50 head {head!r}; allowed: 'torchvision', 'compact'")
+    check_output(output)
     net = torchvision.models.resnet50(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     _load_pretrained(net, pretrained, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, ["fc.weight", "fc.bias"])
-    return XrayClassifier(net, "resnet50", gradcam_layer=gradcam_layer, head_layer="fc")
+    return XrayClassifier(net, "resnet50", gradcam_layer=gradcam_layer, head_layer="fc", output=output)
 
 
 def build_model(name: str, **params) -> XrayClassifier:

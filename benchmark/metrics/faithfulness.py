@@ -2,10 +2,13 @@
 perturbation) and faithfulness correlation (Bhatt et al. 2020).
 
 Deletion / insertion: pixels (or patches of a non-overlapping grid, ranked by summed attribution)
-are ranked most relevant first ("morf", default) or least relevant first ("lerf"), with a stable
-sort so ties keep raster order. Deletion replaces a growing share of the units by the fill;
-insertion starts from the fill and puts them back. The curve is the softmax probability of the
-target class at steps+1 equally spaced shares from 0 to 1 (share k/steps perturbs
+are ranked most relevant first ("morf", default) or least relevant first ("lerf"); tied units go
+in a seeded random order shared by every image and explainer (`tie_seed`, default 0; see
+perturbation.py), not in raster order. Deletion replaces a growing share of the units by the fill;
+insertion starts from the fill and puts them back. Fills: "zero", the image "mean", or "blur",
+RISE's blur (its 11 x 11 kernel of sigma 5 at 224 px, scaled with the image width; see
+perturbation.rise_kernel), the default start of insertion as in RISE. The curve is the softmax
+probability of the target class at steps+1 equally spaced shares from 0 to 1 (share k/steps perturbs
 round(k * units / steps) units); its area is the trapezoid rule over [0, 1]. The perturbed images
 of all steps and images are built from one rank map and classified batch_size at a time.
 
@@ -20,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .perturbation import (FILLS, chunks, check_choice, check_positive_int, fill_image, pixel_ranks,  # noqa: F401
-                           unit_ranks)
+from .perturbation import (FILLS, chunks, check_choice, check_positive_int, check_tie_seed, fill_image,  # noqa: F401
+                           pixel_ranks, unit_ranks)
 from .registry import register_metric
 
 
@@ -35,11 +38,13 @@ def _target_output(model, x: torch.Tensor, targets: torch.Tensor, softmax: bool)
 @torch.no_grad()
 def perturbation_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor, steps: int,
                        fill: str, insert: bool, order: str = "morf", unit: str = "pixel", patch_size: int = 8,
-                       batch_size: int = 256) -> torch.Tensor:
-    """(N, steps+1) target probabilities as the first-ranked units are deleted (or inserted)."""
+                       batch_size: int = 256, tie_seed: int = 0) -> torch.Tensor:
+    """(N, steps+1) target probabilities as the first-ranked units are deleted (or inserted); ties in
+    the seeded order of `tie_seed`."""
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
-    ranks, n_units = unit_ranks(maps, unit, order, patch_size)
+    check_tie_seed(tie_seed)
+    ranks, n_units = unit_ranks(maps, unit, order, patch_size, tie_seed)
     base = fill_image(images, fill)
     n = images.shape[0]
     counts = torch.tensor([round(k * n_units / steps) for k in range(steps + 1)], device=images.device)
@@ -56,8 +61,9 @@ def curve_auc(curve: torch.Tensor) -> torch.Tensor:
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
-def _auc(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size, sink):
-    curve = perturbation_curve(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size)
+def _auc(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size, tie_seed, sink):
+    curve = perturbation_curve(model, images, targets, maps, steps, fill, insert, order, unit, patch_size, batch_size,
+                               tie_seed)
     if sink is not None:
         sink["curve"] = curve
         sink["fraction"] = torch.linspace(0, 1, steps + 1, device=curve.device)
@@ -65,21 +71,21 @@ def _auc(model, images, targets, maps, steps, fill, insert, order, unit, patch_s
 
 
 @register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, steps=16, fill="zero",
-                 order="morf", unit="pixel", patch_size=8, batch_size=256)
+                 order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zero", order: str = "morf",
-                 unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, sink: dict | None = None,
-                 **_) -> torch.Tensor:
+                 unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,
+                 sink: dict | None = None, **_) -> torch.Tensor:
     """Area under the deletion curve: a faithful map makes the probability fall fast (lower is better)."""
-    return _auc(model, images, targets, maps, steps, fill, False, order, unit, patch_size, batch_size, sink)
+    return _auc(model, images, targets, maps, steps, fill, False, order, unit, patch_size, batch_size, tie_seed, sink)
 
 
 @register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, steps=16, fill="blur",
-                 order="morf", unit="pixel", patch_size=8, batch_size=256)
+                 order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def insertion_auc(model, images, targets, maps, steps: int = 16, fill: str = "blur", order: str = "morf",
-                  unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, sink: dict | None = None,
-                  **_) -> torch.Tensor:
-    """Area under the insertion curve from a blurred image: a faithful map makes it rise fast."""
-    return _auc(model, images, targets, maps, steps, fill, True, order, unit, patch_size, batch_size, sink)
+                  unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,
+                  sink: dict | None = None, **_) -> torch.Tensor:
+    """Area under the insertion curve from RISE's blurred image: a faithful map makes it rise fast."""
+    return _auc(model, images, targets, maps, steps, fill, True, order, unit, patch_size, batch_size, tie_seed, sink)
 
 
 def subset_pixels(subset_size: int | float, n_pixels: int) -> int:

@@ -1,6 +1,6 @@
 """Localisation against expert lesion masks: maps (N,H,W), masks (N,H,W) bool, has_mask (N,) bool.
 
-Undefined cases, per metric (NaN is counted by the runner, never scored):
+NaN (counted by the runner, never scored) only where the ground truth cannot define a score:
 - has_mask False (no annotation; None is not "empty"): NaN for every metric here.
 - Empty mask (a normal X-ray):
   * pointing_game, relevance_mass, relevance_rank, top_k_intersection: NaN, as there is no lesion
@@ -9,14 +9,32 @@ Undefined cases, per metric (NaN is counted by the runner, never scored):
     empty mask scores a hit there. See tests/benchmark/test_metrics_localisation.py.)
   * pixel_auroc, pixel_auprc: NaN, as there are no positive pixels (sklearn refuses such a
     ranking); a mask covering the whole image (no negative pixel) is NaN for pixel_auroc.
-  * iou, dice: as cheXlocalize's calculate_iou. With `true_pos_only=True` (its default) NaN;
-    with `true_pos_only=False` the image is scored: 0 when the segmented map is non-empty
-    (any predicted lesion on a normal image is all false positive), NaN only when both are empty.
-- relevance_mass: NaN also where the map has no positive relevance.
+  * iou, dice: with `true_pos_only=True` (default) NaN; with `true_pos_only=False` the image is
+    scored: 0 when the segmented map is non-empty (any predicted lesion on a normal image is all
+    false positive), NaN only when the segmentation is empty too (empty union).
 
-Ties: tied map values are ranked by expected value under random tie breaking (pointing game,
-relevance rank, top-k) or by average ranks (AUROC, AUPRC as sklearn), never by memory order.
-On maps without ties every metric equals its Quantus 0.6 counterpart exactly.
+A degenerate map is scored for what it achieves on an image with a lesion, never dropped (a
+dropped image would average that explainer alone over fewer, easier images than the others):
+- pointing_game: a constant map (every pixel a maximum) scores the share of the image inside the
+  dilated mask; in general tied maxima score the share of them inside (see below).
+- relevance_mass: a map with no positive relevance (all zero or all negative) holds no positive
+  mass inside the lesion: 0.
+- relevance_rank, top_k_intersection: a constant map scores the lesion's share of the image
+  (its share of any K pixels drawn at random): chance level.
+- pixel_auroc 0.5 and pixel_auprc the lesion's share of the image on a constant map.
+- iou, dice: a map that segments to nothing (a constant map: min-max normalisation makes it all
+  zero) scores 0, whatever `true_pos_only`. cheXlocalize's calculate_iou leaves an empty
+  prediction out with true_pos_only=True because there an empty segmentation means the classifier
+  called the image negative; here every explained image has a map, and only a degenerate one
+  segments to nothing.
+
+Ties: tied map values are scored by their expected value under random tie breaking (pointing
+game: the share of the tied maxima inside the dilated mask; relevance rank and top-k: pixels above
+the K-th value count fully and the tied group at the boundary fills the places left with its
+inside share) or by average ranks (AUROC, AUPRC as sklearn), never by memory (raster) order.
+On maps without ties every metric equals its Quantus 0.6 counterpart exactly, except relevance_mass
+on a map with negative relevance (Quantus sums signed relevance) or with none positive (Quantus
+divides 0 by 0: NaN).
 """
 from __future__ import annotations
 
@@ -85,9 +103,11 @@ def pointing_game(maps, masks, has_mask, tolerance: int = 0, **_) -> torch.Tenso
     """Hit rate with tolerance: 1 if the map's maximum lies in the lesion mask dilated by `tolerance` pixels.
 
     cheXlocalize's hit rate with a tolerance band (Zhang et al. 2018 use 15 px at 224). Tied
-    maxima score the fraction of them inside the mask: the expected hit under random tie
-    breaking. With a unique maximum this is Quantus' PointingGame; Quantus instead counts a hit
-    when any tied maximum is inside, which scores a constant map as a perfect hit.
+    maxima score the fraction of them inside the dilated mask: the expected hit when one of them
+    is picked at random, so a constant map scores the dilated mask's share of the image (an argmax
+    would pick the first pixel in raster order: a miss, or a hit for a lesion at the top left).
+    With a unique maximum this is Quantus' PointingGame; Quantus instead counts a hit when any
+    tied maximum is inside, which scores a constant map as a perfect hit.
     """
     if isinstance(tolerance, bool) or int(tolerance) != tolerance or tolerance < 0:
         raise ValueError(f"pointing_game: tolerance must be a whole number of pixels >= 0, got {tolerance!r}")
@@ -103,13 +123,15 @@ def relevance_mass(maps, masks, has_mask, **_) -> torch.Tensor:
     """Share of positive relevance inside the mask (Arras et al. 2022, relevance mass accuracy).
 
     Negative relevance is dropped first, so on non-negative maps this is Quantus'
-    RelevanceMassAccuracy (which sums signed relevance). NaN where the map has no positive relevance.
+    RelevanceMassAccuracy (which sums signed relevance). A map with no positive relevance (e.g. an
+    all-zero Grad-CAM) puts no mass inside the lesion and scores 0 (Quantus divides 0 by 0).
     """
     pos = maps.clamp(min=0).flatten(1)
     total = pos.sum(1)
     within = (pos * masks.flatten(1)).sum(1)
-    out = within / total
-    return out.masked_fill(_undefined(masks, has_mask) | (total <= 0), float("nan"))
+    out = torch.where(total > 0, within / torch.where(total > 0, total, torch.ones_like(total)),
+                      torch.zeros_like(total))
+    return out.masked_fill(_undefined(masks, has_mask), float("nan"))
 
 
 @register_metric("relevance_rank", "localisation", higher_is_better=True, needs_mask=True)
@@ -197,9 +219,11 @@ def _overlap(maps, masks, has_mask, threshold, true_pos_only):
 def iou(maps, masks, has_mask, threshold: str | float = "otsu", true_pos_only: bool = True, **_) -> torch.Tensor:
     """IoU of the segmented map with the mask (cheXlocalize): min-max normalise, then Otsu or a fixed threshold.
 
-    `threshold` "otsu" (Otsu as skimage on the float map), "otsu_uint8" (Otsu as cheXlocalize's
-    cv2 call on the map quantised to uint8) or a number in [0, 1] (tune it on validation maps with
-    segmentation.tune_threshold). Empty masks: see the module docstring.
+    `threshold` "otsu" (Otsu as skimage on the float map, no contour filling), "otsu_uint8"
+    (cheXlocalize's route: Otsu as its cv2 call on the map quantised to uint8, then its external
+    contours filled) or a number in [0, 1] (tune it on validation maps with
+    segmentation.tune_threshold). An empty segmentation on a lesion image scores 0; empty masks:
+    see the module docstring.
     """
     return _overlap(maps, masks, has_mask, threshold, true_pos_only)[0]
 

@@ -3,15 +3,23 @@ noisy linear imputation of ROAD, all batched on the images' device.
 
 A rank map gives every pixel the rank of its unit (pixel or patch), 0 = first to be perturbed, so
 "perturb the first c units" is one comparison `ranks < c` for any number of images at once.
+
+Ties: units of equal value (Grad-CAM's ReLU zeros, LIME's superpixels, binary priors, patches of
+equal sum) are perturbed in a seeded random order, `tie_order(units, tie_seed)`: one permutation
+of the unit positions drawn on the CPU from its own torch.Generator seeded with `tie_seed`
+(default 0), so it depends only on the number of units and the seed. It is the same for every
+image, every explainer and every device, never reads the map, and neither reads nor advances the
+global RNG. The map is sorted (stable) in that permuted order and the indices are mapped back, so
+units of distinct value keep their order and only ties are shuffled. A stable sort in raster
+order instead would perturb the top rows of every tied region first, in every image, which
+favours whichever explainer ties most where the image's top rows matter.
 """
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 
 log = logging.getLogger(__name__)
 
@@ -20,31 +28,85 @@ ORDERS = ("morf", "lerf")
 UNITS = ("pixel", "patch")
 
 
-
 def check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; allowed: {allowed}")
 
 
+RISE_SIZE, RISE_KLEN, RISE_SIGMA = 224, 11, 5.0  # RISE evaluation.py: gkern(klen=11, nsig=5) at 224 px
+
+
+def rise_kernel_1d(size: int) -> torch.Tensor:
+    """One axis (k,) float64 of rise_kernel: RISE's kernel is the outer product of two of these."""
+    scale = size / RISE_SIZE
+    klen = 2 * int((RISE_KLEN // 2) * scale + 0.5) + 1  # radius rounded half up
+    sigma = RISE_SIGMA * scale
+    radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4.0
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * offsets ** 2 / sigma ** 2)
+    w = w / w.sum()
+    # correlate1d of a delta at klen // 2 with 'reflect' boundaries (d c b a | a b c d | d c b a)
+    idx = torch.arange(klen)[:, None] + offsets.long()[None]
+    m = idx % (2 * klen)
+    src = torch.where(m >= klen, 2 * klen - 1 - m, m)
+    return (w[None] * (src == klen // 2)).sum(1)
+
+
+def rise_kernel(size: int) -> torch.Tensor:
+    """RISE's blur kernel (Petsiuk et al. 2018, evaluation.py `gkern`) scaled to `size` px, (k, k) float64.
+
+    RISE builds it by smoothing a centred delta on an 11 x 11 grid with
+    scipy.ndimage.gaussian_filter(sigma=5) (mode 'reflect', truncate 4): a Gaussian of sigma 5
+    folded back into the 11 x 11 window, so it sums to 1 and is much flatter than a truncated
+    Gaussian. We build the same kernel with radius 5 * size / 224 rounded (k = 2 * radius + 1,
+    11 at 224 px) and sigma 5 * size / 224; at 224 px it equals RISE's kernel. Below 23 px the
+    radius rounds to 0 and the kernel is the identity.
+    """
+    k1 = rise_kernel_1d(size)
+    return torch.outer(k1, k1)
+
+
+def rise_blur(images: torch.Tensor) -> torch.Tensor:
+    """RISE's blur of (N,C,H,W) images: its kernel (rise_kernel at the image width) with zero padding
+    as RISE's conv2d (so the outermost `radius` pixels darken towards the border), per channel, in
+    two 1-D passes (the kernel is separable: equal to the 2-D convolution up to float rounding,
+    and much faster for the larger kernels of large images)."""
+    k1 = rise_kernel_1d(images.shape[-1]).to(device=images.device, dtype=images.dtype)
+    c, r = images.shape[1], k1.numel() // 2
+    x = F.conv2d(images, k1.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), padding=(r, 0), groups=c)
+    return F.conv2d(x, k1.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), padding=(0, r), groups=c)
+
+
 def fill_image(images: torch.Tensor, fill: str) -> torch.Tensor:
-    """The image that replaces perturbed pixels: black, the image's mean, or a blurred copy."""
+    """The image that replaces perturbed pixels: black, the image's mean, or RISE's blur (rise_blur)."""
     check_choice("fill", fill, FILLS)
     if fill == "zero":
         return torch.zeros_like(images)
     if fill == "mean":
         return images.mean((1, 2, 3), keepdim=True).expand_as(images)
-    # RISE blurs 224 px images with sigma 5; keep that in proportion to the image size
-    sigma = 5.0 * images.shape[-1] / 224
-    k = 2 * math.ceil(3 * sigma) + 1
-    return TF.gaussian_blur(images, [k, k], [sigma, sigma])
+    return rise_blur(images)
 
 
-def pixel_ranks(maps: torch.Tensor, order: str = "morf") -> torch.Tensor:
+def check_tie_seed(tie_seed) -> None:
+    if not isinstance(tie_seed, int) or isinstance(tie_seed, bool) or tie_seed < 0:
+        raise ValueError(f"tie_seed must be an int >= 0, got {tie_seed!r}")
+
+
+def tie_order(units: int, tie_seed: int = 0) -> torch.Tensor:
+    """The seeded order (units,) long in which tied units are perturbed: a permutation drawn on the
+    CPU from a dedicated generator, so the same on every device and independent of the global RNG."""
+    check_tie_seed(tie_seed)
+    return torch.randperm(units, generator=torch.Generator().manual_seed(tie_seed))
+
+
+def pixel_ranks(maps: torch.Tensor, order: str = "morf", tie_seed: int = 0) -> torch.Tensor:
     """Rank of every pixel of (N,H,W) maps as (N,H,W) long; 0 = most relevant ("morf") or least
-    relevant ("lerf"). A stable sort, so tied pixels keep their raster order."""
+    relevant ("lerf"). Tied pixels are ranked in the seeded order tie_order(H*W, tie_seed), the
+    same for every image and every map (see the module docstring)."""
     check_choice("order", order, ORDERS)
     flat = maps.flatten(1)
-    idx = torch.sort(flat, dim=1, descending=order == "morf", stable=True).indices
+    perm = tie_order(flat.shape[1], tie_seed).to(maps.device)
+    idx = perm[torch.sort(flat[:, perm], dim=1, descending=order == "morf", stable=True).indices]
     ranks = torch.empty_like(idx)
     ranks.scatter_(1, idx, torch.arange(flat.shape[1], device=maps.device).expand_as(idx))
     return ranks.view_as(maps)
@@ -56,11 +118,13 @@ def _padding(dim: int, patch: int) -> tuple[int, int]:
     return extra // 2, extra - extra // 2
 
 
-def patch_ranks(maps: torch.Tensor, patch_size: int, order: str = "morf") -> tuple[torch.Tensor, int]:
+def patch_ranks(maps: torch.Tensor, patch_size: int, order: str = "morf",
+                tie_seed: int = 0) -> tuple[torch.Tensor, int]:
     """Rank map of a non-overlapping grid of patch_size patches ranked by their summed attribution
     (Quantus RegionPerturbation); a size that does not divide the image pads the grid, centred,
-    with zero attribution. Returns (N,H,W) ranks (every pixel holds its patch's rank) and the
-    number of patches."""
+    with zero attribution. Patches of equal sum are ranked in the seeded order
+    tie_order(patches, tie_seed). Returns (N,H,W) ranks (every pixel holds its patch's rank) and
+    the number of patches."""
     if not isinstance(patch_size, int) or patch_size < 1:
         raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
     n, h, w = maps.shape
@@ -68,17 +132,18 @@ def patch_ranks(maps: torch.Tensor, patch_size: int, order: str = "morf") -> tup
     padded = F.pad(maps, (le, ri, t, b))
     gh, gw = padded.shape[1] // patch_size, padded.shape[2] // patch_size
     sums = padded.view(n, gh, patch_size, gw, patch_size).sum((2, 4))
-    ranks = pixel_ranks(sums, order)
+    ranks = pixel_ranks(sums, order, tie_seed)
     full = ranks.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
     return full[:, t:t + h, le:le + w].contiguous(), gh * gw
 
 
-def unit_ranks(maps: torch.Tensor, unit: str, order: str, patch_size: int) -> tuple[torch.Tensor, int]:
-    """(N,H,W) rank map of pixels or patches and how many units there are."""
+def unit_ranks(maps: torch.Tensor, unit: str, order: str, patch_size: int,
+               tie_seed: int = 0) -> tuple[torch.Tensor, int]:
+    """(N,H,W) rank map of pixels or patches (ties in the seeded tie order) and how many units there are."""
     check_choice("unit", unit, UNITS)
     if unit == "pixel":
-        return pixel_ranks(maps, order), maps[0].numel()
-    return patch_ranks(maps, patch_size, order)
+        return pixel_ranks(maps, order, tie_seed), maps[0].numel()
+    return patch_ranks(maps, patch_size, order, tie_seed)
 
 
 def check_positive_int(what: str, value) -> None:

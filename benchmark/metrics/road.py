@@ -1,7 +1,8 @@
 """ROAD: RemOve And Debias (Rong et al. 2022), as Quantus 0.6 ROAD.
 
 At each percentage p the first int(H*W*p/100) pixels of the ranking (most relevant first for
-road_morf, least relevant first for road_lerf; stable sort) are removed and replaced by noisy
+road_morf, least relevant first for road_lerf; tied pixels in the seeded order of `tie_seed`,
+shared by every image and explainer, see perturbation.py) are removed and replaced by noisy
 linear imputation (every removed pixel the weighted mean of its neighbours, 1/6 direct and 1/12
 diagonal, plus Gaussian noise of std `noise`), which hides the removal's shape from the model.
 The output at p is, as Quantus, 1 when the model still predicts the target class (argmax) and 0
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .perturbation import chunks, check_choice, check_positive_int, noisy_linear_imputation, pixel_ranks
+from .perturbation import (chunks, check_choice, check_positive_int, check_tie_seed, noisy_linear_imputation,
+                           pixel_ranks)
 from .registry import register_metric
 
 PERCENTAGES = tuple(range(1, 100, 2))  # Quantus' default
@@ -25,13 +27,14 @@ OUTPUTS = ("accuracy", "probability")
 @torch.no_grad()
 def road_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor, order: str = "morf",
                percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy", seed: int = 0,
-               batch_size: int = 64, tol: float = 1e-6) -> torch.Tensor:
+               batch_size: int = 64, tol: float = 1e-6, tie_seed: int = 0) -> torch.Tensor:
     """(N, P) model output on the imputed images, one column per percentage."""
     check_choice("output", output, OUTPUTS)
     check_positive_int("batch_size", batch_size)
+    check_tie_seed(tie_seed)
     if len(percentages) == 0 or not all(0 <= p < 100 for p in percentages):
         raise ValueError(f"percentages must be a non-empty list of numbers in [0, 100), got {percentages!r}")
-    ranks = pixel_ranks(maps, order)
+    ranks = pixel_ranks(maps, order, tie_seed)
     n, hw = images.shape[0], maps[0].numel()
     counts = torch.tensor([int(hw * p / 100) for p in percentages], device=images.device)
     g = torch.Generator(device=images.device).manual_seed(seed)
@@ -46,8 +49,9 @@ def road_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.T
     return out.view(len(percentages), n).T.contiguous()
 
 
-def _road(order, model, images, targets, maps, percentages, noise, output, seed, batch_size, sink):
-    curve = road_curve(model, images, targets, maps, order, tuple(percentages), noise, output, seed, batch_size)
+def _road(order, model, images, targets, maps, percentages, noise, output, seed, batch_size, tie_seed, sink):
+    curve = road_curve(model, images, targets, maps, order, tuple(percentages), noise, output, seed, batch_size,
+                       tie_seed=tie_seed)
     if sink is not None:
         sink["curve"] = curve
         sink["fraction"] = torch.tensor([p / 100 for p in percentages], device=curve.device)
@@ -55,16 +59,16 @@ def _road(order, model, images, targets, maps, percentages, noise, output, seed,
 
 
 @register_metric("road_morf", "faithfulness", higher_is_better=False, needs_model=True, percentages=PERCENTAGES,
-                 noise=0.01, output="accuracy", seed=0, batch_size=64)
+                 noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_morf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",
-              seed: int = 0, batch_size: int = 64, sink: dict | None = None, **_) -> torch.Tensor:
+              seed: int = 0, batch_size: int = 64, tie_seed: int = 0, sink: dict | None = None, **_) -> torch.Tensor:
     """ROAD, most relevant first: share of percentages still classified as the target after imputation (lower is better)."""
-    return _road("morf", model, images, targets, maps, percentages, noise, output, seed, batch_size, sink)
+    return _road("morf", model, images, targets, maps, percentages, noise, output, seed, batch_size, tie_seed, sink)
 
 
 @register_metric("road_lerf", "faithfulness", higher_is_better=True, needs_model=True, percentages=PERCENTAGES,
-                 noise=0.01, output="accuracy", seed=0, batch_size=64)
+                 noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_lerf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",
-              seed: int = 0, batch_size: int = 64, sink: dict | None = None, **_) -> torch.Tensor:
+              seed: int = 0, batch_size: int = 64, tie_seed: int = 0, sink: dict | None = None, **_) -> torch.Tensor:
     """ROAD, least relevant first: share of percentages still classified as the target after imputation (higher is better)."""
-    return _road("lerf", model, images, targets, maps, percentages, noise, output, seed, batch_size, sink)
+    return _road("lerf", model, images, targets, maps, percentages, noise, output, seed, batch_size, tie_seed, sink)

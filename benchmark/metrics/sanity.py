@@ -11,6 +11,17 @@ with a `reset_parameters` method, in reverse `named_modules` order; before each 
 RNG is seeded with the same value (Quantus seeds `seed + 1`; we seed `seed`). The caller's model
 and the caller's RNG state are never touched.
 
+Batch norm: BatchNorm layers have `reset_parameters`, so, as in Quantus, each is a cascade stage
+of its own (counted by `max_layers` like a convolution). PyTorch's reset is not random: it sets
+the weight to 1, the bias to 0, the running mean to 0, the running variance to 1 and
+num_batches_tracked to 0, the same for every seed. The randomised copy stays in the caller's
+mode, and the explainers run models in eval mode, where a reset BatchNorm computes
+x / sqrt(1 + eps): the identity up to a factor 1 - 5e-6. So the cascade does not randomise
+batch norm: it removes the layer's learned normalisation and affine map, and the convolutions
+around it, re-initialised as well, then see unnormalised activations. Adebayo et al. re-initialise
+whole blocks of Inception v3 instead; we follow Quantus, the implementation our tests compare with.
+Name `layers` to randomise only chosen modules (e.g. every Conv2d and Linear and no BatchNorm).
+
 Maps are compared after the preprocessing Adebayo et al. and Quantus apply by default: absolute
 value (`abs`) and scaling by the maximum absolute value (`normalise`). We scale each map by its own
 maximum; Quantus scales a whole batch by one maximum, which makes a map's SSIM depend on the other
@@ -20,6 +31,18 @@ Quantus' settings (7x7 uniform window, sample covariance, K1=0.01, K2=0.03, data
 of the two maps), computed on the (H,W) map; `spearman` equals scipy.stats.spearmanr (average ranks).
 Note Quantus' MPRT hands ssim flattened (N, H*W) vectors, i.e. a 1-D SSIM along pixel rows; we
 use the 2-D map.
+
+Constant maps (exactly equal pixels, after the preprocessing: an all-zero map, or any constant
+one, which `normalise` turns into all ones), by map_similarity, so no stage is ever NaN and
+dropped from the mean (a map that collapses under randomisation passes the check, and must count):
+- a constant map against a non-constant one: 0 for both similarities. Spearman is 0/0 there
+  (scipy returns NaN) and no rank association is the only reading; SSIM is defined but measures
+  only agreement of flat windows (a collapsed all-zero map scores, roughly, the share of 7x7
+  windows where the other map is zero too: 0.36 against a ReLU'd cosine map that is zero on half
+  its pixels), and a map without structure shares no structure: 0.
+- two constant maps: Spearman 1 (both rank every pixel alike); SSIM 1 when the constants are
+  equal (skimage gives 0/0 with a zero data range) and otherwise its luminance term
+  (2ab + C1) / (a^2 + b^2 + C1), e.g. 1e-4 for an all-zero against an all-one map.
 """
 from __future__ import annotations
 
@@ -69,16 +92,30 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (ra * rb).sum(1) / ((ra * ra).sum(1) * (rb * rb).sum(1)).sqrt()
 
 
+def _constant(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return flat.amax(1) == flat.amin(1)
+
+
 def map_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     """Similarity per image of two batches of maps (N,H,W): `kind` "ssim" or "spearman" -> (N,) float64.
 
-    Also the measure of seed repeatability: maps of two models trained with different seeds.
+    ssim / spearman, except on constant maps (see the module docstring): a constant map against a
+    non-constant one scores 0; two constant maps score 1 for Spearman, and for SSIM 1 when they
+    are equal (otherwise SSIM's value). Never NaN. Also the measure of seed repeatability: maps
+    of two models trained with different seeds.
     """
+    if kind not in SIMILARITIES:
+        raise KeyError(f"unknown similarity {kind!r}; use one of {SIMILARITIES}")
+    ca, cb = _constant(a), _constant(b)
     if kind == "ssim":
-        return ssim(a, b)
-    if kind == "spearman":
-        return spearman(a, b)
-    raise KeyError(f"unknown similarity {kind!r}; use one of {SIMILARITIES}")
+        s = ssim(a, b)
+        both = ca & cb & (a.flatten(1)[:, 0] == b.flatten(1)[:, 0])  # equal constants
+    else:
+        s = spearman(a, b)
+        both = ca & cb
+    s = torch.where(ca != cb, torch.zeros_like(s), s)
+    return torch.where(both, torch.ones_like(s), s)
 
 
 def preprocess(maps: torch.Tensor, abs: bool = True, normalise: bool = True) -> torch.Tensor:
@@ -164,8 +201,8 @@ def _randomisation_metric(similarity: str, model, images, targets, maps, explain
         layers=list(layers) or None, max_layers=max_layers, original=maps, abs=abs, normalise=normalise)
     if sink is not None:
         sink["curve"], sink["layers"] = curve, names
-    # an undefined stage (a constant map: Spearman has no ranks) is left out; all undefined is NaN
-    return curve.nanmean(1)
+    # every stage counts: map_similarity scores constant maps instead of returning NaN
+    return curve.mean(1)
 
 
 _DEFAULTS = {"seed": 0, "max_layers": 5, "abs": True, "normalise": True, "layers": ()}

@@ -1,18 +1,25 @@
 """Attribution map -> binary segmentation, the way cheXlocalize does it (Saporta et al. 2022).
 
-cheXlocalize (heatmap_to_segmentation.py) min-max normalises each map to [0, 1] and then either
-applies Otsu's threshold (its default) or keeps the pixels strictly above a fixed threshold
-(tune_heatmap_threshold.py picks that threshold from 0.2..0.8 by the best mean IoU on a
-validation set). Everything here is batched over images on the maps' device.
+cheXlocalize (heatmap_to_segmentation.py, cam_to_segmentation) min-max normalises each map to
+[0, 1] and then either applies Otsu's threshold (its default) and fills the external contours of
+the result, or keeps the pixels strictly above a fixed threshold, unfilled
+(tune_heatmap_threshold.py picks that threshold from 0.2..0.8 by the best mean IoU on a validation
+set). Everything here is batched over images on the maps' device.
 
 Otsu, two routes, both keeping the pixels strictly above the threshold:
 - "otsu" (default): a 256-bin histogram of the float map, exactly as
-  skimage.filters.threshold_otsu(map, nbins=256) (same bins, bin-centre threshold, tie break).
-- "otsu_uint8": cheXlocalize's own route, the map quantised to uint8 (np.uint8(255 * m)) and
-  Otsu over its 256 integer levels, as cv2.THRESH_OTSU there (= skimage on the uint8 image).
-The two differ slightly (bins of 1/256 of the range against levels of 1/255, and the
+  skimage.filters.threshold_otsu(map, nbins=256) (same bins, bin-centre threshold, tie break);
+  the thresholded pixels as they are, no contour filling.
+- "otsu_uint8": cheXlocalize's own route, the map quantised to uint8 (np.uint8(255 * m)), Otsu
+  over its 256 integer levels as cv2.THRESH_OTSU there (= skimage on the uint8 image), then its
+  contour step: cv2.findContours(RETR_EXTERNAL) and every contour of more than one point drawn
+  filled (PIL ImageDraw.polygon, outline and fill). That is `fill_contours`: holes filled (the
+  background that no 4-connected path joins to the image border) and single-pixel components
+  (8-connectivity) dropped, as their contour has one point.
+The two thresholds differ slightly (bins of 1/256 of the range against levels of 1/255, and the
 truncation): on 200 CAM-like 224 px maps at most 1.6% of an image's pixels changed side
-(smallest IoU between the two segmentations 0.936). A constant map segments to nothing.
+(smallest IoU between the two segmentations 0.936), before the contour filling of "otsu_uint8".
+A constant map segments to nothing on every route (its min-max normalisation is all zero).
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
@@ -93,11 +101,64 @@ def quantise_uint8(norm: torch.Tensor) -> torch.Tensor:
 THRESHOLDS = ("otsu", "otsu_uint8")
 
 
+def _runs(free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every pixel of (N,H,W) `free`, the first pixel of its run of free pixels along the row and
+    one past the last (for a pixel that is not free: an empty run)."""
+    w = free.shape[-1]
+    pos = torch.arange(w, device=free.device).expand_as(free)
+    start = torch.where(free, torch.full_like(pos, -1), pos).cummax(-1).values + 1
+    end = torch.where(free, torch.full_like(pos, w), pos).flip(-1).cummin(-1).values.flip(-1)
+    return start, end
+
+
+def _spread(reached: torch.Tensor, free: torch.Tensor, runs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Every `free` pixel whose run of free pixels along its row holds a `reached` pixel."""
+    counts = F.pad(reached.to(torch.int32).cumsum(-1, dtype=torch.int32), (1, 0))  # reached pixels before k
+    start, end = runs
+    return free & (counts.gather(-1, end) > counts.gather(-1, start))
+
+
+def fill_holes(seg: torch.Tensor) -> torch.Tensor:
+    """(N,H,W) bool with its holes filled: background not 4-connected to the image border becomes
+    foreground (scipy.ndimage.binary_fill_holes per image). Flood fill from the border by
+    alternating whole-row and whole-column sweeps until nothing changes; each sweep crosses any
+    run of background at once, so a few sweeps suffice for blob-like segmentations."""
+    free = ~seg.bool()
+    free_t = free.transpose(1, 2).contiguous()
+    rows, cols = _runs(free), _runs(free_t)
+    outside = torch.zeros_like(free)
+    outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1] = (free[:, 0], free[:, -1],
+                                                                          free[:, :, 0], free[:, :, -1])
+    while True:
+        grown = _spread(outside, free, rows)
+        grown = _spread(grown.transpose(1, 2).contiguous(), free_t, cols).transpose(1, 2)
+        if torch.equal(grown, outside):
+            return ~outside
+        outside = grown.contiguous()
+
+
+def fill_contours(seg: torch.Tensor) -> torch.Tensor:
+    """cheXlocalize's contour step on (N,H,W) bool: its external contours drawn filled.
+
+    cv2.findContours(RETR_EXTERNAL) traces the outer border of every 8-connected component;
+    cheXlocalize draws each contour of more than one point as a filled polygon (outline included),
+    so the result is every component with its holes filled, less the isolated single pixels
+    (whose contour is one point). Holes are background not 4-connected to the border, the
+    complement of 8-connected foreground; a single pixel inside a hole is covered by the fill.
+    """
+    filled = fill_holes(seg)
+    x = filled[:, None].float()
+    neighbours = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9 - x[:, 0]
+    return filled & (neighbours > 0.5)
+
+
 def segment(maps: torch.Tensor, threshold: str | float = "otsu") -> torch.Tensor:
     """Binary segmentation (N,H,W) bool of min-max normalised maps.
 
-    `threshold`: "otsu" (256-bin Otsu on the float map, = skimage), "otsu_uint8" (cheXlocalize's
-    exact route: Otsu on the map quantised to uint8, = cv2.THRESH_OTSU there), or a number in [0, 1].
+    `threshold`: "otsu" (256-bin Otsu on the float map, = skimage, unfilled), "otsu_uint8"
+    (cheXlocalize's exact route: Otsu on the map quantised to uint8, = cv2.THRESH_OTSU there, then
+    its external contours filled, see fill_contours), or a number in [0, 1] (pixels strictly
+    above it, unfilled, as cheXlocalize's fixed threshold).
     """
     norm = minmax_normalise(maps)
     if isinstance(threshold, str):
@@ -105,7 +166,7 @@ def segment(maps: torch.Tensor, threshold: str | float = "otsu") -> torch.Tensor
             raise ValueError(f"threshold {threshold!r}: use one of {THRESHOLDS} or a number in [0, 1]")
         if threshold == "otsu_uint8":
             q = quantise_uint8(norm)
-            return q > otsu_threshold(q).long().view(-1, *([1] * (q.dim() - 1)))
+            return fill_contours(q > otsu_threshold(q).long().view(-1, *([1] * (q.dim() - 1))))
         t = otsu_threshold(norm).to(norm.dtype)
         return norm > t.view(-1, *([1] * (norm.dim() - 1)))
     if isinstance(threshold, bool) or not 0 <= float(threshold) <= 1:
@@ -115,12 +176,16 @@ def segment(maps: torch.Tensor, threshold: str | float = "otsu") -> torch.Tensor
 
 def overlap_scores(pred: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
                    true_pos_only: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image IoU and Dice of two binary segmentations (N,H,W), NaN where undefined.
+    """Per-image IoU and Dice of two binary segmentations (N,H,W), NaN only where the ground truth
+    leaves them undefined.
 
-    As cheXlocalize's calculate_iou: with `true_pos_only` (its default) an image is scored only
-    when both the ground truth and the prediction are non-empty; without it, only an empty union
-    is undefined and a prediction on a normal image (empty ground truth) scores 0.
-    Unannotated images (has_mask False) are always NaN.
+    An empty prediction on an image with a lesion scores 0 (IoU and Dice). With `true_pos_only`
+    (default) an image with an empty ground truth (a normal image) is not scored; without it, a
+    prediction on a normal image scores 0 (all false positive) and only an empty union is
+    undefined. Unannotated images (has_mask False) are always NaN. cheXlocalize's calculate_iou
+    with true_pos_only also leaves out an empty prediction, which there means the classifier
+    called the image negative; here an empty prediction comes from a degenerate (constant) map,
+    which has to count against its explainer.
     """
     p, g = pred.flatten(1).bool(), masks.flatten(1).bool()
     inter = (p & g).sum(1).double()
@@ -128,7 +193,7 @@ def overlap_scores(pred: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tens
     sizes = p.sum(1).double() + g.sum(1).double()
     undefined = ~has_mask.bool()
     if true_pos_only:
-        undefined = undefined | ~p.any(1) | ~g.any(1)
+        undefined = undefined | ~g.any(1)
     else:
         undefined = undefined | (union == 0)
     iou = (inter / union.clamp(min=1)).masked_fill(undefined, float("nan"))
@@ -140,9 +205,11 @@ def tune_threshold(maps: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tens
                    grid: Sequence[float] = tuple(np.arange(0.2, 0.81, 0.1))) -> float:
     """The fixed threshold of `grid` with the best mean IoU over a validation set (cheXlocalize's tune script).
 
-    Images where the IoU is undefined are left out of the mean (nanmean), as there; the first
-    threshold wins a tie. cheXlocalize's own grid is np.arange(0.2, .8, .1), i.e. 0.2..0.7 in
-    floating point, though its docstring says 0.2..0.8; our default includes 0.8.
+    Unannotated and normal images are left out of the mean; an empty segmentation of a lesion
+    image (a constant map) scores 0, as in overlap_scores, where cheXlocalize's true_pos_only
+    leaves it out; the first threshold wins a tie. Fixed thresholds keep the pixels strictly
+    above, unfilled, as cheXlocalize's. cheXlocalize's own grid is np.arange(0.2, .8, .1), i.e.
+    0.2..0.7 in floating point, though its docstring says 0.2..0.8; our default includes 0.8.
     """
     grid = [float(t) for t in grid]
     if not grid:
@@ -154,9 +221,9 @@ def tune_threshold(maps: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tens
     g = masks.bool()[None]
     inter = (pred & g).flatten(2).sum(2).double()
     union = (pred | g).flatten(2).sum(2).double()
-    valid = has_mask.bool()[None] & pred.flatten(2).any(2) & g.flatten(2).any(2)
+    valid = has_mask.bool()[None] & g.flatten(2).any(2)
     iou = torch.where(valid, inter / union.clamp(min=1), torch.full_like(inter, float("nan")))
     miou = iou.nanmean(1)
     if torch.isnan(miou).all():
-        raise ValueError("tune_threshold: no validation image has both a lesion and a predicted segmentation")
+        raise ValueError("tune_threshold: no validation image has an annotated lesion")
     return grid[int(torch.nan_to_num(miou, nan=-1.0).argmax())]

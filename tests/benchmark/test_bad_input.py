@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.config import load_config
-from benchmark.runner import load_split
+from benchmark.run.config import load_config
+from benchmark.run.data import load_split
 
 
 @pytest.fixture
@@ -12,8 +12,8 @@ def manifest_with_corrupt_file(tmp_path):
     for k in range(6):
         Image.fromarray((np.random.default_rng(k).random((32, 32)) * 255).astype(np.uint8)).save(tmp_path / f"{k}.png")
     (tmp_path / "3.png").write_bytes(b"\x89PNG\r\n\x1a\ncut short")
-    rows = "\n".join(f"{k}.png,{k % 2}" for k in range(6))
-    (tmp_path / "manifest.csv").write_text("image,label\n" + rows + "\n")
+    rows = "\n".join(f"{k}.png,{k % 2},test" for k in range(6))
+    (tmp_path / "manifest.csv").write_text("image,label,split\n" + rows + "\n")
     return tmp_path
 
 
@@ -45,6 +45,7 @@ def _cli(args, cwd):
                           timeout=600, env={**os.environ, "TQDM_DISABLE": "1"})
 
 
+@pytest.mark.integration  # the CLI in a subprocess
 def test_malformed_toml_names_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[run]\nname = 'x\n")
@@ -53,17 +54,20 @@ def test_malformed_toml_names_the_file(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.integration  # the CLI in a subprocess
 def test_missing_dataset_folder_names_it(tmp_path):
     r = _cli(["run", "--preset", "smoke", "--set", "data.dataset='covid_qu_ex'", "--set", f"data.root='{tmp_path / 'nowhere'}'",
               "--out", str(tmp_path / "x")], tmp_path)
     assert r.returncode == 2 and str(tmp_path / "nowhere") in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.integration  # the CLI in a subprocess
 def test_wrong_enum_value_lists_the_allowed_ones(tmp_path):
     r = _cli(["run", "--preset", "smoke", "--set", "run.maps_dtype='int8'", "--out", str(tmp_path / "x")], tmp_path)
     assert r.returncode == 2 and "run.maps_dtype" in r.stderr and "float16" in r.stderr
 
 
+@pytest.mark.integration  # the CLI in a subprocess
 def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     import shutil
     args = ["--preset", "smoke", "--set", "explain.names=['random']", "--set", "metrics.names=['pointing_game']",

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark.compare import compare_scores
+from benchmark.report.compare import compare_scores
 
 
 def _scores(values, ids):
@@ -29,10 +29,22 @@ def test_compare_without_common_images_has_no_test():
 
 
 def test_compare_runs_writes_markdown_and_csv(tmp_path):
-    from benchmark.compare import compare_runs
+    from benchmark.report.compare import compare_runs
     for name, v in (("A", [0.1, 0.2, 0.3]), ("B", [0.2, 0.4, 0.5])):
         (tmp_path / name).mkdir()
         _scores(v, ["x", "y", "z"]).to_csv(tmp_path / name / "scores.csv", index=False)
     md = compare_runs(tmp_path / "A", tmp_path / "B", tmp_path / "out")
     assert "# B against A" in md and "| d | m | gradcam | relevance_mass ↑ |" in md
     assert len(pd.read_csv(tmp_path / "out" / "compare.csv")) == 1
+
+
+def test_compare_keeps_zero_differences_and_counts_an_image_once():
+    # B - A = 0, 1, 2, 3, -4: Pratt's Wilcoxon by hand (see test_stats_by_hand) gives p = 0.75; dropping
+    # the zero would give 0.875. Run B scored image x twice (two seeds, 0 and 2): one value, their mean 1.
+    ids = ["v", "w", "x", "y", "z"]
+    a = _scores([1.0, 2, 3, 4, 5], ids)
+    b = pd.concat([_scores([1.0, 3, 0, 7, 1], ids), _scores([2.0], ["x"])], ignore_index=True)
+    b.loc[b.image_id == "x", "value"] = [4.0, 6.0]
+    out = compare_scores(a, b, 50).iloc[0]
+    assert out["n_paired"] == 5 and out["p"] == pytest.approx(0.75)
+    assert out["n_b"] == 5 and out["mean_b"] == pytest.approx((1 + 3 + 5 + 7 + 1) / 5)

@@ -1,6 +1,6 @@
 import pytest
 
-from benchmark.config import ConfigError, load_config
+from benchmark.run.config import ConfigError, load_config
 
 
 def test_defaults_and_overrides():
@@ -36,7 +36,7 @@ def test_errors_name_the_key(tmp_path):
 def test_metrics_skip_leaves_out_pairs_and_names_unknown_ones(tmp_path):
     import torch
 
-    from benchmark.runner import Runner, validate
+    from benchmark.run.runner import Runner, validate
     cfg = load_config(overrides=["metrics.names=['deletion_auc','iou','randomisation_ssim']"])
     runner = Runner(cfg, tmp_path, torch.device("cpu"))
     assert runner._metrics_for("gradcam") == ["deletion_auc", "iou", "randomisation_ssim"]
@@ -46,3 +46,42 @@ def test_metrics_skip_leaves_out_pairs_and_names_unknown_ones(tmp_path):
     assert Runner(cfg, tmp_path, torch.device("cpu"))._metrics_for("lime") == cfg.metrics.names
     with pytest.raises(KeyError, match="metrics.skip.iou: unknown explainer 'gradcan'"):
         validate(load_config(overrides=["metrics.skip={iou=['gradcan']}"]))
+
+
+def test_set_of_a_nested_key_keeps_its_siblings():
+    cfg = load_config(overrides=["data.limit.test=10", "metrics.params.pointing_game.tolerance=2",
+                                 "models.params.resnet50.gradcam_layer=layer3"])
+    default = load_config()
+    assert cfg.data.limit == {**default.data.limit, "test": 10}
+    assert cfg.data.limit["train"] == default.data.limit["train"] > 0, "training must not silently use every image"
+    assert cfg.metrics.params == {**default.metrics.params, "pointing_game": {"tolerance": 2}}
+    assert cfg.models.params["vgg16_bn"] == default.models.params["vgg16_bn"]
+    assert cfg.models.params["resnet50"] == {**default.models.params["resnet50"], "gradcam_layer": "layer3"}
+
+
+def test_precedence_defaults_preset_file_set(tmp_path, caplog):
+    from benchmark.run.presets import PRESETS
+    p = tmp_path / "c.toml"
+    p.write_text('[data]\nsize = 48\n[data.limit]\ntest = 7\n[train]\nepochs = 5\n')
+    default = load_config()
+    only_preset = load_config(preset="smoke")
+    assert only_preset.data.size == PRESETS["smoke"]["data"]["size"] != default.data.size
+    assert only_preset.train.lr == default.train.lr, "keys the preset does not set keep their defaults"
+    with caplog.at_level("WARNING"):
+        cfg = load_config(p, ["train.epochs=9"], preset="smoke")
+    assert cfg.data.size == 48, "the file beats the preset"
+    assert cfg.data.limit == {**PRESETS["smoke"]["data"]["limit"], "test": 7}, "file keys merge into the preset's table"
+    assert cfg.train.epochs == 9, "--set beats the file"
+    assert cfg.train.batch_size == PRESETS["smoke"]["train"]["batch_size"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "overrides 3 key(s) of preset 'smoke'" in warned and "data.size" in warned and "data.limit.test" in warned
+
+
+def test_paper_preset_with_the_dataset_file_keeps_the_dataset_choices(caplog):
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "configs" / "covid-qu-ex.toml"
+    with caplog.at_level("WARNING"):
+        cfg = load_config(path, preset="paper")
+    assert cfg.models.train["vgg16_bn"]["epochs"] == 40, "the phantom's 2 epochs must not leak into a real run"
+    assert cfg.models.params["vgg16_bn"]["gradcam_layer"] == "features.42"
+    assert "overrides" in " ".join(r.getMessage() for r in caplog.records), "the clash is reported"

@@ -1,6 +1,6 @@
 import torch
 
-from benchmark.data_cache import cached_split
+from benchmark.run.data_cache import cached_split
 from datasets import collate
 from datasets.phantom import PhantomDataset
 

@@ -1,11 +1,12 @@
 """The default run's promises, checked on the real default config (about 8.5 minutes on 2 cores)."""
 import pytest
 
-from benchmark.config import load_config
-from benchmark.runner import Runner, resolve_device
+from benchmark.run.config import load_config
+from benchmark.run.runner import Runner, resolve_device
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_default_run_trains_both_models_and_explainers_beat_random(tmp_path):
     cfg = load_config()
     result = Runner(cfg, tmp_path / "default", resolve_device("cpu")).run()

@@ -1,6 +1,10 @@
-"""The whole benchmark at a tiny size, through the command line, from a folder outside the project."""
+"""The whole benchmark at a tiny size, through the command line, from a folder outside the project.
+
+One smoke run is shared by the tests of this module, read only: a test that reruns, rescores or
+deletes in it works on its own copy (`smoke_copy`)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +13,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def _cli(args, cwd, env=None):
@@ -28,10 +33,19 @@ def test_help_runs_our_package_from_any_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """The smoke run and its CLI result: read only (use smoke_copy to change anything)."""
     out = tmp_path_factory.mktemp("run") / "smoke"
     r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
+
+
+@pytest.fixture
+def smoke_copy(smoke_run, tmp_path):
+    """This test's own copy of the smoke run (mtimes kept), run from tmp_path like the original."""
+    out = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], out)
+    return out
 
 
 def test_run_writes_report_with_numbers(smoke_run):
@@ -61,8 +75,8 @@ def _stored(out):
             if p.is_file() and p.parent.parent.name in ("maps", "scores") or p.suffix == ".pt"}
 
 
-def test_rerun_reuses_every_stage(smoke_run):
-    out, _ = smoke_run
+def test_rerun_reuses_every_stage(smoke_copy):
+    out = smoke_copy
     before = _stored(out)
     report = (out / "report" / "report.md").stat().st_mtime_ns
     r = _cli(["run", "--preset", "smoke", "--out", str(out)], out.parent)
@@ -74,8 +88,8 @@ def test_rerun_reuses_every_stage(smoke_run):
     assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), work
 
 
-def test_changed_metric_rescored_without_reexplaining(smoke_run, tmp_path):
-    out, _ = smoke_run
+def test_changed_metric_rescored_without_reexplaining_and_compared(smoke_run, smoke_copy, tmp_path):
+    out = smoke_copy
     maps = {p: p.stat().st_mtime_ns for p in (out / "maps").rglob("*")}
     r = _cli(["run", "--preset", "smoke", "--out", str(out), "--set", "metrics.params.pointing_game.tolerance=1"],
              out.parent)
@@ -87,6 +101,34 @@ def test_changed_metric_rescored_without_reexplaining(smoke_run, tmp_path):
     assert work["score"]["computed"] == n_pointing, work
     assert any("pointing_game" in p.name for p in (out / "scores").iterdir()
                if p.stat().st_mtime_ns > max(maps.values()))
+    # python -m benchmark compare: the same maps, so every other metric pairs all images with a zero difference
+    r = _cli(["compare", str(smoke_run[0]), str(out), "--out", str(tmp_path / "cmp")], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "# " in r.stdout and "pointing_game" in r.stdout
+    cmp = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert set(cmp.metric) == set(pd.read_csv(out / "scores.csv").metric)
+    same = cmp[~cmp.metric.isin(["pointing_game", "seconds_per_image", "peak_memory_mb"])]
+    assert len(same) and (same.delta == 0).all() and (same.n_paired == same.n_a).all(), same
+    r = _cli(["compare", str(out), str(tmp_path / "nothing")], tmp_path)
+    assert r.returncode == 2 and "run folder" in r.stderr
+
+
+def test_list_names_everything_registered(tmp_path):
+    from benchmark.metrics import METRICS
+    from benchmark.run.presets import PRESETS
+    from datasets import DATASETS
+    from explainers import EXPLAINERS
+    from models import MODELS
+    r = _cli(["list"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for label, names in (("datasets:", DATASETS), ("models:", MODELS), ("presets:", PRESETS)):
+        line = next(l for l in lines if l.startswith(label))
+        assert sorted(line.removeprefix(label).replace(",", " ").split()) == sorted(names), line
+    explainers = next(l for l in lines if l.startswith("explainers:"))
+    assert all(f"{n} (" in explainers for n in EXPLAINERS)
+    listed = {l.split()[0] for l in lines[lines.index("metrics:") + 1:] if l.startswith("  ")}
+    assert listed == set(METRICS)
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
@@ -123,8 +165,8 @@ def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
     assert any((tmp_path / "cache").iterdir()), "the preprocessed split was cached"
 
 
-def test_report_rebuilds_tables_from_the_score_table(smoke_run, tmp_path):
-    out, _ = smoke_run
+def test_report_rebuilds_tables_from_the_score_table(smoke_copy, tmp_path):
+    out = smoke_copy
     before = (out / "report" / "leaderboard.md").read_text()
     for f in ("leaderboard.md", "leaderboard.tex", "paired_tests.csv", "leaderboard.png"):
         (out / "report" / f).unlink()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from benchmark.metrics import score
-from benchmark.perf import build, make_inputs
+from benchmark.speed.metric_speed import build, make_inputs
 
 CASES = [("deletion_auc", {"steps": 64}), ("insertion_auc", {"steps": 64}),
          ("deletion_auc", {"steps": 64, "unit": "patch", "patch_size": 8}),

@@ -137,18 +137,62 @@ def test_otsu_on_integer_levels_equals_skimage(tied_inputs):
     np.testing.assert_array_equal(ours, [threshold_otsu(q[i].numpy()) for i in range(len(q))])
 
 
+def _chexlocalize_cam_to_segmentation(cam, cv2):
+    """cheXlocalize's cam_to_segmentation (Otsu branch): min-max normalise in torch, np.uint8(255 * m),
+    cv2 Otsu, then cv2.findContours(RETR_EXTERNAL) and every contour of more than one point drawn
+    filled with PIL (imutils.grab_contours picks the contours out of cv2's return value)."""
+    from PIL import Image, ImageDraw
+    m = cam - cam.min()
+    m = np.uint8(255 * m.div(m.max()).numpy())
+    thresh = cv2.threshold(m, 0, int(m.max()), cv2.THRESH_OTSU)[1]
+    cnts = cv2.findContours(thresh.copy(), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cnts = cnts[0] if len(cnts) == 2 else cnts[1]
+    out = Image.new("1", (m.shape[1], m.shape[0]))
+    for cnt in cnts:
+        if len(cnt) > 1:
+            ImageDraw.Draw(out).polygon([(int(p[0][0]), int(p[0][1])) for p in cnt], outline=1, fill=1)
+    return np.array(out), thresh > 0
+
+
 def test_otsu_uint8_is_chexlocalize_cam_to_segmentation():
-    """cheXlocalize's cam_to_segmentation: min-max normalise in torch, np.uint8(255 * m), cv2 Otsu."""
+    """cheXlocalize's whole Otsu route, contour filling included, on maps noisy enough to leave holes
+    and single-pixel specks after the threshold (the filling changes most of them)."""
     cv2 = pytest.importorskip("cv2")
     g = torch.Generator().manual_seed(3)
-    maps = torch.nn.functional.interpolate(torch.rand(12, 1, 5, 5, generator=g), size=40, mode="bilinear")[:, 0] ** 2
+    maps = torch.nn.functional.interpolate(torch.rand(24, 1, 6, 6, generator=g), size=40, mode="bilinear")[:, 0] ** 2
+    maps = maps + 0.05 * torch.rand(maps.shape, generator=g)
     ours = segment(maps, "otsu_uint8").numpy()
+    filled = 0
     for i, cam in enumerate(maps):
-        m = cam - cam.min()
-        m = np.uint8(255 * m.div(m.max()).numpy())
-        ref = cv2.threshold(m, 0, int(m.max()), cv2.THRESH_OTSU)[1] > 0
+        ref, thresholded = _chexlocalize_cam_to_segmentation(cam, cv2)
         np.testing.assert_array_equal(ours[i], ref)
+        filled += (ref != thresholded).any()
+    assert filled >= 12, "the fixture has holes and specks for the contour step to change"
     assert (ours != segment(maps, "otsu").numpy()).any(), "the two Otsu routes differ somewhere"
+
+
+def test_fill_holes_equals_scipy_and_fill_contours_drops_single_pixels():
+    """fill_holes is scipy's binary_fill_holes; fill_contours (cheXlocalize's contour step) is that
+    less the 8-connected components of one pixel, on random masks with every kind of topology."""
+    from scipy import ndimage
+    from benchmark.metrics.segmentation import fill_contours, fill_holes
+    g = torch.Generator().manual_seed(4)
+    seg = torch.rand(60, 20, 20, generator=g) > torch.linspace(0.2, 0.8, 60).view(-1, 1, 1)
+    ours_holes, ours = fill_holes(seg).numpy(), fill_contours(seg).numpy()
+    for i, m in enumerate(seg.numpy()):
+        holes = ndimage.binary_fill_holes(m)
+        np.testing.assert_array_equal(ours_holes[i], holes)
+        labels, _ = ndimage.label(holes, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel())
+        np.testing.assert_array_equal(ours[i], holes & (sizes[labels] > 1))
+    ring = torch.zeros(1, 9, 9, dtype=torch.bool)
+    ring[0, 1:6, 1:6] = True
+    ring[0, 2:5, 2:5] = False  # a 3x3 hole
+    ring[0, 3, 3] = True  # a pixel inside the hole: covered by the fill
+    ring[0, 7, 7] = True  # an isolated pixel: its contour has one point, dropped
+    ring[0, 7, 1:3] = True  # two pixels: kept
+    out = fill_contours(ring)[0]
+    assert out[1:6, 1:6].all() and not out[7, 7] and out[7, 1:3].all() and out.sum() == 25 + 2
 
 
 def test_otsu_on_a_constant_map_segments_nothing():
@@ -174,6 +218,10 @@ def test_iou_dice_by_hand_and_chexlocalize_rules():
     assert i[2] == 0, "cheXlocalize with true_pos_only=False: a segmentation on a normal image is all false positive"
     flat = _score("iou", torch.ones(3, 8, 8), masks, has, true_pos_only=False)
     assert flat[0] == 0 and torch.isnan(flat[2]), "empty prediction and empty mask: union empty, undefined"
+    for true_pos_only in (True, False):
+        for name in ("iou", "dice"):
+            v = _score(name, torch.ones(3, 8, 8), masks, has, true_pos_only=true_pos_only)
+            assert v[0] == 0 and v[1] == 0, "an empty segmentation of a lesion image scores 0, not NaN"
 
 
 def test_fixed_threshold_keeps_pixels_strictly_above():
@@ -193,11 +241,74 @@ def test_tune_threshold_picks_the_best_mean_iou():
     assert t == grid[int(np.argmax(miou))] and t == pytest.approx(0.6)
     with pytest.raises(ValueError, match="no validation image"):
         tune_threshold(maps, torch.zeros_like(masks), has)
+    # a constant map segments to nothing at every threshold: IoU 0 in every mean, not left out
+    assert tune_threshold(torch.ones(4, 16, 16), masks, has) == pytest.approx(0.2)
+
+
+# --- degenerate maps and ties: scored, never dropped, never in raster order -----------------
+
+def test_degenerate_maps_score_what_they_achieve():
+    """An explainer whose map is all zero (Grad-CAM with nothing above the ReLU), all negative or
+    constant on a lesion image is scored for what that map does, so the image stays in its mean;
+    NaN only for the normal and the unannotated image."""
+    masks = torch.zeros(5, 10, 10, dtype=torch.bool)
+    masks[:, 2:6, 3:8] = True  # 20 px of 100
+    masks[3] = False  # normal image
+    has = torch.tensor([True, True, True, True, False])
+    maps = torch.zeros(5, 10, 10)
+    maps[1] = -1.0
+    maps[2] = 3.0
+    maps[3:] = torch.rand(2, 10, 10, generator=torch.Generator().manual_seed(0))
+    share, dilated = 20 / 100, 6 * 7 / 100  # the lesion, and the lesion dilated by 1 px
+    expected = {"relevance_mass": [0, 0, share], "relevance_rank": [share] * 3, "top_k_intersection": [share] * 3,
+                "pointing_game": [share] * 3, "pixel_auroc": [0.5] * 3, "pixel_auprc": [share] * 3,
+                "iou": [0] * 3, "dice": [0] * 3}
+    for name, want in expected.items():
+        variants = [{}]
+        if name in ("iou", "dice"):
+            variants = [{"threshold": t, "true_pos_only": tp}
+                        for t in ("otsu", "otsu_uint8", 0.5) for tp in (True, False)]
+        if name == "top_k_intersection":
+            variants = [{"k": 7}, {"k": 0.5}]
+        for params in variants:
+            v = _score(name, maps, masks, has, **params)
+            np.testing.assert_allclose(v[:3].numpy(), want, rtol=1e-6, err_msg=f"{name} {params}")
+            assert torch.isnan(v[4]), f"{name} {params}: the unannotated image stays NaN"
+            if params.get("true_pos_only") is False:
+                assert v[3] == 0, "cheXlocalize's true_pos_only=False: a segmentation of a normal image scores 0"
+            else:
+                assert torch.isnan(v[3]), f"{name} {params}: the normal image stays NaN"
+    v = _score("pointing_game", maps, masks, has, tolerance=1)
+    np.testing.assert_allclose(v[:3].numpy(), [dilated] * 3, rtol=1e-6)
+
+
+def test_relevance_mass_of_an_all_zero_map_is_nan_in_quantus():
+    """Quantus' RelevanceMassAccuracy divides 0 by 0 on an all-zero map; we score 0 (no mass inside).
+    Other maps of the batch agree (test_equal_quantus_on_maps_without_ties)."""
+    a, s = np.random.default_rng(1).random((3, 12, 12)).astype(np.float32), np.zeros((3, 12, 12), dtype=bool)
+    s[:, 2:6, 3:9] = True
+    a[0] = 0
+    ref = _quantus("RelevanceMassAccuracy", a, s)
+    ours = _score("relevance_mass", torch.from_numpy(a), torch.from_numpy(s)).numpy()
+    assert np.isnan(ref[0]) and ours[0] == 0
+    np.testing.assert_allclose(ours[1:], ref[1:], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", LOCALISATION)
+def test_tied_maps_do_not_score_by_raster_order(name, tied_inputs):
+    """Flipping or transposing map and mask together leaves every score as it was, on maps with many
+    ties and tied maxima (and on constant maps): no metric picks among ties by memory order."""
+    a, s = tied_inputs
+    maps, masks = torch.from_numpy(a), torch.from_numpy(s)
+    maps[0], maps[1] = 0.0, 1.0
+    v = _score(name, maps, masks)
+    for f in (lambda t: t.flip(-2), lambda t: t.flip(-1), lambda t: t.transpose(-1, -2)):
+        torch.testing.assert_close(_score(name, f(maps), f(masks)), v, rtol=1e-6, atol=1e-7)
 
 
 # --- agreement with Quantus 0.6 on the same inputs ---------------------------------------------
 
-@pytest.mark.parametrize("ours,theirs,kw", [
+@pytest.mark.parametrize("ours,theirs,kw", [  # maps with positive relevance: see the all-zero test above
     ("pointing_game", "PointingGame", {}),
     ("relevance_mass", "RelevanceMassAccuracy", {}),
     ("relevance_rank", "RelevanceRankAccuracy", {}),

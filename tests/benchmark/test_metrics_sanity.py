@@ -84,6 +84,67 @@ def test_similarity_of_a_map_with_itself_is_one_and_bad_kind_is_named():
         map_similarity(a[:, :5, :5], a[:, :5, :5], "ssim")
 
 
+def test_constant_maps_are_scored_not_nan():
+    """A constant map (a map that collapsed, e.g. an all-zero Grad-CAM) shares nothing with a
+    non-constant one: 0 for both similarities (Spearman is 0/0, scipy gives NaN; raw SSIM scores the
+    flat windows they share). Two constant maps: Spearman 1; SSIM 1 when equal, else its luminance term."""
+    from scipy.stats import spearmanr
+    from benchmark.metrics.sanity import spearman, ssim
+    a, _ = _pairs(4)
+    a[1, :9] = 0.0  # zero on most of its pixels, like a ReLU'd map
+    zero, one = torch.zeros_like(a), torch.ones_like(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns that the input is constant
+        assert np.isnan(spearmanr(a[0].ravel().numpy(), zero[0].ravel().numpy())[0])
+    assert torch.isnan(spearman(a, zero)).all()
+    assert ssim(a, zero)[1] > 0.1, "raw SSIM counts the zero windows both maps share"
+    for kind in ("ssim", "spearman"):
+        for x, y in ((a, zero), (zero, a), (one, a)):
+            assert torch.equal(map_similarity(x, y, kind), torch.zeros(4, dtype=torch.float64))
+        assert torch.equal(map_similarity(zero, zero, kind), torch.ones(4, dtype=torch.float64))
+        assert torch.equal(map_similarity(one, one, kind), torch.ones(4, dtype=torch.float64))
+    assert torch.equal(map_similarity(zero, one, "spearman"), torch.ones(4, dtype=torch.float64))
+    assert torch.allclose(map_similarity(zero, one, "ssim"), torch.full((4,), 1e-4 / (1 + 1e-4), dtype=torch.float64))
+
+
+class CollapsingExplainer:
+    """The image's lower rows as its map (it ignores the model; zero on the top 7 rows, like a ReLU'd
+    map) until the first layer is randomised, then all zeros: the explanation collapses at the last
+    cascade stage, which the check should count as a change."""
+
+    def __init__(self, model):
+        self.first = model[0].weight.detach().clone()
+
+    def explain(self, model, images, targets, **context):
+        collapsed = not torch.equal(model[0].weight, self.first)
+        out = images[:, 0] * 2
+        out[:, :7] = 0.0
+        return torch.zeros_like(out) if collapsed else out
+
+
+@pytest.mark.parametrize("name", ["randomisation_ssim", "randomisation_spearman"])
+def test_a_map_that_collapses_under_randomisation_counts_as_dissimilar(name, batch):
+    """Stages: the logits layer (map unchanged, 1), the middle conv (unchanged, 1), the first conv
+    (collapsed, 0): mean 2/3. Left out as NaN (Spearman: mean 1) or scored by the zero windows it
+    shares with the original (raw SSIM: a quarter of the windows, mean 0.75), the collapse would
+    leave the explainer looking as model-independent as before."""
+    x, t = batch
+    model = _net()
+    explainer = CollapsingExplainer(model)
+    masks, has = torch.zeros(6, 10, 10, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)
+    sink = {}
+    # seed 1: seed 0 would re-initialise the first conv exactly as _net() built it
+    original = explainer.explain(model, x, t)
+    v = score(name, model, x, t, original, masks, has, explainer=explainer, sink=sink, seed=1)
+    assert sink["layers"] == ["5", "2", "0"]
+    assert torch.equal(sink["curve"][:, -1], torch.zeros(6)) and torch.allclose(sink["curve"][:, :2], torch.ones(6, 2))
+    assert torch.allclose(v, torch.full((6,), 2 / 3))
+    # every stage collapsed: 0, not NaN
+    explainer.first = torch.zeros_like(explainer.first)
+    v = score(name, model, x, t, original, masks, has, explainer=explainer, seed=1)
+    assert torch.equal(v, torch.zeros(6))
+
+
 def test_cascade_never_touches_the_callers_model_or_rng(batch):
     x, t = batch
     model = _net()

@@ -1,11 +1,14 @@
-"""The Ray executor on a local Ray instance (CPU): same score table as the in-process run, a worker
+"""The Ray executor on a local Ray instance (CPU): the same numbers as the in-process run, a worker
 killed mid-shard retried by Ray, a killed driver resumed by the same command.
 
-Skipped when Ray is not installed, unless CXR_REQUIRE_RAY is set (CI's Ray step), where a missing
-Ray fails. Runtime metrics are measurements, not results, so they are left out of the equality.
-All runs use one torch thread (run.threads=1), the thread count Ray gives a one-CPU task: the same
-config then gives the same bits in both executors (with different thread counts, float sums are
-ordered differently and values differ in the last digits).
+Skipped when Ray is not installed, unless CXR_REQUIRE_RAY is set (CI), where Ray is imported and a
+missing Ray fails. Runtime metrics are measurements, not results, so they are left out of the equality.
+Every run uses the default thread settings: Ray workers run with the driver's torch thread count, so
+the same config gives the same bits in both executors.
+
+Kills are deterministic test hooks (see benchmark.run.jobs): CXR_TEST_KILL_AFTER="explain:3" makes the
+driver SIGKILL itself after its 3rd finished explain shard; CXR_TEST_KILL_JOB="lime" makes the worker
+running the first LIME shard SIGKILL itself mid-shard, once per run folder.
 """
 import importlib.util
 import json
@@ -14,30 +17,49 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+if os.environ.get("CXR_REQUIRE_RAY"):
+    import ray  # noqa: F401  (CI: a missing Ray is an error, never a skip)
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-if os.environ.get("CXR_REQUIRE_RAY") and not HAVE_RAY:
-    raise ImportError("CXR_REQUIRE_RAY is set but Ray is not installed: pip install '.[ray]'")
 
 
 def needs_ray(test):
     return pytest.mark.ray(pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install '.[ray]')")(test))
 
 
-OVERRIDES = ["run.threads=1", "run.shard_size=1", "data.limit={train=16, val=8, test=4}",
+OVERRIDES = ["run.shard_size=1", "data.limit={train=16, val=8, test=4}",
              "explain.names=['gradcam','lime','random']", "explain.params.lime.num_samples=40",
-             "metrics.names=['deletion_auc','insertion_auc','pointing_game','relevance_mass','seconds_per_image']"]
+             "metrics.names=['deletion_auc','faithfulness_correlation','pointing_game','relevance_mass',"
+             "'seconds_per_image']"]
 ARGS = ["--preset", "smoke"] + [a for o in OVERRIDES for a in ("--set", o)]
 N_EXPLAIN = 2 * 3 * 4  # models x explainers x one-image shards
 N_SCORE = N_EXPLAIN * 5
 RUNTIME = ("seconds_per_image", "peak_memory_mb")
-ENV = {**os.environ, "TQDM_DISABLE": "1"}
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("CXR_TEST_KILL")} | {"TQDM_DISABLE": "1"}
+
+# Runs a command as a child subreaper: once the command is dead, every process it left (its local Ray
+# instance) is reparented here and killed, as the death of its machine would; exits when all are reaped.
+REAPER = r"""
+import ctypes, os, signal, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+print(subprocess.call(sys.argv[1:]), flush=True)
+while True:
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and f"PPid:\t{os.getpid()}\n" in open(f"/proc/{p}/status").read():
+                os.kill(int(p), signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
 
 
 def _cmd(out, *extra):
@@ -59,55 +81,29 @@ def _work(out):
     return json.loads((out / "manifest.json").read_text())["work"]
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int(next(l for l in (p / "status").read_text().splitlines() if l.startswith("PPid:")).split()[1])
-            except (OSError, StopIteration, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(p.name))
-    return kids
-
-
-def _descendants(pid: int) -> list[int]:
-    kids, out, todo = _children(), [], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped by a parent that is gone."""
-    try:
-        state = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
-    except (OSError, StopIteration):
-        return False
-    return state.split()[1] != "Z"
-
-
-def _title(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+def _assert_same_numbers(out, reference):
+    """The score table exactly, and every map and (non-runtime) score shard byte for byte."""
+    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
+    for folder, suffix in (("maps", ".npy"), ("scores", ".csv")):
+        mine = sorted(p.relative_to(out) for p in (out / folder).rglob(f"shard-*{suffix}"))
+        assert mine == sorted(p.relative_to(reference) for p in (reference / folder).rglob(f"shard-*{suffix}"))
+        for rel in mine:
+            if not any(m in str(rel) for m in RUNTIME):
+                assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The in-process run of the same config."""
+    """The in-process run of the same config, default thread settings; read only."""
     out = tmp_path_factory.mktemp("ref") / "run"
     _run(out)
     return out
 
 
 def test_without_ray_the_message_names_the_extra(monkeypatch):
-    from benchmark.executor import make_executor
+    from benchmark.run.executor import make_executor
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as on an install without the extra
-    monkeypatch.delitem(sys.modules, "benchmark.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "benchmark.run.ray_executor", raising=False)
     with pytest.raises(RuntimeError, match=r"pip install '\.\[ray\]'"):
         make_executor("ray")
 
@@ -115,143 +111,111 @@ def test_without_ray_the_message_names_the_extra(monkeypatch):
 @pytest.mark.parametrize("kw", [{"max_retries": -1}, {"gpus_per_job": 1.5}, {"gpus_per_job": 0}])
 @needs_ray
 def test_bad_options_are_named(kw):
-    from benchmark.ray_executor import RayExecutor
+    from benchmark.run.ray_executor import RayExecutor
     with pytest.raises(ValueError, match=next(iter(kw))):
         RayExecutor(**kw)
 
 
+@pytest.mark.integration
 @needs_ray
 def test_ray_run_equals_the_in_process_run(reference, tmp_path):
     out = tmp_path / "run"
     _run(out, "--executor", "ray")
-    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
-    assert json.loads((out / "manifest.json").read_text())["executor"] == "ray"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["executor"] == "ray"
+    assert manifest["torch_threads"] == json.loads((reference / "manifest.json").read_text())["torch_threads"]
     assert _work(out) == {"train": {"computed": 2, "reused": 0}, "explain": {"computed": N_EXPLAIN, "reused": 0},
                           "score": {"computed": N_SCORE, "reused": 0}}
-    # every shard is the same bytes as the in-process one (maps and per-shard scores, not only the table)
-    for folder in ("maps", "scores"):
-        mine = sorted(p.relative_to(out) for p in (out / folder).rglob("shard-*") if p.suffix in (".npy", ".csv"))
-        assert mine == sorted(p.relative_to(reference) for p in (reference / folder).rglob("shard-*")
-                              if p.suffix in (".npy", ".csv"))
-        for rel in mine:
-            if "seconds_per_image" in str(rel) or folder == "maps":
-                continue  # map shards carry their measured seconds; compared through the scores
-            assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
+    _assert_same_numbers(out, reference)
 
 
+@pytest.mark.integration
 @needs_ray
 def test_a_killed_driver_resumes_submitting_only_missing_shards(reference, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference / "checkpoints", out / "checkpoints")
-    proc = subprocess.Popen(_cmd(out, "--executor", "ray"), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
-    log, t0, family = out / "progress.log", time.time(), []
-    try:
-        while not (log.exists() and sum(" explain " in l and l.endswith("done") for l in log.read_text().splitlines()) >= 3):
-            assert proc.poll() is None, "the run finished before the kill point"
-            assert time.time() - t0 < 600
-            time.sleep(0.005)
-        family = _descendants(proc.pid)  # its local Ray instance: a dead driver's machine takes it along
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.time() + 30
-    while any(_alive(p) for p in family) and time.time() < deadline:
-        time.sleep(0.1)
-    from benchmark.store import map_shard_complete
-    # a map shard is complete once its .json is written (after the .npy): a kill between the two
-    # leaves a shard that the resumed run rightly computes again
-    kept = {p: p.stat().st_mtime_ns for p in (out / "maps").rglob("shard-*.npy") if map_shard_complete(p)}
+    r = subprocess.run([sys.executable, "-c", REAPER, *_cmd(out, "--executor", "ray")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900, env={**ENV, "CXR_TEST_KILL_AFTER": "explain:3"})
+    assert r.stdout.split() == [str(-signal.SIGKILL)], r.stderr[-3000:]
+    # the driver and its whole Ray instance are gone: what is stored now stays as it is. Shards that were
+    # running when the driver died may have finished too (3 or more); a .npy without its .json is incomplete
+    from benchmark.run.store import map_shard_complete
+    kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "maps").rglob("shard-*.npy")
+            if map_shard_complete(p)}
     assert 3 <= len(kept) < N_EXPLAIN, len(kept)
     _run(out, "--executor", "ray")
-    for p, mtime in kept.items():
-        assert p.stat().st_mtime_ns == mtime, f"{p} was explained again after the driver was killed"
+    for p, (mtime, data) in kept.items():
+        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, f"{p} was explained again"
     work = _work(out)
     assert work["train"] == {"computed": 0, "reused": 2}
     assert work["explain"] == {"computed": N_EXPLAIN - len(kept), "reused": len(kept)}
     assert work["score"] == {"computed": N_SCORE, "reused": 0}
-    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
+    _assert_same_numbers(out, reference)
 
 
-# -- in this process, on a local Ray instance of 2 workers it starts (and the executors join)
+# -- in this process, on a local Ray instance of 2 CPUs it starts (and the executors join)
 
 @pytest.fixture(scope="module")
 def local_ray():
+    """Its workers run with CXR_TEST_KILL_JOB="lime": the first LIME shard of each run folder kills its worker."""
     import ray
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(num_cpus=2, include_dashboard=False,
+             runtime_env={"env_vars": {"TQDM_DISABLE": "1", "CXR_TEST_KILL_JOB": "lime"}})
     yield ray
     ray.shutdown()
-    if old is None:
-        os.environ.pop("TQDM_DISABLE")
-    else:
-        os.environ["TQDM_DISABLE"] = old
 
 
-class _Killer(threading.Thread):
-    """SIGKILLs the first Ray worker of this process seen running a LIME explain shard."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.killed: tuple[int, str] | None = None
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set() and self.killed is None:
-            for pid in _descendants(os.getpid()):
-                title = _title(pid)
-                if title.startswith("ray::explain") and "/lime" in title:
-                    os.kill(pid, signal.SIGKILL)
-                    self.killed = (pid, title)
-                    return
-            self.stop.wait(0.01)
+@pytest.fixture
+def reference_threads(reference, monkeypatch):
+    """This process (the driver of the runs below) with the reference run's torch thread count."""
+    import torch
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    old = torch.get_num_threads()
+    torch.set_num_threads(json.loads((reference / "manifest.json").read_text())["torch_threads"])
+    yield
+    torch.set_num_threads(old)
 
 
 def _ray_runner(reference, out, max_retries):
     import torch
 
-    from benchmark.config import load_config
-    from benchmark.ray_executor import RayExecutor
-    from benchmark.runner import Runner
+    from benchmark.run.config import load_config
+    from benchmark.run.ray_executor import RayExecutor
+    from benchmark.run.runner import Runner
     shutil.copytree(reference / "checkpoints", out / "checkpoints")  # train reused: the kill lands in explain
     executor = RayExecutor(max_retries=max_retries)
     return Runner(load_config(None, OVERRIDES, "smoke"), out, torch.device("cpu"), executor=executor), executor
 
 
+def _killed_job(out):
+    """(pid, label) the killed worker left in its marker."""
+    pid, label = (out / ".killed-job.tmp").read_text().split(" ", 1)
+    return int(pid), label
+
+
+@pytest.mark.integration
 @needs_ray
-def test_a_worker_killed_mid_shard_is_retried(reference, local_ray, tmp_path):
-    # control: without retries the same kill fails the run, naming the shard: the killer hits a running task
+def test_a_worker_killed_mid_shard_is_retried(reference, local_ray, reference_threads, tmp_path):
+    # control: without retries the same kill fails the run, naming the shard
     runner, _ = _ray_runner(reference, tmp_path / "no-retry", max_retries=0)
-    killer = _Killer()
-    killer.start()
-    with pytest.raises(RuntimeError, match=r"explain \w+/lime \[\d:\d\] failed on Ray"):
+    with pytest.raises(RuntimeError, match=r"explain \w+/lime \[\d:\d\] failed on Ray") as err:
         runner.run()
-    killer.join(5)
-    assert killer.killed is not None
+    _, label = _killed_job(tmp_path / "no-retry")
+    assert str(err.value).startswith(label + " failed")
 
     runner, executor = _ray_runner(reference, tmp_path / "retried", max_retries=2)
-    killer = _Killer()
-    killer.start()
     result = runner.run(until="score")
-    killer.join(5)
-    assert killer.killed is not None, "no LIME shard was seen running"
-    pid, title = killer.killed
-    label = title.removeprefix("ray::")
+    pid, label = _killed_job(tmp_path / "retried")
     assert executor.worker_pids[label] != pid, "the killed shard was finished by another worker"
     assert result.work["explain"] == {"computed": N_EXPLAIN, "reused": 0}
     pd.testing.assert_frame_equal(_results(tmp_path / "retried"), _results(reference), check_exact=True)
 
 
+@pytest.mark.integration
 @needs_ray
 def test_a_failing_job_names_its_shard(local_ray, tmp_path):
-    from benchmark.ray_executor import RayExecutor
-    from benchmark.stages import ShardJob
+    from benchmark.run.jobs import ShardJob
+    from benchmark.run.ray_executor import RayExecutor
     job = ShardJob("bogus", {}, "vgg16_bn", "", "gradcam", "", 0, 1, "", str(tmp_path / "x.csv"), "", "cpu", False)
     executor = RayExecutor()
     with pytest.raises(RuntimeError, match=r"bogus vgg16_bn/gradcam \[0:1\] failed on a Ray worker: ValueError: "
@@ -261,9 +225,10 @@ def test_a_failing_job_names_its_shard(local_ray, tmp_path):
     assert local_ray.is_initialized(), "an executor leaves running an instance it joined"
 
 
+@pytest.mark.integration
 @needs_ray
 def test_a_worker_with_other_code_is_refused(local_ray):
-    from benchmark.ray_executor import RayExecutor
+    from benchmark.run.ray_executor import RayExecutor
     executor = RayExecutor()
     assert executor.call(os.getpid) != os.getpid()
     executor.fingerprint = "0" * 12  # as a node with another version of the package installed would compute
@@ -271,12 +236,14 @@ def test_a_worker_with_other_code_is_refused(local_ray):
         executor.call(os.getpid)
 
 
+@pytest.mark.integration
 @needs_ray
-def test_training_as_a_ray_task_gives_the_driver_checkpoint(reference, local_ray, tmp_path):
+def test_training_as_a_ray_task_gives_the_driver_checkpoint(reference, local_ray, reference_threads, tmp_path):
     import torch
 
-    from benchmark.config import load_config
-    from benchmark.ray_executor import RayExecutor, train_on_worker
+    from benchmark.run.config import load_config
+    from benchmark.run.ray_executor import RayExecutor
+    from benchmark.run.train import train_on_worker
     cfg = load_config(None, OVERRIDES, "smoke")
     got = RayExecutor().call(train_on_worker, cfg.to_dict(), str(tmp_path / "run"), "vgg16_bn", "cpu")
     assert got["computed"]
@@ -287,4 +254,3 @@ def test_training_as_a_ray_task_gives_the_driver_checkpoint(reference, local_ray
     assert mine.keys() == theirs.keys()
     for k in mine:
         assert torch.equal(mine[k], theirs[k]), k
-

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from benchmark.tables import leaderboard_latex, leaderboard_markdown
-from benchmark.stats import paired_tests, summarise
+from benchmark.report.tables import leaderboard_latex, leaderboard_markdown
+from benchmark.report.stats import paired_tests, summarise
 
 
 def _scores(gap):
@@ -22,7 +22,7 @@ def test_dagger_marks_a_significant_lead_only():
         md = leaderboard_markdown(summary, tests=tests)
         assert ("†" in md.split("\n", 1)[1]) == marked
         tex = leaderboard_latex(summary, tests)
-        assert ("\\textbf" in tex) and (("$^\\dagger$" in tex.split("\\toprule")[1]) == marked)
+        assert ("\\textbf" in tex) and (("\\dagger" in tex.split("\\toprule")[1]) == marked)
         assert "relevance\\_mass" in tex and tex.count("\\begin{tabular}") == 1
 
 
@@ -40,8 +40,8 @@ METRICS = ("deletion_auc", "relevance_mass", "seconds_per_image")
 
 def _run_dir(tmp: Path, extras: bool = True) -> Path:
     """A tiny run folder written the way the runner writes one (scores, config, manifest, extras)."""
-    from benchmark import report_data as rd
-    from benchmark.config import load_config
+    from benchmark.report import artifacts as rd
+    from benchmark.run.config import load_config
     rng = np.random.default_rng(0)
     n, size = 8, 16
     ids = [f"img{i}" for i in range(n)]
@@ -92,7 +92,7 @@ FIGURES = ["leaderboard", "ranks", "cd-tiny_a", "cd-tiny_b", "runtime", "curves"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from benchmark.report import build_report
+    from benchmark.report.build import build_report
     run = _run_dir(tmp_path_factory.mktemp("run"))
     md = build_report(run)
     return run, md
@@ -105,18 +105,21 @@ def test_build_report_writes_every_table_and_figure(built):
         for ext in ("png", "pdf"):
             assert (rep / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard_all.md", "leaderboard_all.tex",
-                 "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md"):
+                 "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md", "per_class.csv"):
         assert (rep / name).stat().st_size > 0, name
     report = (rep / "report.md").read_text()
     for needle in ("## Classifiers", "## Data", "## Environment", "## Leaderboard", "### All models side by side",
-                   "Nemenyi", "(roc.png)", "(cases-tiny_b.png)", "relevance_mass 18 of 48", "```toml"):
+                   "Nemenyi", "(roc.png)", "(cases-tiny_b.png)", "relevance_mass 18 of 48", "```toml",
+                   "## What was measured", "model output explained: `tiny_a` raw", "explain target: `label`",
+                   "`deletion_auc` fill `zero`, order `morf`", "trained on `train`, selected on `val`",
+                   "### tiny_a on phantom: faithfulness by class", "deletion_auc ↓ pneumonia"):
         assert needle in report, needle
     assert "## Not in this report" not in report
     assert md.startswith("Cells: mean") and "### tiny_a on phantom: localisation" in md
 
 
 def test_report_rebuild_is_byte_identical(built, tmp_path):
-    from benchmark.report import build_report
+    from benchmark.report.build import build_report
     run, _ = built
     copy = tmp_path / "again"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
@@ -128,7 +131,7 @@ def test_report_rebuild_is_byte_identical(built, tmp_path):
 
 
 def test_missing_optional_files_drop_their_figures_with_a_note(tmp_path):
-    from benchmark.report import build_report
+    from benchmark.report.build import build_report
     run = _run_dir(tmp_path, extras=False)
     (run / "manifest.json").unlink()
     build_report(run)
@@ -139,7 +142,7 @@ def test_missing_optional_files_drop_their_figures_with_a_note(tmp_path):
 
 
 def test_build_report_names_what_is_missing(tmp_path):
-    from benchmark.report import build_report
+    from benchmark.report.build import build_report
     with pytest.raises(FileNotFoundError, match="config.toml"):
         build_report(tmp_path)
 
@@ -176,7 +179,7 @@ def test_latex_compiles_when_an_engine_is_present(built, tmp_path):
 
 
 def test_explainer_styles_are_fixed_by_name():
-    from benchmark.figures import explainer_styles
+    from benchmark.report.figure_style import explainer_styles
     a, b = explainer_styles(["random", "gradcam"]), explainer_styles(["gradcam", "lrp", "random", "zzz_new"])
     assert a["gradcam"] == b["gradcam"] and a["random"] == b["random"]
     styles = explainer_styles(sorted(__import__("explainers").EXPLAINERS))
@@ -186,14 +189,14 @@ def test_explainer_styles_are_fixed_by_name():
 
 
 def test_pick_cases_best_median_worst():
-    from benchmark.report_data import pick_cases
+    from benchmark.report.artifacts import pick_cases
     s = pd.Series([0.5, np.nan, 0.9, 0.1, 0.5], index=["a", "b", "c", "d", "e"])
     assert pick_cases(s) == [("best", "c", 0.9), ("median", "a", 0.5), ("worst", "d", 0.1)]
     assert pick_cases(pd.Series([np.nan], index=["a"])) == []
 
 
 def test_summarise_sanity_counts_finite_values_per_stage():
-    from benchmark.report_data import summarise_sanity
+    from benchmark.report.artifacts import summarise_sanity
     c = np.array([[1.0, np.nan], [0.5, 0.2], [0.0, 0.4]])
     df = summarise_sanity("d", "s", "m", "e", "x", c, ["fc", "conv"])
     assert df["n"].tolist() == [3, 2] and df["mean"].tolist() == pytest.approx([0.5, 0.3])
@@ -203,7 +206,7 @@ def test_summarise_sanity_counts_finite_values_per_stage():
 
 
 def test_summarise_curves_drops_nonfinite_rows_and_checks_fractions():
-    from benchmark.report_data import summarise_curves
+    from benchmark.report.artifacts import summarise_curves
     c = np.array([[1.0, 0.5, 0.0], [1.0, np.nan, 0.2], [0.8, 0.3, 0.1]])
     df = summarise_curves("d", "s", "m", "e", "deletion_auc", c, [0, 0.5, 1], 100)
     assert (df["n"] == 2).all() and df["mean"].tolist() == pytest.approx([0.9, 0.4, 0.05])
@@ -215,7 +218,7 @@ def test_summarise_curves_drops_nonfinite_rows_and_checks_fractions():
 
 
 def test_load_curves_reads_the_runner_interim_format(tmp_path):
-    from benchmark.report_data import load_curves, load_predictions
+    from benchmark.report.artifacts import load_curves, load_predictions
     pd.DataFrame({"dataset": "d", "model": "m", "explainer": "e", "metric": ["deletion_auc"] * 2 + ["randomisation_ssim"] * 2,
                   "step": [0, 1, 0, 1], "x": ["0.0", "1.0", "fc", "conv1"], "mean": [1.0, 0.2, 0.9, 0.1],
                   "sd": [0.1, 0.1, 0.2, 0.2], "n": [4, 4, 4, 4]}).to_csv(tmp_path / "curves.csv", index=False)

@@ -1,149 +1,217 @@
 """Runs that survive: SIGKILL during training, explaining and scoring, then resume with the same command.
 
-Each killed run must keep the work it finished (no stored piece rewritten, the manifest's work
-counts add up) and end with the score table of an uninterrupted run. Runtime metrics are
-measurements, not results, so they are left out of the equality.
+Each kill lands at an exact point (the test-only hook CXR_TEST_KILL_AFTER="STAGE:N" makes the run
+SIGKILL itself after its N-th finished piece of STAGE), so the pieces stored at the kill are known.
+A killed run must leave every finished piece untouched (same bytes, same mtime), make the manifest's
+work counts add up, and end with exactly the numbers of an uninterrupted run: the same score table
+(check_exact) and the same bytes in every map and score shard. Runtime metrics are measurements,
+not results, so they are left out of the equality.
+
+The reference run is shared by the tests of this module and only read: a test that runs in it
+works on a copy (`_copy`), and `ref` checks after each test that the reference is unchanged.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
+import torch
 
-from benchmark.store import map_shard_complete
+from benchmark.run.store import map_shard_complete
 
-# long enough stages to land a kill inside each: several epochs, one image per shard, LIME
-ARGS = ["--preset", "smoke", "--set", "run.shard_size=1", "--set", "data.limit={train=24, val=8, test=4}",
+pytestmark = pytest.mark.integration
+
+ARGS = ["--preset", "smoke", "--set", "run.shard_size=2", "--set", "data.limit={train=24, val=8, test=4}",
         "--set", "train.epochs=2", "--set", "models.train={vgg16_bn={epochs=2}, resnet50={epochs=2}}",
-        "--set", "explain.names=['gradcam','lime','random']", "--set", "explain.params.lime.num_samples=40",
-        "--set", "metrics.names=['deletion_auc','insertion_auc','pointing_game','relevance_mass','seconds_per_image']"]
-N_SHARDS = 2 * 3 * 4  # models x explainers x images
+        "--set", "explain.names=['gradcam','random']",
+        "--set", "metrics.names=['deletion_auc','faithfulness_correlation','pointing_game','relevance_mass',"
+                 "'seconds_per_image']"]
+N_EXPLAIN = 2 * 2 * 2  # models x explainers x two-image shards
+N_SCORE = N_EXPLAIN * 5
+RUNTIME = ("seconds_per_image", "peak_memory_mb")
 
 
-def _cmd(out):
-    return [sys.executable, "-m", "benchmark", "run", *ARGS, "--out", str(out)]
-
-
-def _run(out, cwd):
-    r = subprocess.run(_cmd(out), cwd=cwd, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "TQDM_DISABLE": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
+def _run(out, *extra, kill="", args=ARGS, expect=0):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env.pop("CXR_TEST_KILL_AFTER", None)
+    if kill:
+        env["CXR_TEST_KILL_AFTER"] = kill
+    r = subprocess.run([sys.executable, "-m", "benchmark", "run", *args, *extra, "--out", str(out)], cwd=out.parent,
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == expect, (r.returncode, r.stderr[-3000:])
     return r
+
+
+def _killed(out, kill):
+    """Run until the hook kills the run at `kill`; returns the finished pieces stored at that moment."""
+    _run(out, kill=kill, expect=-signal.SIGKILL)
+    return _pieces(out)
+
+
+def _pieces(out):
+    """Every finished piece of the store, with its mtime and bytes: checkpoints, the training prior, complete
+    map shards (.npy once its .json exists), score shards (.csv, and its .aux.npz once the .csv exists)."""
+    def finished(p):
+        top = p.relative_to(out).parts[0]
+        if p.name.endswith(".tmp") or p.name.endswith(".state.pt"):
+            return False
+        if top == "maps":
+            return map_shard_complete(p.with_name(p.name.removesuffix(".json")))
+        if top == "scores":
+            return p.with_name(p.name.removesuffix(".aux.npz")).exists()
+        return top in ("checkpoints", "context")
+    return {p.relative_to(out): (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*")
+            if p.is_file() and finished(p)}
+
+
+def _assert_untouched(out, kept):
+    for rel, (mtime, data) in kept.items():
+        p = out / rel
+        assert p.exists(), f"{rel} was removed"
+        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, f"{rel} was written again"
 
 
 def _results(out):
     s = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
-    return s[s.metric != "seconds_per_image"].reset_index(drop=True)
+    return s[~s.metric.isin(RUNTIME)].reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    _run(out, out.parent)
-    return out
+def _work(out):
+    return json.loads((out / "manifest.json").read_text())["work"]
 
 
-def _copy_stage(reference, out, *folders):
-    """Start a run folder from the reference's finished stages (so a test can kill a later stage)."""
-    import shutil
+def _assert_same_numbers(out, reference):
+    """The score table exactly, and every map and (non-runtime) score shard byte for byte."""
+    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
+    for folder, suffix in (("maps", ".npy"), ("scores", ".csv")):
+        mine = sorted(p.relative_to(out) for p in (out / folder).rglob(f"shard-*{suffix}"))
+        assert mine == sorted(p.relative_to(reference) for p in (reference / folder).rglob(f"shard-*{suffix}"))
+        for rel in mine:
+            if not any(m in str(rel) for m in RUNTIME):
+                assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
+
+
+def _copy(reference, out, *folders):
+    """A run folder holding the reference's `folders` (all of it without), mtimes kept."""
+    if not folders:
+        shutil.copytree(reference, out)
     for f in folders:
         shutil.copytree(reference / f, out / f)
 
 
-def _kill_when(out, cwd, ready, timeout=600):
-    """Start the run, SIGKILL it as soon as ready(out) holds; return the stored files at that moment."""
-    proc = subprocess.Popen(_cmd(out), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
-    t0 = time.time()
-    try:
-        while not ready(out):
-            assert proc.poll() is None, "the run finished before the kill point"
-            assert time.time() - t0 < timeout
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    # a map shard is complete once its .json is written (the .npy goes first): count only those
-    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp")
-            and (p.suffix == ".npy" and map_shard_complete(p) or p.suffix == ".csv" and p.parent.parent.name == "scores"
-                 or p.suffix == ".pt")}
+@pytest.fixture(scope="module")
+def _reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    _run(out)
+    return out, _pieces(out)
 
 
-def _done_lines(out, stage):
-    log = out / "progress.log"
-    return [l for l in log.read_text().splitlines() if f" {stage} " in l and l.endswith("done")] if log.exists() else []
+@pytest.fixture
+def ref(_reference):
+    """The uninterrupted run, read only: checked unchanged after every test."""
+    out, pieces = _reference
+    yield out
+    _assert_untouched(out, pieces)
+    assert set(_pieces(out)) == set(pieces)
 
 
-def _resume_and_check(out, cwd, kept, reference):
-    r = _run(out, cwd)
-    for p, mtime in kept.items():
-        assert p.exists() and p.stat().st_mtime_ns == mtime, f"{p} was recomputed after the kill"
-    pd.testing.assert_frame_equal(_results(out), _results(reference))
-    return json.loads((out / "manifest.json").read_text())["work"], r
-
-
-def test_kill_during_training_resumes_after_the_last_epoch(reference, tmp_path):
+def test_kill_during_training_resumes_after_the_last_epoch(ref, tmp_path):
     out = tmp_path / "run"
-    kept = _kill_when(out, tmp_path, lambda o: any((o / "checkpoints").glob("*.state.pt")) if (o / "checkpoints").exists() else False)
-    assert not any(p.suffix == ".pt" and not p.name.endswith(".state.pt") for p in kept), "killed before any model finished"
-    work, _ = _resume_and_check(out, tmp_path, {}, reference)
-    assert "resume" in (out / "progress.log").read_text(), "training continued from the saved epoch state"
-    assert work["train"]["computed"] == 2
+    # epoch states are stored after every epoch but a model's last: the 2nd is resnet50's first epoch,
+    # after vgg16_bn finished
+    kept = _killed(out, "epoch:2")
+    assert sorted(rel.name.split("-")[0] for rel in kept if rel.suffix == ".pt") == ["vgg16_bn"]
+    assert len(list((out / "checkpoints").glob("resnet50-*.state.pt"))) == 1 and not (out / "maps").exists()
+    _run(out)
+    _assert_untouched(out, kept)
+    assert "train resnet50 resume" in (out / "progress.log").read_text(), "training continued from the epoch state"
+    assert _work(out)["train"] == {"computed": 1, "reused": 1}
     assert not list((out / "checkpoints").glob("*.state.pt")), "the epoch state is removed once a model is done"
+    for p in (out / "checkpoints").glob("*.pt"):  # the resumed model has the uninterrupted one's weights
+        mine, theirs = (torch.load(q, weights_only=True)["model"] for q in (p, ref / "checkpoints" / p.name))
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), p.name
+    _assert_same_numbers(out, ref)
 
 
-def test_kill_during_explaining_keeps_finished_shards(reference, tmp_path):
+def test_kill_during_explaining_keeps_finished_shards(ref, tmp_path):
     out = tmp_path / "run"
-    _copy_stage(reference, out, "checkpoints")
-    kept = _kill_when(out, tmp_path, lambda o: len(_done_lines(o, "explain")) >= 3)
-    maps = [p for p in kept if p.suffix == ".npy"]
-    assert 3 <= len(maps) < N_SHARDS, len(maps)
-    work, _ = _resume_and_check(out, tmp_path, kept, reference)
+    _copy(ref, out, "checkpoints")
+    kept = _killed(out, "explain:3")
+    maps = [rel for rel in kept if rel.suffix == ".npy"]
+    assert len(maps) == 3, maps
+    _run(out)
+    _assert_untouched(out, kept)
+    work = _work(out)
     assert work["train"] == {"computed": 0, "reused": 2}
-    assert work["explain"]["reused"] == len(maps) and work["explain"]["computed"] == N_SHARDS - len(maps)
+    assert work["explain"] == {"computed": N_EXPLAIN - 3, "reused": 3}
+    _assert_same_numbers(out, ref)
 
 
-def test_kill_during_scoring_keeps_finished_shards(reference, tmp_path):
+def test_kill_during_scoring_keeps_finished_shards(ref, tmp_path):
     out = tmp_path / "run"
-    _copy_stage(reference, out, "checkpoints", "maps")
-    kept = _kill_when(out, tmp_path, lambda o: len(_done_lines(o, "score")) >= 5)
-    scores = [p for p in kept if p.suffix == ".csv"]
-    assert 5 <= len(scores) < N_SHARDS * 5, len(scores)
-    work, _ = _resume_and_check(out, tmp_path, kept, reference)
-    assert work["explain"] == {"computed": 0, "reused": N_SHARDS}
-    assert work["score"]["reused"] == len(scores) and work["score"]["computed"] == N_SHARDS * 5 - len(scores)
+    _copy(ref, out, "checkpoints", "maps")
+    kept = _killed(out, "score:5")
+    assert len([rel for rel in kept if rel.suffix == ".csv"]) == 5
+    _run(out)
+    _assert_untouched(out, kept)
+    work = _work(out)
+    assert work["explain"] == {"computed": 0, "reused": N_EXPLAIN}
+    assert work["score"] == {"computed": N_SCORE - 5, "reused": 5}
+    _assert_same_numbers(out, ref)
 
 
-def test_a_finished_run_does_no_work(reference, tmp_path):
-    """(Same config, same numbers across processes is shown by the kill tests: each resumed run
-    equals the reference run, which ran in another process.)"""
-    import shutil
+def test_rerun_with_the_same_command_or_the_written_config_computes_nothing(ref, tmp_path):
     out = tmp_path / "again"
-    shutil.copytree(reference, out)
-    t0 = time.time()
-    _run(out, tmp_path)
-    work = json.loads((out / "manifest.json").read_text())["work"]
-    assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), work
-    pd.testing.assert_frame_equal(_results(out), _results(reference))
-    assert time.time() - t0 < 120
+    _copy(ref, out)
+    kept = _pieces(out)
+    folders = sorted(p.name for d in ("checkpoints", "maps", "scores") for p in (out / d).iterdir())
+    for extra, args in (((), ARGS), (("--config", str(out / "config.toml")), ())):  # config.toml: nothing else
+        _run(out, *extra, args=args)
+        work = _work(out)
+        assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), (extra, work)
+        _assert_untouched(out, kept)
+        assert sorted(p.name for d in ("checkpoints", "maps", "scores") for p in (out / d).iterdir()) == folders
+        _assert_same_numbers(out, ref)
 
 
-def test_corrupted_map_is_detected_and_recomputed(reference, tmp_path):
-    import shutil
+def test_no_resume_recomputes_everything_with_the_same_numbers(ref, tmp_path):
+    out = tmp_path / "fresh"
+    _copy(ref, out)
+    kept = _pieces(out)
+    _run(out, "--no-resume")
+    assert _work(out) == {"train": {"computed": 2, "reused": 0}, "explain": {"computed": N_EXPLAIN, "reused": 0},
+                          "score": {"computed": N_SCORE, "reused": 0}}
+    now = _pieces(out)
+    assert set(now) == set(kept)
+    stages = [rel for rel in kept if rel.parts[0] != "context"]  # (the training prior is data, not a stage)
+    assert [rel for rel in stages if now[rel][0] == kept[rel][0]] == [], "every stage piece is written again"
+    _assert_same_numbers(out, ref)  # recomputed in another process: the same bits
+
+
+def test_fresh_runs_equal_with_the_same_seed_and_differ_with_another(ref, tmp_path):
+    _run(tmp_path / "seed0")  # its own folder and data cache (cwd tmp_path), nothing shared with ref
+    _assert_same_numbers(tmp_path / "seed0", ref)
+    _run(tmp_path / "seed1", "--set", "run.seed=1")
+    other, mine = _results(tmp_path / "seed1"), _results(ref)
+    assert other[["model", "explainer", "metric", "image_id"]].equals(mine[["model", "explainer", "metric", "image_id"]])
+    assert not other["value"].equals(mine["value"]), "another seed trains other models and draws other maps"
+    assert not set(os.listdir(tmp_path / "seed1" / "maps")) & set(os.listdir(ref / "maps"))
+
+
+def test_corrupted_map_is_detected_and_recomputed(ref, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(reference, out)
+    _copy(ref, out)
     shard = sorted((out / "maps").rglob("shard-*.npy"))[5]
     data = bytearray(shard.read_bytes())
     data[-7] ^= 0xFF
     shard.write_bytes(bytes(data))
     for p in (out / "scores").rglob("*.csv"):  # make the scores depend on reading the maps again
         p.unlink()
-    _run(out, tmp_path)
+    _run(out)
     assert "corrupt" in (out / "progress.log").read_text()
-    work = json.loads((out / "manifest.json").read_text())["work"]
-    assert work["explain"]["computed"] == 1
-    pd.testing.assert_frame_equal(_results(out), _results(reference))
+    assert _work(out)["explain"] == {"computed": 1, "reused": N_EXPLAIN - 1}
+    _assert_same_numbers(out, ref)

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from benchmark import store
-from benchmark.store import (CorruptShardError, MapShard, StoreError, atomic_path, code_version, map_shard_complete,
+from benchmark.run import store
+from benchmark.run.store import (CorruptShardError, MapShard, StoreError, atomic_path, code_version, map_shard_complete,
                              read_map_shard, sweep_temp_files, write_map_shard, write_text)
 
 

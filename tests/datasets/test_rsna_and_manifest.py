@@ -94,7 +94,7 @@ def test_manifest_rows_masks_and_unknown(tmp_path):
     m = np.zeros((32, 32), np.uint8)
     m[:8, :8] = 255
     Image.fromarray(m).save(tmp_path / "a_mask.png")
-    (tmp_path / "manifest.csv").write_text("image,label,mask,id\na.png,pneumonia,a_mask.png,A\nb.png,0,,B\n")
+    (tmp_path / "manifest.csv").write_text("image,label,mask,id,split\na.png,pneumonia,a_mask.png,A,test\nb.png,0,,B,test\n")
     ds = build_dataset("manifest", size=32, root=str(tmp_path))
     a, b = ds[0], ds[1]
     assert a.id == "A" and a.label == 1 and a.lesion_mask.sum() == 64
@@ -104,13 +104,13 @@ def test_manifest_rows_masks_and_unknown(tmp_path):
 def test_manifest_bad_input_is_named(tmp_path):
     _png(tmp_path / "a.png")
     _png(tmp_path / "small_mask.png", shape=(16, 16), value=0)
-    (tmp_path / "m1.csv").write_text("image,label\nmissing.png,1\n")
+    (tmp_path / "m1.csv").write_text("image,label,split\nmissing.png,1,test\n")
     with pytest.raises(FileNotFoundError, match="line 2: image .*missing.png"):
         build_dataset("manifest", path=str(tmp_path / "m1.csv"))
     (tmp_path / "m2.csv").write_text("image,label\na.png,maybe\n")
     with pytest.raises(ValueError, match="label 'maybe'"):
         build_dataset("manifest", path=str(tmp_path / "m2.csv"))
-    (tmp_path / "m3.csv").write_text("image,label,mask\na.png,1,small_mask.png\n")
+    (tmp_path / "m3.csv").write_text("image,label,mask,split\na.png,1,small_mask.png,test\n")
     with pytest.raises(ValueError, match="small_mask.png has size"):
         build_dataset("manifest", path=str(tmp_path / "m3.csv"), size=32)[0]
     (tmp_path / "m4.csv").write_text("image,label,split\na.png,1,train\n")

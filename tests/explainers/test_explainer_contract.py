@@ -82,22 +82,6 @@ def test_lrp_conserves_relevance(arch, preset, batch):
     assert torch.allclose(maps.sum((1, 2)), logit, rtol=0.01, atol=1e-6)
 
 
-def test_gradcam_matches_its_definition(batch):
-    """ReLU(sum_k mean(dy/dA_k) * A_k) on the declared layer, bilinearly upsampled."""
-    torch.manual_seed(0)
-    m = build_model("resnet50", gradcam_layer="layer3").eval()
-    store = {}
-    h = m.gradcam_layer.register_forward_hook(lambda mod, i, o: store.update(a=o))
-    y = m(batch.images)
-    h.remove()
-    target = y.gather(1, batch.labels[:, None]).sum()
-    grad = torch.autograd.grad(target, store["a"])[0]
-    cam = torch.relu((grad.mean((2, 3), keepdim=True) * store["a"]).sum(1, keepdim=True))
-    ref = torch.nn.functional.interpolate(cam, size=(32, 32), mode="bilinear")[:, 0]
-    maps = build_explainer("gradcam").explain(m, batch.images, batch.labels)
-    assert torch.allclose(maps, ref.detach(), rtol=1e-4, atol=1e-6)
-
-
 def test_sobel_equals_scipy_per_image(batch):
     maps = build_explainer("sobel").explain(None, batch.images, batch.labels)
     for i in range(len(batch)):
@@ -106,77 +90,6 @@ def test_sobel_equals_scipy_per_image(batch):
         assert np.allclose(maps[i].numpy(), ref, atol=1e-5)
 
 
-def test_lime_map_holds_the_lime_package_weights(batch):
-    """Every pixel carries the surrogate weight lime gives its superpixel."""
-    from lime import lime_image
-    torch.manual_seed(0)
-    m = build_model("resnet50").eval()
-    exp = build_explainer("lime", num_samples=30, batch_size=30)
-    maps = exp.explain(m, batch.images[1:2], batch.labels[1:2])[0].numpy()
-    seed = exp.image_seed(batch.images[1])
-    rgb = batch.images[1, 0].double().numpy()[..., None].repeat(3, axis=2)
-
-    def classify(x):
-        with torch.no_grad():
-            return m(torch.from_numpy(x[..., 0]).float()[:, None]).softmax(1).double().numpy()
-
-    ref = lime_image.LimeImageExplainer(random_state=seed).explain_instance(
-        rgb, classify, labels=(1,), top_labels=None, num_samples=30, batch_size=30,
-        segmentation_fn=exp.segmenter(seed), random_seed=seed)
-    for segment, weight in ref.local_exp[1]:
-        assert np.allclose(maps[ref.segments == segment], weight, atol=1e-6)
-
-
-def test_lrp_vgg16_equals_captum_with_the_same_rules(batch):
-    """zennit and captum agree on VGG16 with epsilon at the input and dense layers and gamma on
-    the other convolutions (captum has no z-box; its gamma assumes non-negative inputs, which holds
-    after the first ReLU)."""
-    from captum.attr import LRP as CaptumLRP
-    from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
-    from zennit.attribution import Gradient
-    from zennit.composites import SpecialFirstLayerMapComposite
-    from zennit.rules import Epsilon, Gamma, Pass
-    from zennit.types import Activation, AvgPool, Convolution
-
-    torch.manual_seed(0)
-    m = build_model("vgg16", head="compact").eval()
-    x = m.preprocess(batch.images).detach()
-    onehot = torch.nn.functional.one_hot(batch.labels, 2).float()
-    with m.centred_head() as net:
-        composite = SpecialFirstLayerMapComposite(
-            layer_map=[(Activation, Pass()), (AvgPool, Epsilon(0.01)), (Convolution, Gamma(0.25)), (torch.nn.Linear, Epsilon(0.01))],
-            first_map=[(Convolution, Epsilon(0.01))])
-        with Gradient(model=net, composite=composite) as attributor:
-            _, ours = attributor(x.clone().requires_grad_(True), lambda logits: logits * onehot)
-        convs = [mod for mod in net.modules() if isinstance(mod, torch.nn.Conv2d)]
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.Conv2d):
-                mod.rule = EpsilonRule(0.01) if mod is convs[0] else GammaRule(0.25)
-            elif isinstance(mod, (torch.nn.Linear, torch.nn.AdaptiveAvgPool2d)):
-                mod.rule = EpsilonRule(0.01)
-        try:
-            theirs = CaptumLRP(net).attribute(x.clone().requires_grad_(True), target=batch.labels).detach()
-        finally:
-            for mod in net.modules():
-                if hasattr(mod, "rule"):
-                    del mod.rule
-    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * ours.abs().max())
-
-
-@pytest.mark.parametrize("arch", ["vgg16", "resnet50"])
-def test_gradcam_equals_pytorch_grad_cam(arch, batch):
-    """Same model, same layer: equal after the same min-max normalisation."""
-    from pytorch_grad_cam import GradCAM as ReferenceGradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    torch.manual_seed(0)
-    m = build_model(arch, head="compact", gradcam_layer="layer3" if arch == "resnet50" else None).eval()
-    with ReferenceGradCAM(model=m, target_layers=[m.gradcam_layer]) as cam:
-        ref = torch.from_numpy(cam(input_tensor=batch.images, targets=[ClassifierOutputTarget(int(t)) for t in batch.labels]))
-    ours = build_explainer("gradcam").explain(m, batch.images, batch.labels)
-
-    def minmax(x):
-        flat = x.flatten(1)
-        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-        return ((flat - lo) / (hi - lo).clamp(min=1e-12)).view_as(x)
-
-    assert torch.allclose(minmax(ours), minmax(ref.float()), atol=2e-3)
+# Agreement with independent implementations (LRP vs captum, Grad-CAM vs its definition and
+# pytorch-grad-cam, LIME vs the lime package) lives in test_explainer_reference_*.py, on
+# non-degenerate models and at sizes where the comparisons can fail.

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import bootstrap_ci_columns
-from .store import atomic_path
+from ..run.store import atomic_path
 
 CURVE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "step", "fraction", "mean", "sd",
                  "ci_low", "ci_high", "n"]
@@ -130,7 +130,7 @@ def write_cases(path: Path, images: np.ndarray, masks: np.ndarray, image_ids: li
     `overlay_images` images with a lesion. The npz holds: images, masks, ids (M images used), explainers,
     signed, case_metric, pick_index (E,3) into images (-1 none), pick_value (E,3), pick_maps (E,3,H,W),
     overlay_index (K,), overlay_maps (E,K,H,W)."""
-    from .metrics import get_metric
+    from ..metrics import get_metric
     images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks, dtype=bool)
     if images.ndim != 3 or images.shape != masks.shape or len(image_ids) != len(images):
         raise ValueError(f"write_cases: images {images.shape}, masks {masks.shape} and {len(image_ids)} ids must agree (N,H,W)")
@@ -178,7 +178,7 @@ def load_curves(path: Path, dataset: str, split: str) -> tuple[pd.DataFrame | No
     """(deletion/insertion curves, sanity curves) from curves.csv (and sanity.csv beside it). Accepts
     the runner's interim format too (an `x` column for the fraction or the layer name, sanity rows
     mixed in, no split or CI columns: the CI is then the normal one, 1.96 sd / sqrt n)."""
-    from .metrics import get_metric
+    from ..metrics import get_metric
     path = Path(path)
     curves = pd.read_csv(path, dtype={"x": str, "layer": str}) if path.exists() else None
     sanity = pd.read_csv(path.with_name("sanity.csv"), dtype={"layer": str}) if path.with_name("sanity.csv").exists() else None

@@ -1,7 +1,7 @@
 """Milliseconds per image of our metrics and their Quantus 0.6 counterparts, side by side on the
 same model, images, maps and masks.
 
-    python -m benchmark.perf --size 224 --images 8 --model resnet50 --device cuda --out perf.csv
+    python -m benchmark.speed.metric_speed --size 224 --images 8 --model resnet50 --device cuda --out perf.csv
 
 Every pair both have is timed (localisation pairs only when the metric is registered). The
 parameters of each pair are set so both compute the same thing (see PAIRS); the models have
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .metrics import METRICS, score
+from ..metrics import METRICS, score
 
 
 

@@ -1,6 +1,6 @@
 """Seconds per image of every explainer, side by side on the same model and inputs.
 
-    python -m benchmark.explainer_timing --size 224 --images 8 --device cuda [--names lime lime_package]
+    python -m benchmark.speed.explainer_speed --size 224 --images 8 --device cuda [--names lime lime_package]
 """
 from __future__ import annotations
 

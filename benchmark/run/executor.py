@@ -8,7 +8,7 @@ from typing import Callable, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
-from .stages import STATE, ShardJob, WorkerState, run_job
+from .jobs import STATE, ShardJob, WorkerState, run_job
 
 EXECUTORS = ("local", "ray")
 

@@ -7,6 +7,11 @@ written as empty masks. Pneumonia is not one of its tasks: `task` defaults to "A
 the nearest one (the phantom's and RSNA's lesions are opacities); pass another name to change it.
 Segmentation follows cheXlocalize: min-max normalise each map, then Otsu's threshold (or a fixed one),
 batched on the device by benchmark.metrics.segmentation.segment.
+
+Only annotated images are exported (`has_mask`): an image whose lesion mask is unknown is left out
+of gt.json and of every explainer's file, since written as an empty mask it would be scored by
+eval.py --true_pos_only False as a true negative. Annotated normal images (an empty expert mask)
+stay: they are the negatives.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from .metrics.segmentation import segment
-from .store import write_text
+from ..metrics.segmentation import segment
+from ..run.store import write_text
 
 LOCALIZATION_TASKS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Airspace Opacity", "Edema",
                       "Consolidation", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Support Devices")
@@ -51,23 +56,42 @@ def _document(ids: list[str], masks: np.ndarray, task: str, all_tasks: bool) -> 
             for i, r in zip(ids, rles)}
 
 
+def _annotated(has_mask, n: int, ids: list[str]) -> np.ndarray:
+    """Bool (N,) of the images to export: those with an expert annotation (all when has_mask is None)."""
+    keep = np.ones(n, bool) if has_mask is None else np.asarray(has_mask, dtype=bool).reshape(-1)
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} image ids for {n} masks")
+    if len(keep) != n:
+        raise ValueError(f"{len(keep)} has_mask flags for {n} masks")
+    return keep
+
+
 def export_segmentations(path: Path, maps: np.ndarray | torch.Tensor, ids: list[str], task: str = DEFAULT_TASK,
-                         threshold: str | float = "otsu", all_tasks: bool = True) -> np.ndarray:
-    """Write the explainer's segmentations of (N, H, W) maps as cheXlocalize JSON; return them (N, H, W) bool."""
+                         threshold: str | float = "otsu", all_tasks: bool = True, has_mask=None) -> np.ndarray:
+    """Write the explainer's segmentations of (N, H, W) maps as cheXlocalize JSON, only for the images
+    flagged in `has_mask` (all when None); return the segmentations of every image (N, H, W) bool."""
     maps = torch.as_tensor(maps)
     if maps.ndim != 3:
         raise ValueError(f"export_segmentations: expected (N, H, W) maps, got shape {tuple(maps.shape)}")
+    keep = _annotated(has_mask, len(maps), ids)
     if not torch.isfinite(maps).all():
         raise FloatingPointError("export_segmentations: maps hold NaN or inf")
     seg = segment(maps.float(), threshold).cpu().numpy().astype(bool)
-    write_text(path, json.dumps(_document(ids, seg, task, all_tasks), sort_keys=True))
+    kept = [i for i, k in zip(ids, keep) if k]
+    write_text(path, json.dumps(_document(kept, seg[keep], task, all_tasks), sort_keys=True))
     return seg
 
 
 def export_ground_truth(path: Path, masks: np.ndarray, ids: list[str], task: str = DEFAULT_TASK,
-                        all_tasks: bool = True) -> None:
-    """Write expert lesion masks (N, H, W) as cheXlocalize ground-truth JSON (its eval.py --gt_path)."""
-    write_text(path, json.dumps(_document(ids, np.asarray(masks, dtype=bool), task, all_tasks), sort_keys=True))
+                        all_tasks: bool = True, has_mask=None) -> None:
+    """Write expert lesion masks (N, H, W) as cheXlocalize ground-truth JSON (its eval.py --gt_path),
+    only for the images flagged in `has_mask` (all when None): an unknown mask is not an empty one."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"export_ground_truth: expected (N, H, W) masks, got shape {masks.shape}")
+    keep = _annotated(has_mask, len(masks), ids)
+    kept = [i for i, k in zip(ids, keep) if k]
+    write_text(path, json.dumps(_document(kept, masks[keep], task, all_tasks), sort_keys=True))
 
 
 def read_segmentations(path: Path, task: str = DEFAULT_TASK) -> dict[str, np.ndarray]:

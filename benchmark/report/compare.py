@@ -1,19 +1,19 @@
 """Two runs side by side: per (dataset, model, explainer, metric) cell present in both, the mean and
-bootstrap CI of each run, the difference B - A, and a paired test on the images both runs scored
-(Wilcoxon signed-rank, Holm-corrected across the compared cells; paired bootstrap CI of the mean
-difference). Cells whose runs share no image id get no test."""
+bootstrap CI of each run (each run's leaderboard numbers: on that run's common image set of the
+cell, see stats), the difference B - A, and a paired test on the images both runs scored (Wilcoxon
+signed-rank with Pratt's zeros, Holm-corrected across the compared cells; paired bootstrap CI of the
+mean difference). Cells whose runs share no image id get no test."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from .config import load_config
-from .report import load_scores
-from .stats import CELL, bootstrap_ci, holm, rank_biserial, summarise
-from .store import write_text
+from ..run.config import load_config
+from .build import load_scores
+from .stats import CELL, bootstrap_ci, holm, rank_biserial, summarise, wilcoxon
+from ..run.store import write_text
 from .tables import arrow, fmt, write_csv
 
 COLUMNS = CELL + ["n_a", "mean_a", "ci_low_a", "ci_high_a", "n_b", "mean_b", "ci_low_b", "ci_high_b", "delta",
@@ -28,14 +28,11 @@ def compare_scores(a: pd.DataFrame, b: pd.DataFrame, n_resamples: int = 1000, co
     rows = []
     for r in both.itertuples(index=False):
         key = dict(zip(CELL, r[:4]))
-        sel = [s[(s[CELL] == pd.Series(key)).all(axis=1)].set_index("image_id")["value"] for s in (a, b)]
+        # one value per image (several rows of an image, e.g. one per seed, averaged as in stats)
+        sel = [s[(s[CELL] == pd.Series(key)).all(axis=1)].groupby("image_id")["value"].mean() for s in (a, b)]
         paired = pd.concat(sel, axis=1, keys=["a", "b"], join="inner").dropna()
         diff = (paired["b"] - paired["a"]).to_numpy(dtype=float)
-        p = float("nan")
-        if len(diff) and np.all(diff == 0):
-            p = 1.0
-        elif len(diff):
-            p = float(sps.wilcoxon(paired["b"], paired["a"]).pvalue)
+        _, p = wilcoxon(paired["b"].to_numpy(dtype=float), paired["a"].to_numpy(dtype=float))
         low, high = bootstrap_ci(diff, n_resamples, confidence, seed)
         rows.append({**key, "n_a": r.n_a, "mean_a": r.mean_a, "ci_low_a": r.ci_low_a, "ci_high_a": r.ci_high_a,
                      "n_b": r.n_b, "mean_b": r.mean_b, "ci_low_b": r.ci_low_b, "ci_high_b": r.ci_high_b,

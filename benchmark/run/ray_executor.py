@@ -1,7 +1,7 @@
 """The Ray executor: every shard job becomes one Ray task, on this machine or across a cluster.
 
 Ray schedules, places (a GPU for the stages that use one) and retries the tasks; we only submit
-them and collect the results. A task runs `benchmark.stages.run_job` in a long-lived Ray worker
+them and collect the results. A task runs `benchmark.run.jobs.run_job` in a long-lived Ray worker
 process, whose `STATE` keeps the test split and the checkpoints it has loaded, so a worker loads a
 model once and reuses it for all its later shards. Each job writes its one file atomically, so a
 task Ray runs twice (a retry after its worker died) writes the same bytes under the same name.
@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import ray
+import torch
 from tqdm.auto import tqdm
 
-from .stages import ShardJob
+from .jobs import ShardJob
 
 log = logging.getLogger(__name__)
 
 # the modules a worker must share with the driver for its shards to mean what their keys say
-CODE_MODULES = ("benchmark.stages", "benchmark.metrics.registry", "explainers.registry", "models.builders",
-                "benchmark.data")
+CODE_MODULES = ("benchmark.run.jobs", "benchmark.metrics.registry", "explainers.registry", "models.builders",
+                "benchmark.run.data")
 
 _WORKER_CHECKED: set[str] = set()
 
@@ -39,17 +39,18 @@ def _check_code(fingerprint: str) -> None:
     """Once per worker process: refuse code that differs from the driver's (a stale install on a node)."""
     if fingerprint in _WORKER_CHECKED:
         return
-    from . import stages
+    from . import jobs as stages
     mine = _code_fingerprint()
     if mine != fingerprint:
         raise RuntimeError(f"Ray worker on {os.uname().nodename} (pid {os.getpid()}) runs other benchmark code "
-                           f"than the driver (fingerprint {mine} != {fingerprint}; its benchmark.stages is "
+                           f"than the driver (fingerprint {mine} != {fingerprint}; its benchmark.run.jobs is "
                            f"{stages.__file__}): install the same version of cxr-xai-bench on every node")
     _WORKER_CHECKED.add(fingerprint)
 
 
 def _mirror_settings(config: dict) -> None:
-    """The torch settings the driver applies from run.*: threads (else Ray's one per CPU asked), determinism."""
+    """The driver's torch settings: its thread count (RayExecutor writes it into run.threads: float sums
+    split over another number of threads round differently), determinism."""
     import torch
     run = config.get("run", {})
     if run.get("threads"):
@@ -60,7 +61,7 @@ def _mirror_settings(config: dict) -> None:
 
 def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
     """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
-    from .stages import STATE, run_job
+    from .jobs import STATE, run_job
     _check_code(fingerprint)
     _mirror_settings(job.config)
     if job.uses_gpu:
@@ -70,29 +71,15 @@ def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
     return run_job(job, STATE), os.getpid()
 
 
-def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict) -> Any:
+def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, threads: int = 0) -> Any:
     _check_code(fingerprint)
+    _mirror_settings({"run": {"threads": threads}})
     return fn(*args, **kwargs)
 
 
-def train_on_worker(config: dict, run_dir: str, name: str, device: str, resume: bool = True) -> dict:
-    """Train one model (or find its stored checkpoint) in this process, exactly as the driver would.
-
-    Meant as one Ray task per model (`RayExecutor.call(train_on_worker, cfg.to_dict(), str(run_dir), name,
-    "cuda" or "cpu", uses_gpu=...)`), so a driver without a GPU can run a paper-scale run: the checkpoint
-    lands in the shared run folder under the driver's key, through Runner.train_or_load (epoch-state
-    resume, atomic write). Returns {"checkpoint": path, "computed": whether it trained}."""
-    import torch
-
-    from .config import config_from_dict
-    from .data import load_split
-    from .runner import Runner
-    _mirror_settings(config)
-    cfg = config_from_dict(config)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    runner = Runner(cfg, Path(run_dir), torch.device(device), resume=resume)
-    _, _, _, path = runner.train_or_load(name, load_split(cfg, "train"), load_split(cfg, "val"))
-    return {"checkpoint": str(path), "computed": runner.work["train"]["computed"] > 0}
+def _threads(config: dict) -> int:
+    """The torch threads of the driver's run: run.threads, else this (driver) process's count."""
+    return int(config.get("run", {}).get("threads") or torch.get_num_threads())
 
 
 _run_shard_remote = ray.remote(_run_shard)
@@ -106,14 +93,16 @@ class RayExecutor:
     process already initialised, or starts a local one with `num_workers` CPUs (default: all).
     max_retries: how often Ray re-runs a task whose worker process or node died; an exception raised
     by the job itself is deterministic and is not retried. gpus_per_job: the GPU share a job of a GPU
-    stage asks for (0.5 runs two shards per GPU); cpus_per_job: the CPUs every job asks for (its torch
-    threads, unless run.threads sets them).
+    stage asks for (0.5 runs two shards per GPU). Every task runs with the driver's torch thread count
+    (run.threads, else torch's default in the driver), so its numbers equal an in-process run's bit for
+    bit; cpus_per_job: the CPUs a task reserves (default: those threads, at most the largest node's CPUs,
+    for a CPU task; 1 for a GPU task).
     """
 
     name = "ray"
 
     def __init__(self, address: str = "", num_workers: int | None = None, max_retries: int = 3,
-                 gpus_per_job: float = 1.0, cpus_per_job: float = 1.0, runtime_env: dict | None = None):
+                 gpus_per_job: float = 1.0, cpus_per_job: float | None = None, runtime_env: dict | None = None):
         if max_retries < 0:
             raise ValueError(f"max_retries must be at least 0, got {max_retries}")
         if not 0 < gpus_per_job <= 1 and not (gpus_per_job > 1 and float(gpus_per_job).is_integer()):
@@ -131,12 +120,15 @@ class RayExecutor:
                      logging_level=logging.WARNING)
             self.started = True
         self.fingerprint = _code_fingerprint()
+        # the CPUs of the largest node: a task asking for more would wait forever
+        self.max_node_cpus = max([n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")] or [1])
 
     @staticmethod
-    def _absolute(job: ShardJob) -> ShardJob:
-        """Store paths as absolute ones: a worker's working folder need not be the driver's. (data.root is
-        part of the stage keys and stays as given: use an absolute one on a cluster.)"""
-        config = job.config
+    def _for_workers(job: ShardJob) -> ShardJob:
+        """The driver's torch thread count in run.threads (part of no stage key), and store paths as
+        absolute ones: a worker's working folder need not be the driver's. (data.root is part of the stage
+        keys and stays as given: use an absolute one on a cluster.)"""
+        config = {**job.config, "run": {**job.config.get("run", {}), "threads": _threads(job.config)}}
         cache = config.get("data", {}).get("cache_dir", "")
         if cache:  # not part of any key: where the preprocessed splits live
             config = {**config, "data": {**config["data"], "cache_dir": os.path.abspath(cache)}}
@@ -144,14 +136,20 @@ class RayExecutor:
                        maps_path=os.path.abspath(job.maps_path), out_path=os.path.abspath(job.out_path),
                        prior_path=os.path.abspath(job.prior_path) if job.prior_path else "")
 
+    def _cpus(self, threads: int, uses_gpu: bool) -> float:
+        if self.cpus_per_job is not None:
+            return self.cpus_per_job
+        return 1.0 if uses_gpu else float(max(1, min(threads, self.max_node_cpus)))
+
     def _options(self, job: ShardJob) -> dict:
-        return {"num_cpus": self.cpus_per_job, "num_gpus": self.gpus_per_job if job.uses_gpu else 0,
+        return {"num_cpus": self._cpus(job.config["run"]["threads"], job.uses_gpu),
+                "num_gpus": self.gpus_per_job if job.uses_gpu else 0,
                 "max_retries": self.max_retries, "retry_exceptions": False, "name": job.label}
 
     def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
         """Submit every job at once, then collect them as they finish (in any order); return paths in job order."""
-        refs = [_run_shard_remote.options(**self._options(job)).remote(self._absolute(job), self.fingerprint)
-                for job in jobs]
+        jobs_out = [self._for_workers(job) for job in jobs]
+        refs = [_run_shard_remote.options(**self._options(job)).remote(job, self.fingerprint) for job in jobs_out]
         index = {ref: k for k, ref in enumerate(refs)}
         out: list[str | None] = [None] * len(jobs)
         pending = list(refs)
@@ -186,9 +184,11 @@ class RayExecutor:
 
         For work that is one task, not shards (training one model): fn must be importable on the workers
         and write what it produces to the shared store itself."""
-        ref = _call_remote.options(num_cpus=self.cpus_per_job, num_gpus=1 if uses_gpu else 0,
+        threads = torch.get_num_threads()
+        ref = _call_remote.options(num_cpus=self._cpus(threads, uses_gpu), num_gpus=1 if uses_gpu else 0,
                                    max_retries=self.max_retries, retry_exceptions=False,
-                                   name=label or getattr(fn, "__name__", "call")).remote(fn, self.fingerprint, args, kwargs)
+                                   name=label or getattr(fn, "__name__", "call")).remote(fn, self.fingerprint, args,
+                                                                                         kwargs, threads)
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:

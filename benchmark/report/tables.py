@@ -7,11 +7,13 @@ from typing import Iterator
 
 import pandas as pd
 
-from .metrics import CATEGORIES, get_metric
-from .store import atomic_path, write_text
+from ..metrics import CATEGORIES, get_metric
+from ..run.store import atomic_path, write_text
 
-SIG_NOTE = ("† the best is significantly better than the runner-up (paired Wilcoxon signed-rank, "
-            "Holm-corrected across the pairs of explainers, p < 0.05)")
+SIG_NOTE = ("† the best is significantly better than the runner-up (its paired differences favour the best and a "
+            "paired Wilcoxon signed-rank test, Holm-corrected across the pairs of explainers, gives p < 0.05)")
+SET_NOTE = ("Every explainer of a column is scored on the same images: those all of them scored; "
+            "\"k failed\" counts the images another explainer scored and this one did not (NaN), left out for all")
 
 
 def fmt(x: float | None) -> str:
@@ -45,8 +47,17 @@ def ranked(df: pd.DataFrame, metric: str) -> list[str]:
                                 kind="stable")["explainer"])
 
 
+def _favours_first(pair: pd.Series, first: str, higher_is_better: bool) -> bool:
+    """Whether the paired comparison of one (a, b) row favours `first` in the metric's direction: its
+    mean paired difference and its rank-biserial effect (the Wilcoxon test's own direction) both."""
+    sign = (1.0 if pair["a"] == first else -1.0) * (1.0 if higher_is_better else -1.0)
+    return bool(sign * pair["mean_diff"] > 0 and sign * pair["rank_biserial"] > 0)
+
+
 def significant_leads(summary: pd.DataFrame, tests: pd.DataFrame | None, alpha: float = 0.05) -> set[tuple]:
-    """(dataset, model, metric) cells whose best explainer beats the runner-up at Holm-adjusted p < alpha."""
+    """(dataset, model, metric) cells whose best explainer (by its mean on the cell's common image set)
+    beats the runner-up: their paired difference favours the best in the metric's direction and the
+    Wilcoxon test's Holm-adjusted p < alpha."""
     leads: set[tuple] = set()
     if tests is None or tests.empty:
         return leads
@@ -58,7 +69,8 @@ def significant_leads(summary: pd.DataFrame, tests: pd.DataFrame | None, alpha: 
             first, second = order[0], order[1]
             pair = tests[(tests.dataset == dataset) & (tests.model == model) & (tests.metric == metric)
                          & (((tests.a == first) & (tests.b == second)) | ((tests.a == second) & (tests.b == first)))]
-            if len(pair) and pair["p_holm"].iloc[0] < alpha:
+            if len(pair) and pair["p_holm"].iloc[0] < alpha and _favours_first(
+                    pair.iloc[0], first, get_metric(metric).higher_is_better):
                 leads.add((dataset, model, metric))
     return leads
 
@@ -77,23 +89,41 @@ def _ci(r) -> str:
     return "" if pd.isna(r.ci_low) else f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
 
 
+def _failed(r) -> int:
+    return int(getattr(r, "n_failed", 0) or 0)
+
+
 def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r is None:
         return ""
+    k = _failed(r)
+    failed = f", {k} failed" if k else ""
     if r.n == 0:
-        return "not scored (n=0)" if with_n else "not scored"
-    text = fmt(r.mean) + _ci(r) + (f" (n={r.n})" if with_n else "")
+        return f"not scored (n=0{failed})" if with_n else "not scored" + (f" ({k} failed)" if k else "")
+    text = fmt(r.mean) + _ci(r) + (f" (n={r.n}{failed})" if with_n else (f" ({k} failed)" if k else ""))
     return f"**{text}**" + ("†" if is_lead else "") if is_best else text
 
 
 def _tex_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     if r is None:
         return ""
+    sup = ("\\dagger" if is_lead and r.n else "") + ("\\ast" if _failed(r) else "")
+    mark = f"$^{{{sup}}}$" if sup else ""
     if r.n == 0:
-        return "--"
+        return "--" + mark
     mean = f"\\textbf{{{fmt(r.mean)}}}" if is_best else fmt(r.mean)
-    return (mean + ("$^\\dagger$" if is_lead else "") + _ci(r)
+    return (mean + mark + _ci(r)
             + (f" {{\\scriptsize $n$={r.n}}}" if with_n else ""))
+
+
+def _tex_failures(rows, with_model: bool = False) -> list[str]:
+    """The footnote under a LaTeX table naming the cells marked $^\\ast$ and their failed images."""
+    failed = [f"{tex(r.explainer)} ({tex(r.model) + ', ' if with_model else ''}{tex(r.metric)}): {_failed(r)}"
+              for r in rows if r is not None and _failed(r)]
+    if not failed:
+        return []
+    return ["\\par\\smallskip{\\footnotesize $^{\\ast}$ images the explainer failed on (NaN where another explainer "
+            "scored the image), left out of every explainer's statistics: " + "; ".join(failed) + ".}"]
 
 
 def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame, list[str]]]:
@@ -109,7 +139,7 @@ def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
 def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
     """One table per (dataset, model, metric category): explainers as rows, metrics as columns, cells
     `mean [CI] (n)`, best mean in bold, † where its lead over the runner-up is significant."""
-    out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI] (n images scored). "
+    out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI] (n images scored). {SET_NOTE}. "
            f"↑ higher is better, ↓ lower is better; best mean per column in bold; {SIG_NOTE}.\n"]
     leads = significant_leads(summary, tests)
     for dataset, model, category, df, metrics in _groups(summary):
@@ -133,13 +163,15 @@ def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, 
         head = " & ".join(f"{tex(m)} {_tex_arrow(m)}" for m in metrics)
         out += ["\\begin{table}[t]", "\\centering\\small",
                 f"\\caption{{{tex(model)} on {tex(dataset)}, {category}: mean [{round(confidence * 100)}\\% bootstrap CI] "
-                f"and $n$ images scored; best in bold, $^\\dagger$ significantly better than the runner-up "
-                f"(Wilcoxon signed-rank, Holm, $p<0.05$).}}",
+                f"and $n$ images scored by every explainer; best in bold, $^\\dagger$ significantly better than "
+                f"the runner-up (paired differences in its favour, Wilcoxon signed-rank, Holm, $p<0.05$).}}",
                 "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
         lead = {m for m in metrics if (dataset, model, m) in leads}
+        marked = []
         for e, row in _cells(df, sorted(df["explainer"].unique()), metrics, lead):
             out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*c) for c in row) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+            marked += [c[0] for c in row]
+        out += ["\\bottomrule", "\\end{tabular}", *_tex_failures(marked), "\\end{table}", ""]
     return "\n".join(out)
 
 
@@ -183,7 +215,8 @@ def combined_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, con
         rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
         start += width
     out = ["% needs \\usepackage{booktabs}", "\\begin{table*}[t]", "\\centering\\scriptsize",
-           f"\\caption{{All models: mean [{round(confidence * 100)}\\% bootstrap CI]; best per column in bold, "
+           f"\\caption{{All models: mean [{round(confidence * 100)}\\% bootstrap CI] on the images every explainer "
+           f"scored; best per column in bold, "
            f"$^\\dagger$ significantly better than the runner-up (Wilcoxon signed-rank, Holm, $p<0.05$).}}",
            "\\begin{tabular}{l" + "c" * len(columns) + "}", "\\toprule", " & " + " & ".join(top) + " \\\\",
            " ".join(rules), "explainer & " + " & ".join(f"{tex(m)} {_tex_arrow(m)}" for _, _, m in columns) + " \\\\",
@@ -191,13 +224,15 @@ def combined_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, con
     for e in explainers:
         out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
                                               for c in columns) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
+    marked = [grid[(e, *c)][0] for e in explainers for c in columns if (e, *c) in grid]
+    out += ["\\bottomrule", "\\end{tabular}", *_tex_failures(marked, True), "\\end{table*}", ""]
     return "\n".join(out)
 
 
 def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
     """Average ranks (1 = best) per (dataset, model): explainers x metrics, with the Friedman p, the
-    Nemenyi critical difference and the images used (n) and dropped (NaN in some explainer). A metric
+    Nemenyi critical difference and the images used (n, the common set) and dropped (failed by some
+    explainer: scored by another, NaN in it). A metric
     no image of which every explainer scored keeps its column, empty, with n = 0."""
     out = []
     for (dataset, model), tests in friedman.groupby(["dataset", "model"], sort=True):
@@ -215,7 +250,7 @@ def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
         t = [tests.loc[m] for m in metrics]
         out += ["| *Friedman p* | " + " | ".join(fmt(float(r.p)) if pd.notna(r.p) else "n/a" for r in t) + " |",
                 "| *Nemenyi CD* | " + " | ".join(f"{r.cd:.2f}" if pd.notna(r.cd) else "n/a" for r in t) + " |",
-                "| *n images (dropped)* | " + " | ".join(f"{int(r.n)} ({int(r.n_dropped)})" for r in t) + " |", ""]
+                "| *n images (failed by some)* | " + " | ".join(f"{int(r.n)} ({int(r.n_dropped)})" for r in t) + " |", ""]
     return "\n".join(out)
 
 

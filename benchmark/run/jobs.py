@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from datasets import Batch
 from explainers import build_explainer
 from models import build_model, load_checkpoint, predict_proba
 
-from . import metrics as metric_registry
+from .. import metrics as metric_registry
 from .config import Config, config_from_dict
 from .data import data_key, explain_context, load_split
 from .store import MapShard, atomic_path, read_map_shard, stage_key, write_map_shard
@@ -157,12 +158,17 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
         with peak_memory(device) as mem:
             _sync(device)
             t0 = time.perf_counter()
-            m = exp.explain(model, x, targets, **context)
+            try:
+                m = exp.explain(model, x, targets, **context)
+            except FloatingPointError as err:  # a NaN / inf map is never stored: name what produced it
+                raise RuntimeError(f"{job.label}: {err} of the batch of test images {list(test.ids[sl])}; no "
+                                   f"map of this shard was stored, and the shards finished so far are kept") from err
             _sync(device)
             dt = time.perf_counter() - t0
         maps.append(m.cpu().numpy())
         seconds.extend([dt / len(x)] * len(x))
         memory.extend([mem["mb"]] * len(x))
+    kill_in_job(job)
     write_map_shard(job.out_path, MapShard(np.concatenate(maps), list(test.ids[job.start:job.stop]),
                                            np.asarray(seconds), np.asarray(memory)), cfg.run.maps_dtype)
     return job.out_path
@@ -206,6 +212,7 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
             for k, a in sink.items():
                 aux.setdefault(k, []).append(a.detach().float().cpu().numpy() if torch.is_tensor(a) else a)
         values = np.concatenate(values) if values else np.zeros(0)
+    kill_in_job(job)
     if aux:
         write_score_aux(Path(job.out_path), aux, sizes)
     df = pd.DataFrame({"dataset": cfg.data.dataset, "split": cfg.data.splits["test"], "model": job.model,
@@ -237,3 +244,48 @@ def run_job(job: ShardJob, state: WorkerState = STATE) -> str:
     if job.stage == "score":
         return run_score(job, state)
     raise ValueError(f"unknown stage {job.stage!r}")
+
+
+# -- test-only kill points: the resume tests kill a run at an exact place instead of racing a timer.
+# Unset (always, outside the tests), these functions return at once.
+KILL_AFTER = "CXR_TEST_KILL_AFTER"  # "STAGE:N": this process dies after its N-th finished piece of STAGE
+KILL_JOB = "CXR_TEST_KILL_JOB"      # "TEXT": the process running the first job whose label holds TEXT dies
+_finished: dict[str, int] = {}
+
+
+def kill_point(stage: str) -> None:
+    """CXR_TEST_KILL_AFTER="STAGE:N": SIGKILL this process right after its N-th finished piece of STAGE:
+    `epoch` (an epoch state stored: every epoch but a model's last), `train` (a checkpoint stored),
+    `explain` / `score` (a shard stored and logged by the runner)."""
+    name, _, n = os.environ.get(KILL_AFTER, "").partition(":")
+    _finished[stage] = _finished.get(stage, 0) + (name == stage)
+    if name == stage and _finished[stage] >= int(n):
+        os.kill(os.getpid(), signal.SIGKILL)  # as a crash would: no cleanup, no exit handlers
+
+
+@contextlib.contextmanager
+def epoch_kill_point() -> Iterator[None]:
+    """Around training: kill_point("epoch") after every epoch state that models.training stores."""
+    from models import training
+    save = training._save_state
+    if os.environ.get(KILL_AFTER, "").startswith("epoch:"):
+        training._save_state = lambda path, state: (save(path, state), kill_point("epoch"))
+    try:
+        yield
+    finally:
+        training._save_state = save
+
+
+def kill_in_job(job: ShardJob) -> None:
+    """CXR_TEST_KILL_JOB="TEXT": the first job whose label holds TEXT kills its process after computing,
+    before writing. Once per run folder: the marker it leaves there (pid and label; a temp file, swept at
+    the next start) lets the retry run through."""
+    text = os.environ.get(KILL_JOB, "")
+    if text and text in job.label:
+        try:
+            fd = os.open(Path(job.out_path).parents[2] / ".killed-job.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"{os.getpid()} {job.label}".encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -11,7 +11,7 @@ from datasets import Batch, build_dataset, collate
 
 from .config import Config
 from .data_cache import cached_split
-from .store import stage_key
+from .store import code_version, stage_key
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,24 @@ def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Bat
     return batch
 
 
+# the code every dataset's samples pass through (decoding, resizing, the Sample contract, selection)
+SHARED_DATA_CODE = ("datasets.sample", "datasets.imageio", "datasets.registry", "benchmark.run.data")
+
+
+def data_code(dataset: str) -> str:
+    """Version of the code that decides a split's content: the dataset's own module and the shared
+    loading code, so editing a loader or the phantom invalidates the cache, checkpoints and maps."""
+    from datasets import DATASETS
+    own = (DATASETS[dataset].__module__,) if dataset in DATASETS else ()
+    return code_version(*own, *SHARED_DATA_CODE)
+
+
 def data_key(cfg: Config, role: str) -> dict:
     """The inputs that decide a split's content: part of every downstream stage key."""
     d = cfg.data
     return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
-            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed}
+            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed,
+            "code": data_code(d.dataset)}
 
 
 def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:

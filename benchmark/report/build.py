@@ -1,7 +1,7 @@
 """The run report: rebuilt from the files of a run folder alone, never recomputing scores.
 
 `build_report(run_dir)` reads scores.csv, config.toml, manifest.json and, when present, curves.csv,
-sanity.csv, predictions.csv and cases/<model>.npz (formats in report_data.py), and writes every table,
+sanity.csv, predictions.csv and cases/<model>.npz (formats in artifacts.py), and writes every table,
 figure and report.md into run_dir/report/. A missing optional file drops its figures with a line in
 report.md saying so. Same inputs give byte-identical outputs (seeded bootstrap, fixed orders, figure
 metadata without dates).
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import figures, stats, tables
-from .report_data import load_curves, load_predictions, read_cases
-from .store import write_text
+from . import figures, overlays, sections, stats, tables
+from .artifacts import load_curves, load_predictions, read_cases
+from ..run.store import write_text
 
 
 def load_scores(run_dir: Path) -> pd.DataFrame:
@@ -61,15 +61,49 @@ def _paired_summary(tests: pd.DataFrame) -> str:
         return "No pairs of explainers to test.\n"
     sig = tests[tests.p_holm < 0.05]
     return (f"{len(sig)} of {len(tests)} pairs of explainers differ at Holm-adjusted p < 0.05 (paired Wilcoxon "
-            "signed-rank on the images both scored). `paired_tests.csv` lists every pair with n, the mean "
+            "signed-rank, Pratt's treatment of zero differences, on the images every explainer of the cell scored). "
+            "`paired_tests.csv` lists every pair with n, the mean "
             "difference a − b and its paired bootstrap CI, the matched-pairs rank-biserial effect size, p and the "
             "Holm-adjusted p.\n")
+
+
+def _cd_section(fried: pd.DataFrame, ranks: pd.DataFrame, rep: Path, multi: bool) -> list[str]:
+    """A critical-difference diagram per (dataset, model) of the metrics whose Friedman test rejects,
+    and a line for each metric whose test does not (or could not run)."""
+    out = []
+    for (dataset, model), tests in fried.groupby(["dataset", "model"], sort=True):
+        stem = f"cd-{dataset}-{model}" if multi else f"cd-{model}"
+        if figures.cd_diagram(fried, ranks, dataset, model, rep / stem) is not None:
+            out.append(_img(stem, f"critical difference {model}"))
+        for t in tests.itertuples(index=False):
+            if pd.isna(t.p):
+                out.append(f"- {model}, {t.metric}: Friedman test not run (k={t.k} explainers, n={t.n} common images; "
+                           "it needs 3 and 2): no critical-difference diagram.")
+            elif not t.p < t.alpha:
+                out.append(f"- {model}, {t.metric}: Friedman test does not reject (p={tables.fmt(float(t.p))}): "
+                           "no critical-difference diagram.")
+        out.append("")
+    return out
+
+
+def _by_class(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path, b: int, conf: float, seed: int,
+              notes: list[str]) -> list[str]:
+    """The faithfulness breakdown by class as report lines (and per_class.csv)."""
+    if predictions is None:
+        notes.append("- faithfulness by class: not reported, the run folder has no `predictions.csv` (the labels).")
+        return []
+    table = sections.per_class(scores, predictions, b, conf, seed)
+    if table.empty:
+        return []
+    tables.write_csv(rep / "per_class.csv", table)
+    return ["## Faithfulness by class\n", "Each cell's common images (those every explainer scored) split by their "
+            "label (from `predictions.csv`): mean [CI] (n). Also in `per_class.csv`.\n", sections.per_class_markdown(table)]
 
 
 def build_report(run_dir: Path) -> str:
     """Write every table, figure and report.md of a run into run_dir/report/ from its stored files;
     return the Markdown leaderboard."""
-    from .config import load_config
+    from ..run.config import load_config
     run_dir = Path(run_dir)
     rep = run_dir / "report"
     if not (run_dir / "config.toml").exists():
@@ -89,11 +123,7 @@ def build_report(run_dir: Path) -> str:
     if not ranks.empty:
         figures.rank_heatmap(ranks, rep / "ranks")
         figs += ["### Average ranks\n", _img("ranks", "rank heat map")]
-        figs.append("### Critical-difference diagrams\n")
-        for dataset, model in ranks.groupby(["dataset", "model"], sort=True).groups:
-            stem = f"cd-{model}" if scores["dataset"].nunique() == 1 else f"cd-{dataset}-{model}"
-            figures.cd_diagram(fried, ranks, dataset, model, rep / stem)
-            figs.append(_img(stem, f"critical difference {model}"))
+        figs += ["### Critical-difference diagrams\n", *_cd_section(fried, ranks, rep, scores["dataset"].nunique() > 1)]
     if figures.runtime_quality(summary, rep / "runtime") is not None:
         figs += ["### Runtime against localisation\n", _img("runtime", "runtime against localisation")]
     else:
@@ -110,6 +140,7 @@ def build_report(run_dir: Path) -> str:
     else:
         notes.append("- sanity curves: not drawn, the run folder has no `sanity.csv` (no sanity metric was run).")
     predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
+    by_class = _by_class(scores, predictions, rep, b, conf, seed, notes)
     if predictions is not None:
         figures.roc_figure(predictions, rep / "roc")
         figs += ["### Classifiers: ROC and confusion matrix\n", _img("roc", "ROC and confusion matrices")]
@@ -120,10 +151,10 @@ def build_report(run_dir: Path) -> str:
         notes.append("- overlays and best/median/worst cases: not drawn, the run folder has no `cases/<model>.npz`.")
     for path in case_files:
         cases, model = read_cases(path), path.stem
-        if figures.overlay_figure(cases, f"{model}: heat maps over the same X-rays", rep / f"overlay-{model}"):
+        if overlays.overlay_figure(cases, f"{model}: heat maps over the same X-rays", rep / f"overlay-{model}"):
             figs += [f"### Overlays: {model}\n", _img(f"overlay-{model}", f"overlay {model}")]
         metric = str(cases["case_metric"])
-        if figures.case_figure(cases, f"{model}: best, median and worst image per explainer by {metric}", rep / f"cases-{model}"):
+        if overlays.case_figure(cases, f"{model}: best, median and worst image per explainer by {metric}", rep / f"cases-{model}"):
             figs += [f"### Best, median and worst cases: {model}\n", _img(f"cases-{model}", f"cases {model}")]
 
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
@@ -131,7 +162,9 @@ def build_report(run_dir: Path) -> str:
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
              f"(target: {cfg.explain.target}); metrics {', '.join(f'`{m}`' for m in cfg.metrics.names)}. "
-             f"Statistics: {b} bootstrap resamples of images, {round(conf * 100)}% percentile intervals, seed {seed}.\n"]
+             f"Statistics: {b} bootstrap resamples of images, {round(conf * 100)}% percentile intervals, seed {seed}; "
+             "every explainer of a (model, metric) is scored on the same images, those all of them scored.\n",
+             *sections.settings_lines(cfg)]
     if manifest is None:
         notes.append("- classifiers, data counts and environment: not reported, the run folder has no `manifest.json`.")
     else:
@@ -142,18 +175,21 @@ def build_report(run_dir: Path) -> str:
     lines += ["## Leaderboard\n", leaderboard,
               "Not scored (NaN) per metric, all models and explainers: "
               + ", ".join(f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in nan.iterrows())
-              + ". Localisation metrics are NaN on images without a lesion mask or with an empty one.\n",
-              "### All models side by side\n", tables.combined_markdown(summary, tests),
+              + ". Localisation metrics are NaN on images without a lesion mask or with an empty one. An image NaN for "
+              "some explainers only is their failure (\"k failed\" in the cells, `n_failed` in `leaderboard.csv`) and is "
+              "left out of every explainer's mean, test and rank.\n",
+              "### All models side by side\n", tables.combined_markdown(summary, tests), *by_class,
               "## Ranks, Friedman test and critical differences\n",
               "Average rank per metric over the images every explainer scored (1 = best in the metric's direction; "
               "ties share the mean rank); Friedman test across explainers; two explainers whose average ranks differ "
-              "by less than the Nemenyi critical difference (CD) are not significantly different.\n",
+              "by less than the Nemenyi critical difference (CD) are not significantly different; the CD diagrams are "
+              "drawn only where the Friedman test rejects at p < 0.05.\n",
               tables.rank_markdown(fried, ranks),
               "## Paired tests\n", _paired_summary(tests), *figs]
     if notes:
         lines += ["## Not in this report\n", *notes, ""]
     lines += ["## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
-              "(all models), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`. Figures as PNG (200 dpi) and PDF. "
+              "(all models), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`, `per_class.csv`. Figures as PNG (200 dpi) and PDF. "
               "Rebuild with `python -m benchmark report RUN_DIR`.\n",
               "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
     write_text(rep / "report.md", "\n".join(lines))

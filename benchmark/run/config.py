@@ -5,11 +5,16 @@ Unknown keys and wrong types are errors that name the key and the allowed keys.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .presets import PRESETS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +29,9 @@ class RunSection:
     executor: str = "local"  # "local" (this process) or "ray"
     ray_address: str = ""  # Ray cluster address for executor "ray"; "" starts a local Ray instance
     ray_workers: int = 0  # workers of a local Ray instance (0: one per CPU core)
+    # executor "ray": train each model as one Ray task (on a GPU worker when run.device is cuda),
+    # so a driver without a GPU can run a paper-scale run
+    train_on_workers: bool = False
     # extra training seeds: each model is trained again per seed and metric seed_repeatability
     # compares its maps with the main seed's (doubles training per seed; off by default)
     repeat_seeds: list[int] = field(default_factory=list)
@@ -198,39 +206,20 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # the defaults themselves: the phantom on a laptop CPU in minutes
-    "default": {},
-    # for a paper, on a GPU: 224 px, the whole test split, LIME at 1000 samples, 64-step curves.
-    # Combine with a dataset config, e.g. --preset paper --config configs/covid-qu-ex.toml
-    "paper": {
-        "run": {"name": "paper", "device": "cuda", "shard_size": 128},
-        "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
-        "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
-        "models": {"names": ["vgg16_bn", "resnet50"],
-                   "params": {"vgg16_bn": {"head": "torchvision"}, "resnet50": {"gradcam_layer": "layer4"}},
-                   "train": {"vgg16_bn": {"epochs": 40}, "resnet50": {"lr": 1e-3}}},
-        "explain": {"batch_size": 32,
-                    "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
-                                        "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
-        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64},
-                               "faithfulness_correlation": {"nr_runs": 100}, "road_morf": {}, "road_lerf": {},
-                               "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
-        "report": {"bootstrap": 1000, "overlay_images": 6},
-    },
-    # seconds, for tests: tiny images, few samples, two epochs
-    "smoke": {
-        "run": {"name": "smoke"},
-        "data": {"size": 32, "limit": {"train": 16, "val": 8, "test": 4}},
-        "train": {"epochs": 1, "batch_size": 8},
-        "explain": {"params": {"lime": {"num_samples": 10}}},
-        "metrics": {"params": {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4},
-                               "faithfulness_correlation": {"nr_runs": 8}, "road_morf": {"percentages": [20, 60]},
-                               "road_lerf": {"percentages": [20, 60]}, "randomisation_ssim": {"max_layers": 2},
-                               "randomisation_spearman": {"max_layers": 2}}},
-        "report": {"bootstrap": 50, "overlay_images": 2},
-    },
-}
+def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def preset_keys_overridden(preset: dict, file: dict) -> list[str]:
+    """Keys the preset sets that a config file sets to something else (the file wins)."""
+    mine, theirs = _leaves(preset), _leaves(file)
+    return sorted(k for k in mine if k in theirs and theirs[k] != mine[k])
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -240,8 +229,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 preset: str | None = None) -> Config:
-    """Defaults, then a preset, then the TOML file, then `--set` overrides."""
-    data: dict[str, Any] = {}
+    """Defaults, then a preset, then the TOML file, then `--set` overrides, each merged key by key
+    into what came before: setting one nested key (`--set data.limit.test=10`) keeps its siblings."""
+    data: dict[str, Any] = Config().to_dict()
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
@@ -251,9 +241,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = _merge(data, tomllib.loads(path.read_text()))
+            from_file = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+        clash = preset_keys_overridden(PRESETS[preset], from_file) if preset else []
+        if clash:
+            log.warning("config file %s overrides %d key(s) of preset %r (the file wins; use --set to choose): %s",
+                        path, len(clash), preset, ", ".join(clash))
+        data = _merge(data, from_file)
     for assignment in overrides or []:
         apply_override(data, assignment)
     return _build(Config, data, "")

@@ -1,0 +1,91 @@
+"""Report sections that describe what was measured: the settings a reader needs to read the numbers
+(model output explained, explain target, faithfulness fills and orders, split roles) and the
+faithfulness metrics broken down by class (pneumonia vs normal images)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..metrics import get_metric
+from .stats import bootstrap_ci, common_cells
+from .tables import arrow, fmt
+
+OUTPUTS = {"raw": "the pre-softmax class score as trained",
+           "centred": "the class score minus the mean over classes (half the logit difference)"}
+TARGETS = {"label": "each image's true class", "predicted": "the class the model predicts",
+           "pneumonia": "the pneumonia class, for every image"}
+CLASS_NAMES = {1: "pneumonia", 0: "normal"}
+PER_CLASS_COLUMNS = ["dataset", "model", "explainer", "metric", "class", "n", "mean", "ci_low", "ci_high"]
+
+
+def _faithfulness(cfg) -> list[str]:
+    return [m for m in cfg.metrics.names if get_metric(m).category == "faithfulness"]
+
+
+def _perturbation(name: str, params: dict) -> str:
+    """How a faithfulness metric perturbs: its fill and order (ROAD: noisy linear imputation, the
+    order in its name)."""
+    if name.startswith("road_"):
+        return f"noisy linear imputation (noise {params.get('noise')}), order {name.split('_', 1)[1]}"
+    parts = [f"fill `{params['fill']}`" if "fill" in params else "",
+             f"order `{params['order']}`" if "order" in params else "",
+             f"unit `{params['unit']}`" if "unit" in params else ""]
+    return ", ".join(p for p in parts if p) or "no perturbation setting"
+
+
+def settings_lines(cfg) -> list[str]:
+    """What the scores are scores of: the model output explained, the target class, the
+    faithfulness perturbations (config over the metric's defaults) and the role of each split."""
+    outputs = {m: cfg.models.params.get(m, {}).get("output", "raw") for m in cfg.models.names}
+    splits = cfg.data.splits
+    lines = ["## What was measured\n",
+             "- model output explained: " + "; ".join(f"`{m}` {o} ({OUTPUTS.get(o, 'unknown output')})"
+                                                      for m, o in outputs.items()),
+             f"- explain target: `{cfg.explain.target}` ({TARGETS.get(cfg.explain.target, 'unknown target')})",
+             f"- splits: trained on `{splits.get('train')}`, selected on `{splits.get('val')}` (best epoch, tuned "
+             f"thresholds), scored on `{splits.get('test')}` (never used for selection)"]
+    faith = _faithfulness(cfg)
+    if faith:
+        lines.append("- faithfulness perturbations: " + "; ".join(
+            f"`{m}` {_perturbation(m, {**get_metric(m).defaults, **cfg.metrics.params.get(m, {})})}" for m in faith))
+    return lines + [""]
+
+
+def per_class(scores: pd.DataFrame, predictions: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95,
+              seed: int = 0) -> pd.DataFrame:
+    """Faithfulness means per class (label 1 pneumonia, 0 normal, from predictions.csv), each cell on
+    its common image set (the images every explainer scored) split by class, with bootstrap CIs."""
+    faith = scores[[get_metric(m).category == "faithfulness" for m in scores["metric"]]]
+    labels = predictions.drop_duplicates(["dataset", "model", "image_id"]).set_index(
+        ["dataset", "model", "image_id"])["label"]
+    rows = []
+    for (dataset, model, metric), _, _, common in common_cells(faith):
+        key = pd.MultiIndex.from_arrays([[dataset] * len(common), [model] * len(common), common.index])
+        label = labels.reindex(key).to_numpy()
+        for value, name in CLASS_NAMES.items():
+            sel = common[label == value]
+            for e in common.columns:
+                v = sel[e].to_numpy(dtype=float)
+                low, high = bootstrap_ci(v, n_resamples, confidence, seed)
+                rows.append(dict(dataset=dataset, model=model, explainer=e, metric=metric, **{"class": name},
+                                 n=len(v), mean=float(v.mean()) if len(v) else float("nan"), ci_low=low, ci_high=high))
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
+
+
+def per_class_markdown(table: pd.DataFrame) -> str:
+    """One table per (dataset, model): explainers x (metric, class), cells `mean [CI] (n)`."""
+    out = []
+    for (dataset, model), df in table.groupby(["dataset", "model"], sort=True):
+        metrics = list(dict.fromkeys(df["metric"]))
+        cols = [(m, c) for m in metrics for c in CLASS_NAMES.values()]
+        cells = df.set_index(["explainer", "metric", "class"])
+        out += [f"### {model} on {dataset}: faithfulness by class\n",
+                "| explainer | " + " | ".join(f"{m} {arrow(m)} {c}" for m, c in cols) + " |", "|---|" + "---|" * len(cols)]
+        for e in sorted(df["explainer"].unique()):
+            row = []
+            for m, c in cols:
+                r = cells.loc[(e, m, c)] if (e, m, c) in cells.index else None
+                ci = "" if r is None or pd.isna(r.ci_low) else f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+                row.append("" if r is None else "not scored (n=0)" if r["n"] == 0 else f"{fmt(r['mean'])}{ci} (n={r['n']})")
+            out.append(f"| {e} | " + " | ".join(row) + " |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,98 @@
+"""The run context every stage shares: the config, the run folder, the device and executor, what
+the run has counted so far (work, timings, skipped files, tuned thresholds), and the names of the
+store's pieces (maps and score folders keyed by their inputs)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from datasets import Batch
+from explainers import EXPLAINERS
+
+from .. import metrics as metric_registry
+from .config import Config
+from .data import data_key
+from .store import code_version, read_map_shard, stage_key
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+# model name -> (its training stage key, its checkpoint path)
+Models = dict[str, tuple[str, Path]]
+
+# the modules whose source decides each stage's output (see store.code_version)
+TRAIN_CODE = ("models.builders", "models.training")
+SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry")
+SHARD_STAGES = ("train", "explain", "score")
+
+
+def explainer_code(name: str) -> tuple[str, ...]:
+    return ("explainers.registry", EXPLAINERS[name].__module__)
+
+
+def metric_code(name: str) -> tuple[str, ...]:
+    fn = metric_registry.get_metric(name).fn
+    return SCORE_CODE_SHARED + ((fn.__module__,) if fn is not None else ())
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    executor: "Executor | None" = None
+    resume: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    # a stage reused whole keeps the time it took when it was computed (from the last manifest)
+    previous_timings: dict[str, float] = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
+    work: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {"computed": 0, "reused": 0}
+                                                                      for s in SHARD_STAGES})
+    thresholds: dict[tuple[str, str], float | str] = field(default_factory=dict)
+    test: Batch | None = None
+
+    def progress(self, msg: str) -> None:
+        """One line per stage event in progress.log, so a user (and the kill tests) see where a run is."""
+        with open(self.run_dir / "progress.log", "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+            fh.flush()
+
+    def keep_previous_timing(self, name: str, computed_before: int, stage: str) -> None:
+        if self.work[stage]["computed"] == computed_before and name in self.previous_timings:
+            self.timings[name] = self.previous_timings[name]
+
+    def shards(self, n: int) -> list[tuple[int, int]]:
+        s = self.cfg.run.shard_size
+        return [(i, min(i + s, n)) for i in range(0, n, s)]
+
+    def metrics_for(self, explainer: str) -> list[str]:
+        """The sharded metrics that score `explainer` (seed_repeatability has its own stage)."""
+        skip = self.cfg.metrics.skip
+        return [m for m in self.cfg.metrics.names if explainer not in skip.get(m, ()) and m != "seed_repeatability"]
+
+    def maps_dir(self, model: str, model_key: str, explainer: str) -> tuple[Path, str]:
+        cfg = self.cfg
+        key = stage_key("explain", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
+                        cfg.explain.batch_size, data_key(cfg, "test"), cfg.run.seed, cfg.run.shard_size,
+                        cfg.run.maps_dtype, code_version(*explainer_code(explainer)))
+        return self.run_dir / "maps" / f"{model}-{explainer}-{key}", key
+
+    def metric_params(self, model: str, explainer: str, metric: str) -> dict:
+        params = self.cfg.metrics.params.get(metric, {})
+        if params.get("threshold") == "tuned":
+            params = {**params, "threshold": self.thresholds[(model, explainer)]}
+        return params
+
+    def scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
+        key = stage_key("score", maps_key, metric, self.metric_params(model, explainer, metric),
+                        code_version(*metric_code(metric)))
+        return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
+
+    def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:
+        mdir, _ = self.maps_dir(model, model_key, explainer)
+        return np.concatenate([read_map_shard(mdir / f"shard-{k:05d}.npy").maps for k in range(len(self.shards(n_test)))])

@@ -1,0 +1,40 @@
+"""Named starting points for a config (`--preset NAME`), applied after the defaults and before a
+config file and `--set` overrides."""
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the defaults themselves: the phantom on a laptop CPU in minutes
+    "default": {},
+    # for a paper, on a GPU: 224 px, the whole test split, LIME at 1000 samples, 64-step curves.
+    # Combine with a dataset config, e.g. --preset paper --config configs/covid-qu-ex.toml
+    "paper": {
+        "run": {"name": "paper", "device": "cuda", "shard_size": 128},
+        "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
+        "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
+        "models": {"names": ["vgg16_bn", "resnet50"],
+                   "params": {"vgg16_bn": {"head": "torchvision", "gradcam_layer": "features.42"},
+                              "resnet50": {"gradcam_layer": "layer4"}},
+                   "train": {"vgg16_bn": {"epochs": 40}, "resnet50": {"lr": 1e-3}}},
+        "explain": {"batch_size": 32,
+                    "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
+                                        "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64},
+                               "faithfulness_correlation": {"nr_runs": 100}, "road_morf": {}, "road_lerf": {},
+                               "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
+        "report": {"bootstrap": 1000, "overlay_images": 6},
+    },
+    # seconds, for tests: tiny images, few samples, two epochs
+    "smoke": {
+        "run": {"name": "smoke"},
+        "data": {"size": 32, "limit": {"train": 16, "val": 8, "test": 4}},
+        "train": {"epochs": 1, "batch_size": 8},
+        "explain": {"params": {"lime": {"num_samples": 10}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4},
+                               "faithfulness_correlation": {"nr_runs": 8}, "road_morf": {"percentages": [20, 60]},
+                               "road_lerf": {"percentages": [20, 60]}, "randomisation_ssim": {"max_layers": 2},
+                               "randomisation_spearman": {"max_layers": 2}}},
+        "report": {"bootstrap": 50, "overlay_images": 2},
+    },
+}

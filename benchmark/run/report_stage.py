@@ -1,0 +1,61 @@
+"""Stage report: the overlay cases and cheXlocalize exports stored, then the report built from the
+run folder alone (exactly as `python -m benchmark report` does); skipped when nothing it reads changed."""
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from datasets import Batch
+from explainers import EXPLAINERS
+
+from ..report.artifacts import write_cases
+from ..report.build import build_report
+from ..report.chexlocalize import export_ground_truth, export_segmentations
+from .context import Models, RunContext
+from .store import code_version, stage_key, write_text
+
+REPORT_CODE = ("benchmark.report.build", "benchmark.report.tables", "benchmark.report.figures",
+               "benchmark.report.figure_style", "benchmark.report.overlays", "benchmark.report.stats",
+               "benchmark.report.artifacts", "benchmark.report.sections", "benchmark.report.chexlocalize")
+REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml")
+
+
+def report_key(ctx: RunContext, manifest: dict) -> str:
+    """Hash of everything the report reads except timings, so an unchanged run skips rebuilding it."""
+    h = hashlib.sha256()
+    for name in REPORT_INPUTS:
+        p = ctx.run_dir / name
+        h.update(name.encode() + (p.read_bytes() if p.exists() else b"-"))
+    stable = {k: manifest[k] for k in ("versions", "classifiers", "data_counts", "skipped_files", "seed", "device")}
+    h.update(stage_key(stable, code_version(*REPORT_CODE)).encode())
+    return h.hexdigest()
+
+
+def write_report(ctx: RunContext, scores: pd.DataFrame, test: Batch, models: Models) -> str:
+    """Store the overlay cases (images, masks and maps of the chosen images) and the cheXlocalize
+    exports, then build the report; return the Markdown leaderboard."""
+    cfg, rd = ctx.cfg, ctx.run_dir
+    case_metric = next((m for m in ("relevance_mass", "pointing_game", "iou") if m in cfg.metrics.names), None)
+    signed = {e: EXPLAINERS[e].signed for e in cfg.explain.names}
+    ids, annotated = list(test.ids), test.has_mask.numpy()
+    # cheXlocalize exports: annotated images only (an unknown mask written empty would score as a negative)
+    export_ground_truth(rd / "chexlocalize" / "gt.json", test.lesion_masks.numpy(), ids, has_mask=annotated)
+    for model, (key, _) in models.items():
+        maps = {e: ctx.load_maps(model, key, e, len(test)) for e in cfg.explain.names}
+        for e, m in maps.items():  # thresholded segmentations for cheXlocalize's eval.py
+            export_segmentations(rd / "chexlocalize" / f"{model}-{e}.json", m, ids, has_mask=annotated)
+        write_cases(rd / "cases" / f"{model}.npz", test.images[:, 0].numpy(), test.lesion_masks.numpy(),
+                    ids, maps, signed, scores, model, case_metric, cfg.report.overlay_images)
+    return build_report(rd)
+
+
+def report(ctx: RunContext, manifest: dict, scores: pd.DataFrame, test: Batch, models: Models) -> str:
+    key = report_key(ctx, manifest)
+    rep = ctx.run_dir / "report"
+    done = rep / ".inputs"
+    if ctx.resume and done.exists() and done.read_text() == key and (rep / "leaderboard.md").exists():
+        return (rep / "leaderboard.md").read_text()
+    leaderboard = write_report(ctx, scores, test, models)
+    write_text(done, key)
+    return leaderboard

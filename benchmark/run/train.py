@@ -1,0 +1,116 @@
+"""Stage train: each model trained on the train split and selected on the val split (or its stored
+checkpoint loaded), then its test-split predictions written to predictions.csv."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datasets import Batch
+from models import (TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint,
+                    train_classifier)
+
+from ..report.artifacts import predictions_frame, write_predictions
+from .context import TRAIN_CODE, Models, RunContext
+from .data import data_key
+from .environment import seed_everything
+from .jobs import STATE, epoch_kill_point, kill_point
+from .store import atomic_path, code_version, stage_key
+
+log = logging.getLogger(__name__)
+
+
+def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: int | None = None
+                  ) -> tuple[torch.nn.Module, str, dict, Path]:
+    """The trained model `name` (training it unless its checkpoint is stored), its key, meta and path."""
+    cfg = ctx.cfg
+    seed = cfg.run.seed if seed is None else seed
+    params = cfg.models.params.get(name, {})
+    tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(name, {}), "seed": seed})
+    key = stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"),
+                    code_version(*TRAIN_CODE))
+    path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
+    remote = cfg.run.train_on_workers and getattr(ctx.executor, "name", "local") == "ray"
+    if remote and not (path.exists() and ctx.resume):
+        # one Ray task trains the model into the shared run folder under this same key; the driver
+        # (which may have no GPU) then loads the checkpoint like a stored one
+        ctx.progress(f"train {name} on a Ray worker")
+        got = ctx.executor.call(train_on_worker, cfg.to_dict(), str(ctx.run_dir), name,
+                                "cuda" if ctx.device.type == "cuda" else "cpu", ctx.resume, seed, uses_gpu=ctx.device.type == "cuda", label=f"train {name}")
+        if Path(got["checkpoint"]) != path:
+            raise RuntimeError(f"train {name}: the Ray worker wrote {got['checkpoint']}, the driver expects {path} "
+                               f"(different code or data on the worker)")
+        ctx.work["train"]["computed" if got["computed"] else "reused"] += 1
+        ctx.progress(f"train {name} done")
+    seed_everything(seed, cfg.run.deterministic)
+    model = build_model(name, **params)
+    if remote and path.exists():
+        meta = load_checkpoint(model, path)
+    elif path.exists() and ctx.resume:
+        meta = load_checkpoint(model, path)
+        log.info("%s: loaded checkpoint %s", name, path)
+        ctx.work["train"]["reused"] += 1
+    else:
+        state = path.with_name(path.stem + ".state.pt")
+        if not ctx.resume:
+            state.unlink(missing_ok=True)
+        ctx.progress(f"train {name} " + ("resume from the saved epoch state" if state.exists() else "start"))
+        with epoch_kill_point():  # test-only (CXR_TEST_KILL_AFTER="epoch:N"); a no-op otherwise
+            result = train_classifier(model, train.images, train.labels, val.images, val.labels, tcfg,
+                                      device=ctx.device, desc=f"train {name}", state_path=state)
+        meta = {"val": result.val, "best_epoch": result.best_epoch, "history": result.history,
+                "seconds": result.seconds, "train_config": asdict(tcfg), "params": params}
+        with atomic_path(path) as tmp:
+            save_checkpoint(model, tmp, meta)
+        state.unlink(missing_ok=True)
+        ctx.progress(f"train {name} done")
+        ctx.work["train"]["computed"] += 1
+        kill_point("train")  # test-only (CXR_TEST_KILL_AFTER="train:N"); a no-op otherwise
+    model.to(ctx.device).eval()
+    return model, key, meta, path
+
+
+def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tuple[Models, dict[str, dict[str, Any]]]:
+    """Every configured model, trained or loaded; returns the models and their classifier scores."""
+    cfg = ctx.cfg
+    classifiers: dict[str, dict[str, Any]] = {}
+    models: Models = {}
+    predictions = []
+    for name in cfg.models.names:
+        t0 = time.perf_counter()
+        trained = ctx.work["train"]["computed"]
+        model, model_key, meta, ckpt = train_or_load(ctx, name, train, val)
+        probs = predict_proba(model, test.images)
+        classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
+                             "best_epoch": meta["best_epoch"], "train_seconds": meta["seconds"]}
+        predictions.append(predictions_frame(cfg.data.dataset, cfg.data.splits["test"], name, list(test.ids),
+                                             test.labels.numpy(), probs[:, 1].numpy()))
+        models[name] = (model_key, ckpt)
+        ctx.timings[f"train/{name}"] = time.perf_counter() - t0
+        ctx.keep_previous_timing(f"train/{name}", trained, "train")
+        # shard jobs run in this process reuse the loaded model
+        STATE.models[(str(ckpt), str(ctx.device))] = model
+    write_predictions(ctx.run_dir / "predictions.csv", predictions)
+    return models, classifiers
+
+
+def train_on_worker(config: dict, run_dir: str, name: str, device: str, resume: bool = True,
+                    seed: int | None = None) -> dict:
+    """Train one model (or find its stored checkpoint) in this process, exactly as the driver would.
+
+    The body of the Ray task that `run.train_on_workers` submits per model, so a driver without a
+    GPU can run a paper-scale run: the checkpoint lands in the shared run folder under the driver's
+    key (epoch-state resume, atomic write). Returns {"checkpoint": path, "computed": whether it trained}."""
+    from .config import config_from_dict
+    from .data import load_split
+    cfg = config_from_dict({**config, "run": {**config["run"], "train_on_workers": False}})
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(cfg, Path(run_dir), torch.device(device), resume=resume)
+    _, _, _, path = train_or_load(ctx, name, load_split(cfg, "train"), load_split(cfg, "val"), seed=seed)
+    return {"checkpoint": str(path), "computed": ctx.work["train"]["computed"] > 0}

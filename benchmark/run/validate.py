@@ -1,0 +1,45 @@
+"""Checks of a config that need the registries: unknown names and inconsistent settings fail before
+any work is done, naming the key and the allowed values."""
+from __future__ import annotations
+
+from datasets import DATASETS
+from explainers import EXPLAINERS
+from models import MODELS
+
+from .. import metrics as metric_registry
+from .config import Config
+from .executor import EXECUTORS
+from .store import MAP_DTYPES
+
+
+def validate(cfg: Config) -> None:
+    metrics = metric_registry.METRICS
+    checks = [("data.dataset", [cfg.data.dataset], DATASETS), ("models.names", cfg.models.names, MODELS),
+              ("explain.names", cfg.explain.names, EXPLAINERS), ("metrics.names", cfg.metrics.names, metrics)]
+    for key, names, registry in checks:
+        for name in names:
+            if name not in registry:
+                raise KeyError(f"{key}: unknown name {name!r}; registered: {sorted(registry)}")
+    for role in ("train", "val", "test"):
+        if role not in cfg.data.splits:
+            raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
+    if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
+        raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
+    if ("seed_repeatability" in cfg.metrics.names) != bool(cfg.run.repeat_seeds):
+        raise ValueError("metric seed_repeatability and run.repeat_seeds go together: name the metric in "
+                         "metrics.names and give run.repeat_seeds (e.g. [1, 2]), or neither")
+    if cfg.run.seed in cfg.run.repeat_seeds:
+        raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat run.seed {cfg.run.seed}")
+    if cfg.run.shard_size < 1:
+        raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
+    for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS)):
+        if value not in allowed:
+            raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
+    for metric, names in cfg.metrics.skip.items():
+        if metric not in metrics:
+            raise KeyError(f"metrics.skip: unknown metric {metric!r}; registered: {sorted(metrics)}")
+        for name in names:
+            if name not in EXPLAINERS:
+                raise KeyError(f"metrics.skip.{metric}: unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}")
+    if cfg.explain.target not in ("label", "predicted", "pneumonia"):
+        raise ValueError(f"explain.target {cfg.explain.target!r} must be 'label', 'predicted' or 'pneumonia'")
