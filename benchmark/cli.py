@@ -34,6 +34,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["local", "ray"], help="where shard jobs run (default: run.executor, local)")
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
     p.add_argument("-v", "--verbose", action="store_true", help="log diagnostics and show tracebacks")
+    _add_plugin_option(p)
+
+
+def _add_plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import a plug-in that registers explainers, metrics, datasets or models: a dotted module "
+                        "name or a .py file, repeatable (adds to run.plugins; installed packages' entry points "
+                        "in the group cxr_xai_bench.plugins load on their own)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                            "phantom, both models, all explainers and metrics, on the CPU in minutes. Stages already "
                            "stored in the run folder are reused, so a killed run resumes with the same command.")
         _add_run_options(r)
-    sub.add_parser("list", help="list registered datasets, models, explainers, metrics and presets")
+    _add_plugin_option(sub.add_parser("list", help="list registered datasets, models, explainers, metrics and presets"))
     rep = sub.add_parser("report", help="rebuild a run's report from its stored tables, recomputing nothing",
                          description="Rebuild RUN_DIR/report/ (tables, figures, report.md) from the score table and "
                                      "the other stored tables of the run, without recomputing anything.")
@@ -71,11 +79,25 @@ def _check_run_dir(run_dir: Path) -> str | None:
     return None
 
 
+def _load_run_plugins(run_dir: Path) -> int:
+    """The plug-ins a stored run used (its config.toml's run.plugins), so their metrics are known."""
+    import tomllib
+    from .run.plugins import PluginError, load_plugins
+    try:
+        load_plugins(tomllib.loads((run_dir / "config.toml").read_text()).get("run", {}).get("plugins", []))
+    except PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _report(args) -> int:
     run_dir = Path(args.run_dir)
     if (msg := _check_run_dir(run_dir)):
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    if (err := _load_run_plugins(run_dir)):
+        return err
     from .report.build import build_report
     md = build_report(run_dir)
     print(md)
@@ -88,12 +110,21 @@ def _compare(args) -> int:
         if (msg := _check_run_dir(Path(d))):
             print(f"error: {msg}", file=sys.stderr)
             return 2
+    for d in (args.run_a, args.run_b):
+        if (err := _load_run_plugins(Path(d))):
+            return err
     from .report.compare import compare_runs
     print(compare_runs(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None))
     return 0
 
 
-def _list() -> int:
+def _list(plugins: list[str]) -> int:
+    from .run.plugins import PluginError, load_plugins, loaded_modules
+    try:
+        load_plugins(plugins)
+    except PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from datasets import DATASETS
     from explainers import EXPLAINERS
     from models import MODELS
@@ -105,6 +136,7 @@ def _list() -> int:
     for n, m in sorted(METRICS.items()):
         print(f"  {n:<24} {m.category:<13} {'higher' if m.higher_is_better else 'lower'} is better  {m.doc}")
     print("presets:    " + ", ".join(sorted(PRESETS)))
+    print("plug-ins:   " + (", ".join(loaded_modules()) or "none"))
     return 0
 
 
@@ -140,6 +172,7 @@ def _run(args) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    cfg.run.plugins = [*cfg.run.plugins, *(p for p in args.plugins if p not in cfg.run.plugins)]
     if args.device:
         cfg.run.device = args.device
     if args.executor:
@@ -152,6 +185,8 @@ def _run(args) -> int:
     start = time.perf_counter()
     executor = None
     try:
+        from .run.plugins import load_plugins
+        load_plugins(cfg.run.plugins)  # before the executor: its same-code fingerprint covers them
         device = resolve_device(cfg.run.device)
         options = {"num_workers": cfg.run.ray_workers or None} if cfg.run.executor == "ray" else {}
         executor = make_executor(cfg.run.executor, cfg.run.ray_address, **options)
@@ -179,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "list":
-        return _list()
+        return _list(args.plugins)
     if args.command == "report":
         return _report(args)
     if args.command == "compare":

@@ -27,6 +27,10 @@ Parameters (`data.params` in the config), with defaults:
     split_fractions = { train = 0.7, val = 0.15, test = 0.15 }   # split_by image/patient; must sum to 1
     split_seed = 0            # split_by image/patient
     patient_column = "patient"   # required with split_by = "patient"
+    labels = { covid19_pneumonia = 1, other_pneumonia = 1, normal = 0 }   # label value -> 1 / 0; replaces
+                              # the default 1/0/pneumonia/normal (case and blanks ignored); an unmapped value is an error
+    columns = { image = "path", label = "finding", split = "fold" }   # our column -> yours, for any of
+                              # image, label, split, mask, lung_mask, id, patient (patient overrides patient_column)
 
 Checked for every split mode: ids must be unique (an id listed in two splits names the ids and
 their splits) and the same image file may not be listed twice. When the patient column is present,
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LABELS = {"1": 1, "0": 0, "pneumonia": 1, "normal": 0}
 SPLIT_BY = ("column", "image", "patient")
+COLUMNS = ("image", "label", "split", "mask", "lung_mask", "id", "patient")  # renamable by data.params.columns
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 SHOWN = 5  # offending rows / ids named in an error message
 
@@ -87,11 +92,48 @@ def seeded_split(groups: dict[str, int], fractions: dict[str, float], seed: int)
     return assignment
 
 
+def label_mapping(labels: dict | None, csv_path) -> dict[str, int]:
+    """The label values a manifest may hold -> 0/1: ours (LABELS) or the user's (`labels`, replacing ours),
+    matched after stripping blanks and case-insensitively."""
+    if labels is None:
+        return LABELS
+    if not isinstance(labels, dict) or not labels:
+        raise ValueError(f"manifest {csv_path}: data.params.labels must be a table of label value -> 0 or 1, "
+                         f"e.g. {{ covid19_pneumonia = 1, normal = 0 }}, got {labels!r}")
+    out: dict[str, int] = {}
+    for value, target in labels.items():
+        if isinstance(target, bool) or target not in (0, 1):
+            raise ValueError(f"manifest {csv_path}: data.params.labels maps {value!r} to {target!r}; "
+                             f"labels map to 1 (pneumonia) or 0 (normal)")
+        key = str(value).strip().lower()
+        if key in out and out[key] != target:
+            raise ValueError(f"manifest {csv_path}: data.params.labels maps {value!r} twice (case and blanks are ignored)")
+        out[key] = int(target)
+    return out
+
+
+def column_names(columns: dict | None, present: list[str], csv_path) -> dict[str, str]:
+    """Our column name -> the manifest's, from data.params.columns (e.g. { image = "path", label = "finding" })."""
+    if not columns:
+        return {}
+    if not isinstance(columns, dict):
+        raise ValueError(f"manifest {csv_path}: data.params.columns must be a table, got {columns!r}")
+    unknown = sorted(set(columns) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"manifest {csv_path}: data.params.columns names unknown column(s) {unknown}; "
+                         f"allowed: {list(COLUMNS)}")
+    absent = {ours: theirs for ours, theirs in columns.items() if theirs not in present}
+    if absent:
+        raise ValueError(f"manifest {csv_path}: data.params.columns {absent} name column(s) the file lacks; "
+                         f"its columns: {present}")
+    return dict(columns)
+
+
 @register_dataset("manifest")
 class ManifestDataset:
     def __init__(self, split: str = "test", size: int = 224, seed: int = 0, root: str = "", path: str = "",
                  split_by: str = "column", split_fractions: dict[str, float] | None = None, split_seed: int = 0,
-                 patient_column: str = "patient"):
+                 patient_column: str = "patient", labels: dict | None = None, columns: dict | None = None):
         csv_path = Path(path or root)
         if csv_path.is_dir():
             csv_path = csv_path / "manifest.csv"
@@ -100,21 +142,29 @@ class ManifestDataset:
         if split_by not in SPLIT_BY:
             raise ValueError(f"manifest split_by {split_by!r} is not one of {list(SPLIT_BY)}")
         self.base, self.size, self.split, self.csv_path = csv_path.parent, size, split, csv_path
+        mapping = label_mapping(labels, csv_path)
         with open(csv_path, newline="") as fh:
             reader = csv.DictReader(fh)
-            columns = set(reader.fieldnames or [])
+            rename = column_names(columns, reader.fieldnames or [], csv_path)
+            patient_column = "patient" if "patient" in rename else patient_column  # rows carry our names
+            columns = {rename.get(c, c) for c in reader.fieldnames or []} | set(rename)
             missing = {"image", "label"} - columns
             if missing:
-                raise ValueError(f"manifest {csv_path} lacks the column(s) {sorted(missing)}")
-            rows = list(enumerate(reader, start=2))
+                raise ValueError(f"manifest {csv_path} lacks the column(s) {sorted(missing)} "
+                                 f"(its columns: {reader.fieldnames}; data.params.columns maps ours to yours)")
+            rows = [(line, {**row, **{ours: row[theirs] for ours, theirs in rename.items()}})
+                    for line, row in enumerate(reader, start=2)]
         if not rows:
             raise ValueError(f"manifest {csv_path} has no rows")
 
         parsed = []  # (line, row, label, id)
         for line, row in rows:
-            label = LABELS.get(str(row["label"]).strip().lower())
+            label = mapping.get(str(row["label"]).strip().lower())
             if label is None:
-                raise ValueError(f"manifest {csv_path} line {line}: label {row['label']!r} is not one of {sorted(LABELS)}")
+                how = (f"data.params.labels {labels}" if labels is not None else
+                       f"one of {sorted(LABELS)}; map your values with data.params.labels, e.g. "
+                       f"{{ {str(row['label']).strip() or 'value'} = 1, ... }}")
+                raise ValueError(f"manifest {csv_path} line {line}: label {row['label']!r} is not in {how}")
             parsed.append((line, row, label, (row.get("id") or "").strip() or Path(row["image"]).stem))
         has_patient = patient_column in columns
         row_split = self._assign_splits(parsed, columns, split_by, split_fractions, split_seed, patient_column)

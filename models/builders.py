@@ -1,4 +1,5 @@
-"""Classifier builders: torchvision VGG16 and ResNet50 taking one grey channel in [0,1].
+"""Classifier builders: torchvision VGG16, ResNet50, DenseNet121 (and any torchvision classifier by
+name) taking one grey channel in [0,1]; torchxrayvision models in models.xrv.
 
 What the model returns (`output`, a parameter of every builder, `models.params.<name>.output` in
 the config; the model says which in `model.output_kind`):
@@ -27,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -123,7 +126,8 @@ def _torchvision_cache_file(weights) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def _load_pretrained(net: nn.Module, pretrained: str | None, weights_enum, head: list[str]) -> None:
+def _load_pretrained(net: nn.Module, pretrained: str | None, weights_enum, head: list[str],
+                     fix_keys: Callable[[dict], dict] | None = None) -> None:
     """Load ImageNet weights from torchvision's cache or a local file; never download.
 
     The 1000-class head is dropped (`head` lists its parameter names) since we classify two classes.
@@ -144,6 +148,8 @@ def _load_pretrained(net: nn.Module, pretrained: str | None, weights_enum, head:
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     state = {k.removeprefix("net."): v for k, v in state.items() if k not in ("mean", "std")}
+    if fix_keys is not None:
+        state = fix_keys(state)
     own = net.state_dict()
     dropped = [k for k in state if k in head and state[k].shape != own[k].shape]
     state = {k: v for k, v in state.items() if k not in dropped}
@@ -216,6 +222,94 @@ def resnet50(pretrained: str | None = None, head: str = "torchvision", num_class
     net = torchvision.models.resnet50(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     _load_pretrained(net, pretrained, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, ["fc.weight", "fc.bias"])
     return XrayClassifier(net, "resnet50", gradcam_layer=gradcam_layer, head_layer="fc", output=output)
+
+
+def _densenet_keys(state: dict) -> dict:
+    """torchvision's DenseNet ImageNet files use the old names `norm.1` for `norm1` (as its loader fixes)."""
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    return {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
+
+
+@register_model("densenet121")
+def densenet121(pretrained: str | None = None, num_classes: int = 2, gradcam_layer: str = "relu",
+                output: str = "raw") -> XrayClassifier:
+    """torchvision DenseNet121 (the CheXNet architecture, Rajpurkar et al. 2017).
+
+    torchvision applies the last ReLU functionally and in place (`F.relu(features, inplace=True)`),
+    which would overwrite the activations a Grad-CAM hook on `features` holds and hide the ReLU from
+    LRP; here the network is rebuilt as named modules with the same state_dict keys (`features.*`,
+    `classifier.*`, so torchvision and CheXNet-style state_dicts load unchanged):
+    features -> relu -> pool (global average) -> flatten -> classifier.
+    Grad-CAM's default layer is `relu`: the rectified final feature maps that the global pooling
+    and the linear classifier see, the maps CheXNet's class activation maps weight (with a global
+    pooling and one linear layer, Grad-CAM on them equals CAM). `gradcam_layer = "features.norm5"`
+    picks the layer before the ReLU (pytorch-grad-cam's usual choice for DenseNet).
+    """
+    check_output(output)
+    base = torchvision.models.densenet121(weights=None, num_classes=num_classes)
+    net = nn.Sequential(OrderedDict(features=base.features, relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
+                                    flatten=nn.Flatten(1), classifier=base.classifier))
+    _load_pretrained(net, pretrained, torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
+                     ["classifier.weight", "classifier.bias"], fix_keys=_densenet_keys)
+    return XrayClassifier(net, "densenet121", gradcam_layer=gradcam_layer, head_layer="classifier", output=output)
+
+
+def _last_spatial_child(net: nn.Module, arch: str) -> str:
+    """The last top-level child of `net` whose output is a 4-D feature map wider than 1x1 (one forward)."""
+    seen: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: seen.append(n) if torch.is_tensor(out) and out.dim() == 4 and out.shape[-1] > 1 else None)
+             for n, m in net.named_children()]
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, 224, 224))
+    finally:
+        for h in hooks:
+            h.remove()
+    if not seen:
+        raise ValueError(f"torchvision model {arch!r}: no top-level layer gives a 4-D feature map; "
+                         f"set models.params.<model>.gradcam_layer")
+    return seen[-1]
+
+
+@register_model("torchvision")
+def torchvision_model(arch: str = "", pretrained: str | None = None, num_classes: int = 2,
+                      gradcam_layer: str | None = None, head_layer: str | None = None,
+                      output: str = "raw") -> XrayClassifier:
+    """Any torchvision classification model by name (`arch`, e.g. "efficientnet_b0", "convnext_tiny",
+    "densenet169"), randomly initialised with `num_classes` outputs, behind the same grey-input wrapper.
+
+    `gradcam_layer` defaults to the last top-level child giving a 4-D feature map (ResNets:
+    `layer4`; EfficientNet, MobileNet, ConvNeXt, DenseNet: `features`); `head_layer` (the layer
+    `centred_head` folds, used by LRP) to the last nn.Linear. In-place activations held as modules
+    are made out-of-place; a model that applies in-place functions in its forward (torchvision's
+    DenseNets apply the last ReLU that way) can disturb Grad-CAM hooks on the layer before:
+    use the dedicated `densenet121` builder there. LRP refuses these architectures (no canonizer).
+    `pretrained`: a local file with the torchvision state_dict (its head is dropped when its
+    shape differs), or "imagenet" for torchvision's cached weights (never downloaded).
+    """
+    check_output(output)
+    names = torchvision.models.list_models(module=torchvision.models)
+    if arch not in names:
+        raise ValueError(f"torchvision model arch {arch!r} is not a torchvision classification model; "
+                         f"e.g. {[n for n in names if n.startswith(('densenet', 'efficientnet_b', 'resnet'))][:12]}")
+    net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    for module in net.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if head_layer is None:
+        if not linears:
+            raise ValueError(f"torchvision model {arch!r} has no nn.Linear head; set models.params.<model>.head_layer")
+        head_layer = linears[-1]
+    head_params = [f"{head_layer}.weight", f"{head_layer}.bias"]
+    if pretrained == "imagenet":
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+    else:
+        weights = None
+    _load_pretrained(net, pretrained, weights, head_params,
+                     fix_keys=_densenet_keys if arch.startswith("densenet") else None)
+    return XrayClassifier(net, arch, gradcam_layer=gradcam_layer or _last_spatial_child(net, arch),
+                          head_layer=head_layer, output=output)
 
 
 def build_model(name: str, **params) -> XrayClassifier:

@@ -3,5 +3,6 @@ from .registry import CATEGORIES, METRICS, MetricSpec, get_metric, register_metr
 from . import faithfulness, localisation  # noqa: F401  (register the entries)
 from . import road  # noqa: F401
 from . import sanity  # noqa: F401
+from .library import score_maps
 
-__all__ = ["CATEGORIES", "METRICS", "MetricSpec", "get_metric", "register_metric", "score"]
+__all__ = ["CATEGORIES", "METRICS", "MetricSpec", "get_metric", "register_metric", "score", "score_maps"]

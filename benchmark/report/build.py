@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import figures, overlays, sections, stats, tables
+from . import figures, findings, latex, overlays, sections, stats, tables, trust
 from .artifacts import load_curves, load_predictions, read_cases
 from ..run.store import write_text
 
@@ -115,6 +115,11 @@ def build_report(run_dir: Path) -> str:
     tests = stats.paired_tests(scores, b, conf, seed)
     fried, ranks = stats.friedman(scores)
     leaderboard = tables.write_tables(summary, rep, conf, tests, fried, ranks)
+    width = getattr(cfg.report, "latex_width", "textwidth")
+    write_text(rep / "leaderboard.tex", latex.leaderboard_tex(summary, tests, conf, width))
+    write_text(rep / "leaderboard_all.tex", latex.combined_tex(summary, tests, conf, width))
+    comparisons, overview = findings.findings(summary, tests)
+    tables.write_csv(rep / "findings.csv", comparisons)
     notes: list[str] = []
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
 
@@ -158,7 +163,8 @@ def build_report(run_dir: Path) -> str:
             figs += [f"### Best, median and worst cases: {model}\n", _img(f"cases-{model}", f"cases {model}")]
 
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
-    lines = [f"# Benchmark report: {cfg.run.name}\n",
+    lines = [f"# Benchmark report: {cfg.run.name}\n", "## What this run supports\n",
+             findings.findings_markdown(overview, scores["dataset"].nunique() > 1), findings.findings_note(),
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
              f"(target: {cfg.explain.target}); metrics {', '.join(f'`{m}`' for m in cfg.metrics.names)}. "
@@ -185,11 +191,13 @@ def build_report(run_dir: Path) -> str:
               "by less than the Nemenyi critical difference (CD) are not significantly different; the CD diagrams are "
               "drawn only where the Friedman test rejects at p < 0.05.\n",
               tables.rank_markdown(fried, ranks),
-              "## Paired tests\n", _paired_summary(tests), *figs]
+              "## Paired tests\n", _paired_summary(tests), *trust.trust_section(summary, scores, rep, b, seed), *figs]
     if notes:
         lines += ["## Not in this report\n", *notes, ""]
     lines += ["## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
-              "(all models), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`, `per_class.csv`. Figures as PNG (200 dpi) and PDF. "
+              f"(all models; LaTeX fitting `\\{width}`), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`, `per_class.csv`, "
+              "`findings.csv` (every method against every baseline), `metric_agreement.csv`, `discrimination.csv`, "
+              "`rank_first.csv`. Figures as PNG (200 dpi) and PDF. "
               "Rebuild with `python -m benchmark report RUN_DIR`.\n",
               "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
     write_text(rep / "report.md", "\n".join(lines))

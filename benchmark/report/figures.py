@@ -135,24 +135,37 @@ def cd_metrics(friedman: pd.DataFrame, dataset: str, model: str) -> list[str]:
     return ordered_metrics(t[t["p"] < t["alpha"]]["metric"])
 
 
-def cd_diagram(friedman: pd.DataFrame, ranks: pd.DataFrame, dataset: str, model: str, stem: Path) -> list[Path] | None:
-    """One critical-difference panel per metric of one (dataset, model) whose Friedman test rejects;
-    None (nothing drawn) when no test does."""
+def cd_diagram(friedman: pd.DataFrame, ranks: pd.DataFrame, dataset: str, model: str, stem: Path,
+               ncols: int = 3) -> list[Path] | None:
+    """One critical-difference panel per metric of one (dataset, model) whose Friedman test rejects, in
+    a grid of `ncols` columns, a metric category starting a new row; None when no test rejects."""
     sel = ranks[(ranks.dataset == dataset) & (ranks.model == model)]
     metrics = [m for m in cd_metrics(friedman, dataset, model) if m in set(sel["metric"])]
     if not metrics:
         return None
     theme()
+    slots: list[str | None] = []  # row-major; None leaves a panel empty so each category starts a row
+    for m in metrics:
+        if slots and get_metric(m).category != get_metric(next(x for x in reversed(slots) if x)).category:
+            slots += [None] * (-len(slots) % ncols)
+        slots.append(m)
+    ncols = min(ncols, len(slots))
+    nrows = -(-len(slots) // ncols)
     k = sel["explainer"].nunique()
-    panel_height = 0.17 * ((k + 1) // 2) + 0.9
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(6.0, panel_height * len(metrics)), squeeze=False)
-    for ax, metric in zip(axes[:, 0], metrics):
+    panel_height = 0.17 * ((k + 1) // 2) + 1.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, panel_height * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, slots + [None] * (nrows * ncols - len(slots))):
+        if metric is None:
+            ax.axis("off")
+            continue
         r = sel[sel.metric == metric].set_index("explainer")["avg_rank"].to_dict()
         t = friedman[(friedman.dataset == dataset) & (friedman.model == model) & (friedman.metric == metric)].iloc[0]
         p = "n/a" if np.isnan(t.p) else f"{t.p:.3g}"
-        _cd_panel(ax, r, float(t.cd), f"{metric} {arrow(metric)}: Friedman p = {p}, n = {int(t.n)} images "
-                                      f"({int(t.n_dropped)} dropped), Nemenyi α = {t.alpha:g}")
-    titled(fig, f"{model} on {dataset}: average ranks (1 = best)")
+        _cd_panel(ax, r, float(t.cd), f"{metric} {arrow(metric)} ({get_metric(metric).category})\n"
+                                      f"Friedman p = {p}, n = {int(t.n)} ({int(t.n_dropped)} dropped)")
+    alpha = friedman["alpha"].iloc[0]
+    titled(fig, f"{model} on {dataset}: average ranks (1 = best); bars join explainers closer than the Nemenyi CD "
+                f"(α = {alpha:g})")
     return save(fig, stem)
 
 

@@ -1,4 +1,5 @@
-"""Leaderboard tables (Markdown, CSV, LaTeX booktabs) derived from the summary and the tests alone."""
+"""Leaderboard tables (Markdown, CSV; the LaTeX cells' marks and footnotes for latex.py) derived from the
+summary and the tests alone."""
 from __future__ import annotations
 
 import math
@@ -104,18 +105,6 @@ def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
     return f"**{text}**" + ("†" if is_lead else "") if is_best else text
 
 
-def _tex_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
-    if r is None:
-        return ""
-    sup = ("\\dagger" if is_lead and r.n else "") + ("\\ast" if _failed(r) else "")
-    mark = f"$^{{{sup}}}$" if sup else ""
-    if r.n == 0:
-        return "--" + mark
-    mean = f"\\textbf{{{fmt(r.mean)}}}" if is_best else fmt(r.mean)
-    return (mean + mark + _ci(r)
-            + (f" {{\\scriptsize $n$={r.n}}}" if with_n else ""))
-
-
 def _tex_failures(rows, with_model: bool = False) -> list[str]:
     """The footnote under a LaTeX table naming the cells marked $^\\ast$ and their failed images."""
     failed = [f"{tex(r.explainer)} ({tex(r.model) + ', ' if with_model else ''}{tex(r.metric)}): {_failed(r)}"
@@ -154,27 +143,6 @@ def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests:
     return "\n".join(out)
 
 
-def leaderboard_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, confidence: float = 0.95) -> str:
-    """booktabs tables, one per (dataset, model, metric category): mean (bold if best, dagger if its
-    lead is significant), CI and n per cell."""
-    leads = significant_leads(summary, tests)
-    out = ["% needs \\usepackage{booktabs}"]
-    for dataset, model, category, df, metrics in _groups(summary):
-        head = " & ".join(f"{tex(m)} {_tex_arrow(m)}" for m in metrics)
-        out += ["\\begin{table}[t]", "\\centering\\small",
-                f"\\caption{{{tex(model)} on {tex(dataset)}, {category}: mean [{round(confidence * 100)}\\% bootstrap CI] "
-                f"and $n$ images scored by every explainer; best in bold, $^\\dagger$ significantly better than "
-                f"the runner-up (paired differences in its favour, Wilcoxon signed-rank, Holm, $p<0.05$).}}",
-                "\\begin{tabular}{l" + "c" * len(metrics) + "}", "\\toprule", f"explainer & {head} \\\\", "\\midrule"]
-        lead = {m for m in metrics if (dataset, model, m) in leads}
-        marked = []
-        for e, row in _cells(df, sorted(df["explainer"].unique()), metrics, lead):
-            out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*c) for c in row) + " \\\\")
-            marked += [c[0] for c in row]
-        out += ["\\bottomrule", "\\end{tabular}", *_tex_failures(marked), "\\end{table}", ""]
-    return "\n".join(out)
-
-
 def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
     columns = []  # (dataset, model, metric)
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
@@ -201,32 +169,6 @@ def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None) 
         out.append(f"| {e} | " + " | ".join(_md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
                                             for c in columns) + " |")
     return "\n".join(out) + "\n"
-
-
-def combined_latex(summary: pd.DataFrame, tests: pd.DataFrame | None = None, confidence: float = 0.95) -> str:
-    """booktabs table with a column group per (dataset, model)."""
-    columns, explainers, grid = _combined_parts(summary, tests)
-    groups = list(dict.fromkeys((d, mo) for d, mo, _ in columns))
-    multi = len({d for d, _ in groups}) > 1
-    top, rules, start = [], [], 2
-    for d, mo in groups:
-        width = sum(1 for c in columns if c[:2] == (d, mo))
-        top.append(f"\\multicolumn{{{width}}}{{c}}{{{tex(mo)}{' (' + tex(d) + ')' if multi else ''}}}")
-        rules.append(f"\\cmidrule(lr){{{start}-{start + width - 1}}}")
-        start += width
-    out = ["% needs \\usepackage{booktabs}", "\\begin{table*}[t]", "\\centering\\scriptsize",
-           f"\\caption{{All models: mean [{round(confidence * 100)}\\% bootstrap CI] on the images every explainer "
-           f"scored; best per column in bold, "
-           f"$^\\dagger$ significantly better than the runner-up (Wilcoxon signed-rank, Holm, $p<0.05$).}}",
-           "\\begin{tabular}{l" + "c" * len(columns) + "}", "\\toprule", " & " + " & ".join(top) + " \\\\",
-           " ".join(rules), "explainer & " + " & ".join(f"{tex(m)} {_tex_arrow(m)}" for _, _, m in columns) + " \\\\",
-           "\\midrule"]
-    for e in explainers:
-        out.append(f"{tex(e)} & " + " & ".join(_tex_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
-                                              for c in columns) + " \\\\")
-    marked = [grid[(e, *c)][0] for e in explainers for c in columns if (e, *c) in grid]
-    out += ["\\bottomrule", "\\end{tabular}", *_tex_failures(marked, True), "\\end{table*}", ""]
-    return "\n".join(out)
 
 
 def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
@@ -261,15 +203,13 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None,
                  friedman: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None) -> str:
-    """Write leaderboard.{md,csv,tex}, leaderboard_all.{md,tex}, paired_tests.csv, friedman.csv,
-    ranks.{csv,md}; return the Markdown leaderboard."""
+    """Write leaderboard.{md,csv}, leaderboard_all.md, paired_tests.csv, friedman.csv, ranks.{csv,md}
+    (the LaTeX tables come from latex.py); return the Markdown leaderboard."""
     report_dir = Path(report_dir)
     md = leaderboard_markdown(summary, confidence, tests)
     write_text(report_dir / "leaderboard.md", md)
-    write_text(report_dir / "leaderboard.tex", leaderboard_latex(summary, tests, confidence))
     write_csv(report_dir / "leaderboard.csv", summary)
     write_text(report_dir / "leaderboard_all.md", combined_markdown(summary, tests))
-    write_text(report_dir / "leaderboard_all.tex", combined_latex(summary, tests, confidence))
     if tests is not None:
         write_csv(report_dir / "paired_tests.csv", tests)
     if friedman is not None and ranks is not None:

@@ -35,6 +35,9 @@ class RunSection:
     # extra training seeds: each model is trained again per seed and metric seed_repeatability
     # compares its maps with the main seed's (doubles training per seed; off by default)
     repeat_seeds: list[int] = field(default_factory=list)
+    # plug-ins to import before the run (dotted module names or .py paths; see benchmark/run/plugins.py):
+    # they register explainers, metrics, datasets and models; `--plugin` on the CLI adds to this list
+    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +72,12 @@ class ModelsSection:
         "resnet50": {"gradcam_layer": "layer2"}})
     train: dict[str, dict[str, Any]] = field(default_factory=lambda: {"vgg16_bn": {"epochs": 2},
                                                                       "resnet50": {"lr": 2e-3}})
+    # model -> a trained classifier's file (our checkpoint, a torchvision state_dict, or, with
+    # allow_pickle, a whole pickled model): the model is loaded, not trained (see models.checkpoints)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    # models whose checkpoint file may be unpickled whole (torch.load weights_only=False runs code
+    # from the file: only for files you trust)
+    allow_pickle: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +88,10 @@ class ExplainSection:
     params: dict[str, dict[str, Any]] = field(default_factory=lambda: {"lime": {"num_samples": 100}})
     target: str = "label"  # "label", "predicted" or "pneumonia"
     batch_size: int = 16
+    # an explainer that needs context (lung masks, lesion masks, the training prior) that some test
+    # images lack: "error" stops the run before training, naming the explainer, what is missing and
+    # for how many images; "nan" runs it with that context left empty and scores those images NaN
+    missing_context: str = "error"
 
 
 # randomisation re-explains every image once per stage: LIME there costs minutes on a CPU, and the
@@ -117,6 +130,7 @@ class ReportSection:
     bootstrap: int = 1000
     confidence: float = 0.95
     overlay_images: int = 4
+    latex_width: str = "textwidth"  # paper tables fit "textwidth" (table*) or "columnwidth" (table)
 
 
 @dataclass

@@ -27,12 +27,12 @@ Models = dict[str, tuple[str, Path]]
 
 # the modules whose source decides each stage's output (see store.code_version)
 TRAIN_CODE = ("models.builders", "models.training")
-SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry")
+SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry", "benchmark.run.missing_context")
 SHARD_STAGES = ("train", "explain", "score")
 
 
 def explainer_code(name: str) -> tuple[str, ...]:
-    return ("explainers.registry", EXPLAINERS[name].__module__)
+    return ("explainers.registry", "benchmark.run.missing_context", EXPLAINERS[name].__module__)
 
 
 def metric_code(name: str) -> tuple[str, ...]:

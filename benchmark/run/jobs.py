@@ -27,7 +27,8 @@ from models import build_model, load_checkpoint, predict_proba
 
 from .. import metrics as metric_registry
 from .config import Config, config_from_dict
-from .data import data_key, explain_context, load_split
+from .data import data_key, load_split
+from .missing_context import job_context, nan_where_missing
 from .store import MapShard, atomic_path, read_map_shard, stage_key, write_map_shard
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
         sl = slice(i, min(i + bs, job.stop))
         x = test.images[sl].to(device)
         targets = targets_for(cfg.explain.target, test.labels[sl], model, x).to(device)
-        context = {k: None if v is None else v.to(device) for k, v in explain_context(test, sl, prior).items()}
+        context = {k: None if v is None else v.to(device) for k, v in job_context(cfg, test, sl, prior).items()}
         with peak_memory(device) as mem:
             _sync(device)
             t0 = time.perf_counter()
@@ -175,6 +176,15 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
 
 
 RUNNER_MEASURED = {"seconds_per_image": "seconds", "peak_memory_mb": "peak_memory_mb"}
+
+
+def _batch_seed(spec, params: dict, run_seed: int, first_image: int) -> dict:
+    """Metric params with a per-batch `seed` (random subsets, ROAD noise) unless the config sets one:
+    drawn from the run seed and the batch's first test image, so image i of every batch does not
+    get the same draws, and a resume (same shards, same batches) gets the same numbers."""
+    if "seed" not in spec.defaults or "seed" in params:
+        return params
+    return {**params, "seed": int(np.random.SeedSequence([run_seed, first_image]).generate_state(1)[0] >> 1)}
 
 
 def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
@@ -202,16 +212,17 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
             targets = targets_for(cfg.explain.target, test.labels[sl], model, x).to(device)
             if "explainer" in extra:
                 extra["context"] = {k: None if v is None else v.to(device)
-                                    for k, v in explain_context(test, sl, prior).items()}
+                                    for k, v in job_context(cfg, test, sl, prior).items()}
             sink: dict[str, Any] = {}
             v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
                                       test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
-                                      sink=sink, **extra, **params)
+                                      sink=sink, **extra, **_batch_seed(spec, params, cfg.run.seed, sl.start))
             values.append(v.float().cpu().numpy())
             sizes.append(len(x))
             for k, a in sink.items():
                 aux.setdefault(k, []).append(a.detach().float().cpu().numpy() if torch.is_tensor(a) else a)
         values = np.concatenate(values) if values else np.zeros(0)
+    values = nan_where_missing(cfg, job.explainer, test, job.start, job.stop, job.prior_path, values)
     kill_in_job(job)
     if aux:
         write_score_aux(Path(job.out_path), aux, sizes)
@@ -246,11 +257,9 @@ def run_job(job: ShardJob, state: WorkerState = STATE) -> str:
     raise ValueError(f"unknown stage {job.stage!r}")
 
 
-# -- test-only kill points: the resume tests kill a run at an exact place instead of racing a timer.
-# Unset (always, outside the tests), these functions return at once.
-KILL_AFTER = "CXR_TEST_KILL_AFTER"  # "STAGE:N": this process dies after its N-th finished piece of STAGE
-KILL_JOB = "CXR_TEST_KILL_JOB"      # "TEXT": the process running the first job whose label holds TEXT dies
-_finished: dict[str, int] = {}
+# -- test-only kill points, so the resume tests kill a run at an exact place instead of racing a timer;
+# a no-op unless CXR_TEST_KILL_AFTER or CXR_TEST_KILL_JOB is set
+KILL_AFTER, KILL_JOB, _finished = "CXR_TEST_KILL_AFTER", "CXR_TEST_KILL_JOB", {}
 
 
 def kill_point(stage: str) -> None:
@@ -286,6 +295,5 @@ def kill_in_job(job: ShardJob) -> None:
             fd = os.open(Path(job.out_path).parents[2] / ".killed-job.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return
-        os.write(fd, f"{os.getpid()} {job.label}".encode())
-        os.close(fd)
+        os.write(fd, f"{os.getpid()} {job.label}".encode()), os.close(fd)
         os.kill(os.getpid(), signal.SIGKILL)

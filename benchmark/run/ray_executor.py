@@ -25,14 +25,16 @@ log = logging.getLogger(__name__)
 
 # the modules a worker must share with the driver for its shards to mean what their keys say
 CODE_MODULES = ("benchmark.run.jobs", "benchmark.metrics.registry", "explainers.registry", "models.builders",
-                "benchmark.run.data")
+                "benchmark.run.data", "benchmark.run.missing_context")
 
 _WORKER_CHECKED: set[str] = set()
 
 
 def _code_fingerprint() -> str:
+    """The source of CODE_MODULES and of every plug-in this process loaded (run.plugins, entry points)."""
+    from .plugins import loaded_modules
     from .store import code_version
-    return code_version(*CODE_MODULES)
+    return code_version(*CODE_MODULES, *loaded_modules())
 
 
 def _check_code(fingerprint: str) -> None:
@@ -62,6 +64,8 @@ def _mirror_settings(config: dict) -> None:
 def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
     """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
     from .jobs import STATE, run_job
+    from .plugins import load_plugins
+    load_plugins(job.config.get("run", {}).get("plugins", []))  # before the check: it covers their source
     _check_code(fingerprint)
     _mirror_settings(job.config)
     if job.uses_gpu:
@@ -71,7 +75,10 @@ def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
     return run_job(job, STATE), os.getpid()
 
 
-def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, threads: int = 0) -> Any:
+def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, threads: int = 0,
+          plugins: tuple = ()) -> Any:
+    from .plugins import load_plugins
+    load_plugins(list(plugins))
     _check_code(fingerprint)
     _mirror_settings({"run": {"threads": threads}})
     return fn(*args, **kwargs)
@@ -149,6 +156,7 @@ class RayExecutor:
     def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
         """Submit every job at once, then collect them as they finish (in any order); return paths in job order."""
         jobs_out = [self._for_workers(job) for job in jobs]
+        self.fingerprint = _code_fingerprint()  # with the plug-ins loaded since __init__
         refs = [_run_shard_remote.options(**self._options(job)).remote(job, self.fingerprint) for job in jobs_out]
         index = {ref: k for k, ref in enumerate(refs)}
         out: list[str | None] = [None] * len(jobs)
@@ -184,11 +192,14 @@ class RayExecutor:
 
         For work that is one task, not shards (training one model): fn must be importable on the workers
         and write what it produces to the shared store itself."""
+        from .plugins import loaded_specs
         threads = torch.get_num_threads()
+        self.fingerprint = _code_fingerprint()
         ref = _call_remote.options(num_cpus=self._cpus(threads, uses_gpu), num_gpus=1 if uses_gpu else 0,
                                    max_retries=self.max_retries, retry_exceptions=False,
                                    name=label or getattr(fn, "__name__", "call")).remote(fn, self.fingerprint, args,
-                                                                                         kwargs, threads)
+                                                                                         kwargs, threads,
+                                                                                         tuple(loaded_specs()))
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:

@@ -17,7 +17,9 @@ from .store import code_version, stage_key, write_text
 
 REPORT_CODE = ("benchmark.report.build", "benchmark.report.tables", "benchmark.report.figures",
                "benchmark.report.figure_style", "benchmark.report.overlays", "benchmark.report.stats",
-               "benchmark.report.artifacts", "benchmark.report.sections", "benchmark.report.chexlocalize")
+               "benchmark.report.artifacts", "benchmark.report.sections", "benchmark.report.chexlocalize",
+               "benchmark.report.latex", "benchmark.report.findings", "benchmark.report.reliability",
+               "benchmark.report.trust")
 REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml")
 
 

@@ -37,7 +37,7 @@ from .shards import run_sharded
 from .store import atomic_path, stage_key, sweep_temp_files, write_json, write_text
 from .train import train_models
 from .tune import tune_thresholds
-from .validate import validate
+from .validate import check_context, validate
 
 __all__ = ["STAGES", "RunResult", "Runner", "resolve_device", "validate"]
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class Runner:
         ctx.test = test
         ctx.timings["data"] = time.perf_counter() - t0
         prior_path = _store_prior(ctx, train)
+        check_context(cfg, test, prior_path)  # before any training: every explainer gets what it needs
         models, classifiers = train_models(ctx, train, val, test)
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
         summary, leaderboard = pd.DataFrame(), ""

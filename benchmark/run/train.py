@@ -13,6 +13,8 @@ import torch
 from datasets import Batch
 from models import (TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint,
                     train_classifier)
+from models.builders import MODELS
+from models.checkpoints import load_trained
 
 from ..report.artifacts import predictions_frame, write_predictions
 from .context import TRAIN_CODE, Models, RunContext
@@ -22,6 +24,34 @@ from .jobs import STATE, epoch_kill_point, kill_point
 from .store import atomic_path, code_version, stage_key
 
 log = logging.getLogger(__name__)
+# the code that builds a model and reads a given checkpoint: the key of a loaded (not trained) model
+LOAD_CODE = ("models.builders", "models.checkpoints")
+
+
+def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) -> tuple[torch.nn.Module, str, dict, Path]:
+    """Model `name` from its file in models.checkpoints, not trained: keyed by the file's SHA-256 (so every
+    downstream key is), stored as our checkpoint in the run folder (shard jobs and Ray workers load
+    that), and evaluated on the val split here (the test split is evaluated by train_models)."""
+    cfg, given = ctx.cfg, ctx.cfg.models.checkpoints[name]
+    if seed != cfg.run.seed:
+        raise ValueError(f"models.checkpoints.{name}: a given checkpoint is not trained here, so it cannot be "
+                         f"trained again with repeat seed {seed}; leave metric seed_repeatability out")
+    seed_everything(seed, cfg.run.deterministic)
+    model = build_model(name, **params)
+    info = load_trained(model, given, allow_pickle=name in cfg.models.allow_pickle)
+    own = info.pop("meta")
+    key = stage_key("load", name, params, info["sha256"], code_version(*LOAD_CODE, MODELS[name].__module__))
+    path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
+    meta = {"loaded": info, "params": params, "best_epoch": "loaded", "seconds": 0.0,
+            "trained_meta": {k: own[k] for k in ("val", "best_epoch", "train_config") if k in own}}
+    if not (path.exists() and ctx.resume):
+        with atomic_path(path) as tmp:
+            save_checkpoint(model, tmp, meta)
+    model.to(ctx.device).eval()
+    meta["val"] = classifier_report(val.labels.numpy(), predict_proba(model, val.images)[:, 1].numpy())
+    ctx.work["train"]["loaded"] = ctx.work["train"].get("loaded", 0) + 1
+    ctx.progress(f"train {name} skipped: loaded {given} ({info['format']}, sha256 {info['sha256'][:12]})")
+    return model, key, meta, path
 
 
 def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: int | None = None
@@ -30,9 +60,11 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
     cfg = ctx.cfg
     seed = cfg.run.seed if seed is None else seed
     params = cfg.models.params.get(name, {})
+    if name in cfg.models.checkpoints:
+        return load_given(ctx, name, params, val, seed)
     tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(name, {}), "seed": seed})
     key = stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"),
-                    code_version(*TRAIN_CODE))
+                    code_version(*TRAIN_CODE, MODELS[name].__module__))  # + the builder's module (models.xrv)
     path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
     remote = cfg.run.train_on_workers and getattr(ctx.executor, "name", "local") == "ray"
     if remote and not (path.exists() and ctx.resume):
@@ -74,9 +106,21 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
     return model, key, meta, path
 
 
+def check_given(cfg) -> None:
+    """models.checkpoints and models.allow_pickle name configured models, and the files exist."""
+    for key, names in (("models.checkpoints", list(cfg.models.checkpoints)), ("models.allow_pickle", cfg.models.allow_pickle)):
+        unknown = [n for n in names if n not in cfg.models.names]
+        if unknown:
+            raise KeyError(f"{key}: {unknown} not in models.names {cfg.models.names}")
+    for name, file in cfg.models.checkpoints.items():
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"models.checkpoints.{name}: file {file} does not exist")
+
+
 def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tuple[Models, dict[str, dict[str, Any]]]:
     """Every configured model, trained or loaded; returns the models and their classifier scores."""
     cfg = ctx.cfg
+    check_given(cfg)
     classifiers: dict[str, dict[str, Any]] = {}
     models: Models = {}
     predictions = []
@@ -87,6 +131,8 @@ def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tupl
         probs = predict_proba(model, test.images)
         classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
                              "best_epoch": meta["best_epoch"], "train_seconds": meta["seconds"]}
+        if "loaded" in meta:  # a given checkpoint: loaded, not trained
+            classifiers[name].update(trained=False, loaded=meta["loaded"], trained_meta=meta["trained_meta"])
         predictions.append(predictions_frame(cfg.data.dataset, cfg.data.splits["test"], name, list(test.ids),
                                              test.labels.numpy(), probs[:, 1].numpy()))
         models[name] = (model_key, ckpt)

@@ -1,5 +1,7 @@
 """Checks of a config that need the registries: unknown names and inconsistent settings fail before
-any work is done, naming the key and the allowed values."""
+any work is done, naming the key and the allowed values. The config's plug-ins are loaded first, so
+their names are known; `check_context` checks, right after the data is loaded and before training,
+that every explainer gets the dataset context it needs for every test image."""
 from __future__ import annotations
 
 from datasets import DATASETS
@@ -9,10 +11,17 @@ from models import MODELS
 from .. import metrics as metric_registry
 from .config import Config
 from .executor import EXECUTORS
+from .missing_context import MODES as MISSING_CONTEXT
+from .missing_context import check_context
+from .plugins import load_plugins, normalise
 from .store import MAP_DTYPES
+
+__all__ = ["check_context", "validate"]
 
 
 def validate(cfg: Config) -> None:
+    cfg.run.plugins = [normalise(s) for s in cfg.run.plugins]  # absolute paths: workers may run elsewhere
+    load_plugins(cfg.run.plugins)
     metrics = metric_registry.METRICS
     checks = [("data.dataset", [cfg.data.dataset], DATASETS), ("models.names", cfg.models.names, MODELS),
               ("explain.names", cfg.explain.names, EXPLAINERS), ("metrics.names", cfg.metrics.names, metrics)]
@@ -43,3 +52,6 @@ def validate(cfg: Config) -> None:
                 raise KeyError(f"metrics.skip.{metric}: unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}")
     if cfg.explain.target not in ("label", "predicted", "pneumonia"):
         raise ValueError(f"explain.target {cfg.explain.target!r} must be 'label', 'predicted' or 'pneumonia'")
+    if cfg.explain.missing_context not in MISSING_CONTEXT:
+        raise ValueError(f"explain.missing_context {cfg.explain.missing_context!r} must be one of {list(MISSING_CONTEXT)}")
+

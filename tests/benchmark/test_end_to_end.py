@@ -101,14 +101,17 @@ def test_changed_metric_rescored_without_reexplaining_and_compared(smoke_run, sm
     assert work["score"]["computed"] == n_pointing, work
     assert any("pointing_game" in p.name for p in (out / "scores").iterdir()
                if p.stat().st_mtime_ns > max(maps.values()))
-    # python -m benchmark compare: the same maps, so every other metric pairs all images with a zero difference
+    # python -m benchmark compare: the same maps, so every other metric pairs every scored image, with no difference
     r = _cli(["compare", str(smoke_run[0]), str(out), "--out", str(tmp_path / "cmp")], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "# " in r.stdout and "pointing_game" in r.stdout
-    cmp = pd.read_csv(tmp_path / "cmp" / "compare.csv")
-    assert set(cmp.metric) == set(pd.read_csv(out / "scores.csv").metric)
-    same = cmp[~cmp.metric.isin(["pointing_game", "seconds_per_image", "peak_memory_mb"])]
-    assert len(same) and (same.delta == 0).all() and (same.n_paired == same.n_a).all(), same
+    cmp = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index(["model", "explainer", "metric"])
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(cmp.index.get_level_values("metric")) == set(scores.metric)
+    scored = scores.dropna(subset=["value"]).groupby(["model", "explainer", "metric"]).size()
+    same = cmp[~cmp.index.get_level_values("metric").isin(["pointing_game", "seconds_per_image", "peak_memory_mb"])]
+    assert len(same) and (same.delta.dropna() == 0).all(), same
+    assert (same.n_paired == scored.reindex(same.index).fillna(0)).all(), same
     r = _cli(["compare", str(out), str(tmp_path / "nothing")], tmp_path)
     assert r.returncode == 2 and "run folder" in r.stderr
 

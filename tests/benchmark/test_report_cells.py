@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.stats import paired_tests, summarise
-from benchmark.report.tables import combined_latex, combined_markdown, leaderboard_latex, leaderboard_markdown
+from benchmark.report.latex import combined_tex as combined_latex, leaderboard_tex as leaderboard_latex
+from benchmark.report.tables import combined_markdown, leaderboard_markdown
 
 
 def _long(values: dict[str, np.ndarray], metric: str = "relevance_mass") -> pd.DataFrame:
@@ -35,7 +36,7 @@ def test_dagger_follows_the_common_set_not_the_unpaired_means():
     assert "**" in _row(md, "b") and "†" in _row(md, "b")
     assert "(n=30, 20 failed)" in _row(md, "b") and "(n=30)" in _row(md, "a")
     b_tex = next(line for line in tex.splitlines() if line.startswith("b & "))
-    assert "}$^{\\dagger\\ast}$ [" in b_tex and "\\textbf" in b_tex  # bold, dagger, failures marked
+    assert "}$^{\\dagger\\ast}${\\scriptsize\\,$\\pm$" in b_tex and "\\textbf" in b_tex  # bold, dagger, failures marked
     assert "b (relevance\\_mass): 20" in tex  # the LaTeX footnote of the failures
     assert summary.set_index("explainer")["n_failed"].to_dict() == {"a": 0, "b": 20}
 
@@ -84,7 +85,7 @@ def test_all_nan_metric_is_listed_not_scored():
     for e in "ab":
         assert _row(md, e).split("|")[3].strip() == "not scored (n=0)"  # iou column, after dice
     assert "iou" in tex and "--" in tex
-    assert "not scored" in combined_markdown(summary, paired_tests(scores)) and "--" in combined_latex(summary)
+    assert "not scored" in combined_markdown(summary, paired_tests(scores)) and "--" in combined_latex(summary, None)
 
 
 def test_single_explainer_is_bold_without_dagger():

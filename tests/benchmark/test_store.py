@@ -81,4 +81,7 @@ def test_code_version_follows_the_source(tmp_path, monkeypatch):
     (tmp_path / "stage_mod_a.py").write_text("X = 2\n")
     sys.modules.pop("stage_mod_a")
     importlib.invalidate_caches()
-    assert code_version("stage_mod_a") != v1
+    try:
+        assert code_version("stage_mod_a") != v1
+    finally:
+        sys.modules.pop("stage_mod_a", None)  # leave no module of a deleted folder behind

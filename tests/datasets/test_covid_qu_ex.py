@@ -148,6 +148,7 @@ def test_test_split_is_read_when_present_and_named_when_absent(tmp_path):
 def test_focal_subset_on_a_fake_layout(tmp_path):
     """focal keeps annotated lesions under half the lung and every normal, drops Non-COVID (unknown)."""
     root = _fake_split(tmp_path)
-    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(root / "Val" / "COVID-19" / "infection masks" / "COVID-19_1.png")
+    whole = np.full((32, 32), 255, np.uint8)  # a lesion over the whole lung: not focal
+    Image.fromarray(whole).save(root / "Val" / "COVID-19" / "infection masks" / "COVID-19_1.png")
     ds = build_dataset("covid_qu_ex", split="val", size=32, root=str(root), subset="focal")
     assert [name for _, name in ds.items] == ["COVID-19_0.png", "Normal_0.png", "Normal_1.png"]

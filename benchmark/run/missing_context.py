@@ -1,0 +1,86 @@
+"""Dataset context that explainers need (lung masks, lesion masks, the training prior), checked
+per test image right after the data is loaded and before any training.
+
+`explain.missing_context` says what a run does when some test images lack what an explainer needs:
+"error" (default) stops the run there, naming the explainer, what is missing and for how many
+images; "nan" explains those images with the missing context left empty and scores them NaN for
+that explainer (counted as NaN in the leaderboard's `n_nan` column and logged as a warning).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from datasets import Batch
+from explainers import EXPLAINERS
+
+from .config import Config
+from .data import explain_context
+
+log = logging.getLogger(__name__)
+MODES = ("error", "nan")
+
+
+def context_available(test: Batch, prior_path: str = "") -> dict[str, np.ndarray]:
+    """Per test image, whether each context key an explainer may need is there."""
+    n = len(test)
+    return {"lung_masks": test.lung_masks.flatten(1).any(1).cpu().numpy().astype(bool),
+            "lesion_masks": test.has_mask.cpu().numpy().astype(bool),
+            "train_mean_mask": np.full(n, bool(prior_path))}
+
+
+def missing(explainer: str, test: Batch, prior_path: str = "") -> dict[str, np.ndarray]:
+    """need -> per-image bool, True where the image lacks it (only the needs some image lacks)."""
+    have = context_available(test, prior_path)
+    out = {}
+    for need in getattr(EXPLAINERS[explainer], "needs", ()):
+        ok = have.get(need, np.zeros(len(test), bool))
+        if not ok.all():
+            out[need] = ~ok
+    return out
+
+
+def check_context(cfg: Config, test: Batch, prior_path: str = "") -> dict[str, int]:
+    """Stop before any training when an explainer needs context that some test images lack (mode
+    "error"); in mode "nan", warn and return explainer -> how many images will score NaN."""
+    problems, counts = [], {}
+    for name in cfg.explain.names:
+        gaps = missing(name, test, prior_path)
+        for need, lacks in gaps.items():
+            ids = [i for i, bad in zip(test.ids, lacks) if bad]
+            problems.append(f"{name} needs {need!r}, missing for {len(ids)} of {len(test)} test images "
+                            f"(e.g. {ids[:3]})")
+        if gaps:
+            counts[name] = int(np.logical_or.reduce(list(gaps.values())).sum())
+    if problems and cfg.explain.missing_context == "error":
+        raise ValueError("missing context, checked before training: " + "; ".join(problems) + ". Provide it "
+                         "in the dataset, leave these explainers out of explain.names, or set "
+                         "explain.missing_context = \"nan\" to score those images NaN")
+    for p in problems:
+        log.warning("%s: those images score NaN for it (explain.missing_context = \"nan\")", p)
+    return counts
+
+
+def job_context(cfg: Config, test: Batch, sl: slice, prior) -> dict:
+    """explain_context, with what is missing left empty (zeros) in mode "nan" so the explainer runs;
+    the images concerned are then scored NaN by `nan_where_missing`."""
+    context = explain_context(test, sl, prior)
+    if cfg.explain.missing_context == "nan":
+        fill = {"lung_masks": test.lung_masks[sl], "lesion_masks": test.lesion_masks[sl],
+                "train_mean_mask": torch.zeros(test.images.shape[2:])}
+        context = {k: fill.get(k) if v is None else v for k, v in context.items()}
+    return context
+
+
+def nan_where_missing(cfg: Config, explainer: str, test: Batch, start: int, stop: int, prior_path: str,
+                      values: np.ndarray) -> np.ndarray:
+    """Per-image values of test images [start, stop) with NaN where the explainer lacked its context."""
+    if cfg.explain.missing_context != "nan":
+        return values
+    gaps = missing(explainer, test, prior_path)
+    if not gaps:
+        return values
+    lacks = np.logical_or.reduce(list(gaps.values()))[start:stop]
+    return np.where(lacks, np.nan, np.asarray(values, dtype=float))

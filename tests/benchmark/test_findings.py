@@ -1,0 +1,65 @@
+"""The findings table the report opens with, on a constructed case."""
+import numpy as np
+import pandas as pd
+
+from benchmark.report.findings import comparisons, findings, findings_markdown
+from benchmark.report.stats import paired_tests, summarise
+
+
+def _case() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 16
+    base = rng.random(n)
+    noise = lambda: 0.01 * rng.standard_normal(n)  # noqa: E731
+    values = {
+        # relevance_mass: gradcam beats random and center clearly, ties lung_prior; lrp beats nobody
+        ("gradcam", "relevance_mass"): base + 0.5, ("lung_prior", "relevance_mass"): base + 0.5 + noise(),
+        ("random", "relevance_mass"): base, ("center", "relevance_mass"): base + 0.1,
+        ("lrp", "relevance_mass"): base + noise(),
+        # deletion_auc (lower is better): gradcam worse than random; lrp better than random
+        ("gradcam", "deletion_auc"): base + 0.3, ("random", "deletion_auc"): base, ("lrp", "deletion_auc"): base - 0.3,
+        # sanity: gradcam's maps change with the model, lrp's barely; center ignores the model (1); lime not run
+        ("gradcam", "randomisation_ssim"): 0.2 + noise(), ("lrp", "randomisation_ssim"): 0.8 + noise(),
+        ("center", "randomisation_ssim"): np.ones(n),
+    }
+    return pd.DataFrame([dict(dataset="d", split="s", model="m", explainer=e, metric=m, image_id=f"i{i}", value=v)
+                         for (e, m), vs in values.items() for i, v in enumerate(vs)])
+
+
+def test_findings_on_a_constructed_case():
+    scores = _case()
+    summary, tests = summarise(scores, 100), paired_tests(scores, 100)
+    comp, overview = findings(summary, tests)
+    beats = comp.set_index(["explainer", "metric", "baseline"])["beats"]
+    assert beats[("gradcam", "relevance_mass", "random")] and beats[("gradcam", "relevance_mass", "center")]
+    assert not beats[("gradcam", "relevance_mass", "lung_prior")]
+    assert not beats[("gradcam", "deletion_auc", "random")] and beats[("lrp", "deletion_auc", "random")]
+    assert not beats[("lrp", "relevance_mass", "random")]
+    # no comparison with a baseline the metric did not score, nor of sanity metrics
+    assert ("gradcam", "deletion_auc", "center") not in beats.index
+    assert "randomisation_ssim" not in set(comp.metric)
+    rows = overview.set_index("explainer")
+    assert rows.loc["gradcam", "beats_all"] == ""
+    assert rows.loc["gradcam", "beats_random_only"] == "relevance_mass (not lung_prior)"
+    assert rows.loc["gradcam", "not_random"] == "deletion_auc"
+    assert rows.loc["lrp", "beats_all"] == "deletion_auc"
+    assert rows.loc["lrp", "not_random"].startswith("relevance_mass")
+    assert rows.loc["gradcam", "sanity"].startswith("passes (randomisation_ssim 0.20 vs center 1.00")
+    assert rows.loc["lrp", "sanity"].startswith("fails (randomisation_ssim 0.80")
+    assert set(overview.explainer) == {"gradcam", "lrp"}  # baselines are what the methods are measured against
+    md = findings_markdown(overview)
+    assert md.startswith("| model | explainer | beats random and every prior on |") and "| m | gradcam | – |" in md
+
+
+def test_a_method_without_sanity_scores_is_not_run():
+    scores = _case()
+    extra = scores[(scores.explainer == "gradcam") & (scores.metric == "relevance_mass")].assign(explainer="lime")
+    scores = pd.concat([scores, extra])
+    summary, tests = summarise(scores, 50), paired_tests(scores, 50)
+    _, overview = findings(summary, tests)
+    assert overview.set_index("explainer").loc["lime", "sanity"] == "not run"
+    # below the threshold but on too few images to be significantly below center: inconclusive
+    few = scores[scores.image_id.isin(["i0", "i1", "i2"])]
+    _, overview = findings(summarise(few, 50), paired_tests(few, 50))
+    assert overview.set_index("explainer").loc["gradcam", "sanity"].startswith("inconclusive")
+    assert comparisons(tests.iloc[0:0]).empty
