@@ -34,6 +34,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["local", "ray"], help="where shard jobs run (default: run.executor, local)")
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
     p.add_argument("-v", "--verbose", action="store_true", help="log diagnostics and show tracebacks")
+    p.add_argument("--plan", action="store_true",
+                   help="print the resolved config and the planned work (model passes per stage, the floor they "
+                        "set at this device's measured throughput), then stop: nothing is trained or written")
     _add_plugin_option(p)
 
 
@@ -157,6 +160,11 @@ def summary_screen(result, elapsed: float) -> str:
                 parts.append(f"{model}: " + ", ".join(f"{r.explainer} {r.mean:.3g}" for r in top.itertuples()))
             lines.append(f"  {metric:<24}{'↑' if spec.higher_is_better else '↓'} " + " | ".join(parts))
     work = ", ".join(f"{s} {w['computed']} computed / {w['reused']} reused" for s, w in result.work.items())
+    if result.floor.get("stages"):
+        from .speed.floor import Throughput, format_floor
+        speed = {m: Throughput(**t) for m, t in result.floor["throughput"].items()}
+        lines += ["", "Time against the floor (model passes at this device's measured speed):",
+                  format_floor(result.floor["stages"], speed)]
     lines += ["", f"Work: {work}.", f"Finished in {elapsed:.0f} s; run folder {result.run_dir}"]
     if (result.run_dir / "report" / "report.md").exists():
         lines.append(f"Report: {result.run_dir / 'report' / 'report.md'}")
@@ -190,6 +198,10 @@ def _run(args) -> int:
         device = resolve_device(cfg.run.device)
         options = {"num_workers": cfg.run.ray_workers or None} if cfg.run.executor == "ray" else {}
         executor = make_executor(cfg.run.executor, cfg.run.ray_address, **options)
+        if args.plan:
+            from .run.runner import plan_text
+            print(plan_text(cfg, device))
+            return 0
         until = "report" if args.command == "run" else args.command
         result = Runner(cfg, run_dir, device, executor=executor, resume=args.resume).run(until=until)
     except (KeyError, ValueError, FileNotFoundError, RuntimeError, StoreError) as err:

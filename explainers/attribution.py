@@ -16,6 +16,9 @@ class IntegratedGradientsMap(Explainer):
         super().__init__(seed)
         self.n_steps, self.internal_batch_size = n_steps, internal_batch_size
 
+    def passes(self, side: int) -> tuple[int, int]:
+        return self.n_steps, self.n_steps
+
     def _explain(self, model, images, targets):
         ig = IntegratedGradients(model)
         attr = ig.attribute(images, baselines=0.0, target=targets, n_steps=self.n_steps,
@@ -34,9 +37,17 @@ class OcclusionMap(Explainer):
         super().__init__(seed)
         self.window, self.stride = window, stride
 
+    def _window(self, side: int) -> tuple[int, int]:
+        return max(1, round(self.window * side)), max(1, round(self.stride * side))
+
+    def passes(self, side: int) -> tuple[int, int]:
+        w, s = self._window(side)
+        shifts = -(-(side - w) // s) + 1  # captum's positions per axis (the last may overhang)
+        return 1 + shifts * shifts, 0  # the unoccluded image, then one pass per window position
+
     def _explain(self, model, images, targets):
         side = images.shape[-1]
-        w, s = max(1, round(self.window * side)), max(1, round(self.stride * side))
+        w, s = self._window(side)
         attr = Occlusion(model).attribute(images, target=targets, sliding_window_shapes=(1, w, w),
                                           strides=(1, s, s), baselines=0.0)
         return attr[:, 0]

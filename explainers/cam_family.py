@@ -45,6 +45,11 @@ class _PytorchGradCam(Explainer):
     signed = False
     method: str = ""
 
+    backward: int = 1  # pytorch-grad-cam's uses_gradients
+
+    def passes(self, side: int) -> tuple[int, int]:
+        return 1, self.backward
+
     def cam_class(self):
         import pytorch_grad_cam
         return getattr(pytorch_grad_cam, self.method)
@@ -83,6 +88,7 @@ class EigenCAM(_PytorchGradCam):
     over channels (see the module docstring), then pytorch-grad-cam's ReLU and min-max scaling."""
 
     method = "EigenCAM"
+    backward = 0
 
     def cam_class(self):
         return _oriented_eigencam()

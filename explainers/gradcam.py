@@ -14,6 +14,11 @@ class GradCAM(Explainer):
         super().__init__(seed)
         self.upsample = upsample
 
+    def passes(self, side: int) -> tuple[int, int]:
+        # captum takes the gradient to the Grad-CAM layer only: it never reaches the input, so the
+        # floor counts no backward pass (a lower bound: the partial backward still costs)
+        return 1, 0
+
     def _explain(self, model, images, targets):
         # captum defaults to relu_attributions=False; the published method applies the ReLU
         cam = LayerGradCam(model, model.gradcam_layer).attribute(images, target=targets, relu_attributions=True)

@@ -40,6 +40,9 @@ class LIMEPackage(Explainer):
         self.segmentation = segmentation
         self.segmentation_params = dict(segmentation_params or {})
 
+    def passes(self, side: int) -> tuple[int, int]:
+        return self.num_samples, 0  # the first sample is the whole image
+
     def segmenter(self, seed: int) -> SegmentationAlgorithm:
         params = dict(self.segmentation_params)
         if self.segmentation == "quickshift":

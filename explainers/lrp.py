@@ -87,6 +87,9 @@ class LRP(Explainer):
             return EpsilonAlpha2Beta1Flat(epsilon=self.epsilon, canonizers=canonizers, zero_params=self.zero_params)
         return EpsilonPlusFlat(epsilon=self.epsilon, canonizers=canonizers, zero_params=self.zero_params)
 
+    def passes(self, side: int) -> tuple[int, int]:
+        return 1, 1
+
     def relevance(self, model, images, targets) -> tuple[torch.Tensor, torch.Tensor]:
         """Input relevance (N,3,H,W) on the normalised input and the explained logits (N,)."""
         x = model.preprocess(images).detach().requires_grad_(True)

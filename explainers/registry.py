@@ -59,6 +59,12 @@ class Explainer:
     def _explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, **context) -> torch.Tensor:
         raise NotImplementedError
 
+    def passes(self, side: int) -> tuple[int, int] | None:
+        """(forward, backward) images through the model per explained image of side `side`, for the
+        run's time floor; None when unknown (a plug-in that does not say). Model-free maps need none.
+        The contract tests count the real passes of every registered explainer against this."""
+        return None if self.needs_model else (0, 0)
+
     def image_seed(self, image: torch.Tensor) -> int:
         """A seed from the explainer seed and the image's bytes: batch order never changes a map."""
         data = image.detach().cpu().numpy().astype(np.float32).tobytes()

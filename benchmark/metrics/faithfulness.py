@@ -70,7 +70,11 @@ def _auc(model, images, targets, maps, steps, fill, insert, order, unit, patch_s
     return curve_auc(curve)
 
 
-@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, steps=16, fill="zero",
+def _curve_passes(params: dict, explainer_passes, model) -> tuple[int, int]:
+    return params["steps"] + 1, 0
+
+
+@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, passes=_curve_passes, steps=16, fill="zero",
                  order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zero", order: str = "morf",
                  unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,
@@ -79,7 +83,7 @@ def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zer
     return _auc(model, images, targets, maps, steps, fill, False, order, unit, patch_size, batch_size, tie_seed, sink)
 
 
-@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, steps=16, fill="blur",
+@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, passes=_curve_passes, steps=16, fill="blur",
                  order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def insertion_auc(model, images, targets, maps, steps: int = 16, fill: str = "blur", order: str = "morf",
                   unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,
@@ -109,7 +113,8 @@ def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(constant, torch.full_like(r, float("nan")), r.clamp(-1, 1))
 
 
-@register_metric("faithfulness_correlation", "faithfulness", higher_is_better=True, needs_model=True, nr_runs=100,
+@register_metric("faithfulness_correlation", "faithfulness", higher_is_better=True, needs_model=True,
+                 passes=lambda params, explainer_passes, model: (params["nr_runs"] + 1, 0), nr_runs=100,
                  subset_size=1 / 224, fill="zero", softmax=False, seed=0, batch_size=256)
 @torch.no_grad()
 def faithfulness_correlation(model, images, targets, maps, nr_runs: int = 100, subset_size: int | float = 1 / 224,

@@ -1,4 +1,6 @@
-"""Localisation against expert lesion masks: maps (N,H,W), masks (N,H,W) bool, has_mask (N,) bool.
+"""Localisation against expert lesion masks: maps (N,H,W), masks (N,H,W) bool, has_mask (N,) bool;
+and `lung_mass` against the lung masks (a shortcut check, scored on normal images too: its
+docstring has its NaN rules, the rules below are the lesion metrics').
 
 NaN (counted by the runner, never scored) only where the ground truth cannot define a score:
 - has_mask False (no annotation; None is not "empty"): NaN for every metric here.
@@ -132,6 +134,25 @@ def relevance_mass(maps, masks, has_mask, **_) -> torch.Tensor:
     out = torch.where(total > 0, within / torch.where(total > 0, total, torch.ones_like(total)),
                       torch.zeros_like(total))
     return out.masked_fill(_undefined(masks, has_mask), float("nan"))
+
+
+@register_metric("lung_mass", "localisation", higher_is_better=True, needs_lung=True)
+def lung_mass(maps, lung_masks, **_) -> torch.Tensor:
+    """Share of positive relevance inside the lung fields: sum(relu(map) * lung) / sum(relu(map)).
+
+    A shortcut check (DeGrave et al. 2021): relevance on markers, text, borders or outside the
+    chest scores low. Unlike the lesion metrics it needs no lesion and is defined on every image
+    with a lung mask (normal and unannotated pneumonia images included); NaN only where the image
+    has no lung mask (an all-False row). A map with no positive relevance (all zero or all
+    negative) puts no mass inside the lungs: 0, as relevance_mass scores it.
+    """
+    pos = maps.clamp(min=0).flatten(1)
+    lungs = lung_masks.flatten(1)
+    total = pos.sum(1)
+    within = (pos * lungs).sum(1)
+    out = torch.where(total > 0, within / torch.where(total > 0, total, torch.ones_like(total)),
+                      torch.zeros_like(total))
+    return out.float().masked_fill(~lungs.any(1), float("nan"))
 
 
 @register_metric("relevance_rank", "localisation", higher_is_better=True, needs_mask=True)

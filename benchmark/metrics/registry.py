@@ -4,7 +4,10 @@ Every metric scores a batch at once: score(model, images, targets, maps, masks, 
 float32 on the device, NaN where the value is undefined (the runner counts NaNs per cell).
 Metrics that re-explain (sanity checks) declare `needs_explainer` and also receive the explainer
 (anything with .explain(model, images, targets, **context)) and its context; a `sink` dict, when
-the caller passes one, collects extra per-image outputs (e.g. a randomisation curve).
+the caller passes one, collects extra per-image outputs (e.g. a randomisation curve). Metrics that
+read the lung fields (lung_mass) declare `needs_lung` and also receive `lung_masks` (N,H,W) bool,
+an all-False row where an image has no lung mask (as Batch stores it); when the caller passes none
+they score NaN for every image (no lung mask is known).
 """
 from __future__ import annotations
 
@@ -27,13 +30,24 @@ class MetricSpec:
     defaults: dict
     doc: str
     needs_explainer: bool = False
+    needs_lung: bool = False  # receives lung_masks (N,H,W) bool: the job passes the test split's
+    # (params, explainer's (forward, backward) per image or None, the model) -> (forward, backward)
+    # images through the model per scored image, for the run's time floor; None: unknown
+    passes: Callable[[dict, tuple[int, int] | None, object], tuple[int, int] | None] | None = None
+
+    def passes_per_image(self, params: dict, explainer_passes: tuple[int, int] | None, model=None
+                         ) -> tuple[int, int] | None:
+        """What scoring one image costs in model passes; (0, 0) for metrics that never call the model."""
+        if self.passes is not None:
+            return self.passes({**self.defaults, **params}, explainer_passes, model)
+        return None if (self.needs_model or self.needs_explainer) and self.fn is not None else (0, 0)
 
 
 METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
-                    needs_model: bool = False, needs_explainer: bool = False, **defaults):
+                    needs_model: bool = False, needs_explainer: bool = False, needs_lung: bool = False, passes=None, **defaults):
     if category not in CATEGORIES:
         raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
 
@@ -41,7 +55,8 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
-                                   (fn.__doc__ or "").strip().split("\n")[0], needs_explainer)
+                                   (fn.__doc__ or "").strip().split("\n")[0], needs_explainer, needs_lung,
+                                   passes)
         return fn
     return add
 
@@ -66,7 +81,7 @@ def get_metric(name: str) -> MetricSpec:
 
 def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor,
           masks: torch.Tensor, has_mask: torch.Tensor, *, explainer=None, context: dict | None = None,
-          sink: dict | None = None, **params) -> torch.Tensor:
+          sink: dict | None = None, lung_masks: torch.Tensor | None = None, **params) -> torch.Tensor:
     spec = get_metric(name)
     if spec.fn is None:
         raise ValueError(f"metric {name!r} is measured by the runner, not scored from maps")
@@ -92,5 +107,11 @@ def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: t
         extra = {"explainer": explainer, "context": dict(context or {})}
     if sink is not None:
         extra["sink"] = sink
+    if spec.needs_lung:
+        if lung_masks is None:  # no lung mask known for any image: NaN, as for an image without one
+            lung_masks = torch.zeros_like(maps, dtype=torch.bool)
+        if tuple(lung_masks.shape) != tuple(maps.shape):
+            raise ValueError(f"metric {name!r}: lung_masks {tuple(lung_masks.shape)} do not match maps {tuple(maps.shape)}")
+        extra["lung_masks"] = lung_masks.bool()
     return spec.fn(model=model, images=images, targets=targets, maps=maps, masks=masks, has_mask=has_mask,
                    **extra, **{**spec.defaults, **params})

@@ -49,6 +49,10 @@ def road_curve(model, images: torch.Tensor, targets: torch.Tensor, maps: torch.T
     return out.view(len(percentages), n).T.contiguous()
 
 
+def _road_passes(params: dict, explainer_passes, model) -> tuple[int, int]:
+    return len(params["percentages"]), 0  # one imputed image per percentage
+
+
 def _road(order, model, images, targets, maps, percentages, noise, output, seed, batch_size, tie_seed, sink):
     curve = road_curve(model, images, targets, maps, order, tuple(percentages), noise, output, seed, batch_size,
                        tie_seed=tie_seed)
@@ -58,7 +62,8 @@ def _road(order, model, images, targets, maps, percentages, noise, output, seed,
     return curve.mean(1)
 
 
-@register_metric("road_morf", "faithfulness", higher_is_better=False, needs_model=True, percentages=PERCENTAGES,
+@register_metric("road_morf", "faithfulness", higher_is_better=False, needs_model=True, passes=_road_passes,
+                 percentages=PERCENTAGES,
                  noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_morf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",
               seed: int = 0, batch_size: int = 64, tie_seed: int = 0, sink: dict | None = None, **_) -> torch.Tensor:
@@ -66,7 +71,8 @@ def road_morf(model, images, targets, maps, percentages=PERCENTAGES, noise: floa
     return _road("morf", model, images, targets, maps, percentages, noise, output, seed, batch_size, tie_seed, sink)
 
 
-@register_metric("road_lerf", "faithfulness", higher_is_better=True, needs_model=True, percentages=PERCENTAGES,
+@register_metric("road_lerf", "faithfulness", higher_is_better=True, needs_model=True, passes=_road_passes,
+                 percentages=PERCENTAGES,
                  noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_lerf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",
               seed: int = 0, batch_size: int = 64, tie_seed: int = 0, sink: dict | None = None, **_) -> torch.Tensor:

@@ -208,8 +208,16 @@ def _randomisation_metric(similarity: str, model, images, targets, maps, explain
 _DEFAULTS = {"seed": 0, "max_layers": 5, "abs": True, "normalise": True, "layers": ()}
 
 
+def cascade_passes(params: dict, explainer_passes: tuple[int, int] | None, model) -> tuple[int, int] | None:
+    """One re-explanation per kept cascade stage (the trained model's map is the stored one)."""
+    if explainer_passes is None or model is None:
+        return None
+    stages = len(_stages(len(params["layers"]) or len(randomisable_layers(model)), params["max_layers"]))
+    return stages * explainer_passes[0], stages * explainer_passes[1]
+
+
 @register_metric("randomisation_ssim", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 **_DEFAULTS)
+                 passes=cascade_passes, **_DEFAULTS)
 def randomisation_ssim(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                        max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
                        layers: tuple[str, ...] = (), **_) -> torch.Tensor:
@@ -225,7 +233,7 @@ def randomisation_ssim(model, images, targets, maps, explainer, context, sink: d
 
 
 @register_metric("randomisation_spearman", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 **_DEFAULTS)
+                 passes=cascade_passes, **_DEFAULTS)
 def randomisation_spearman(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                            max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
                            layers: tuple[str, ...] = (), **_) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..speed.floor import floor_markdown
 from . import figures, findings, latex, overlays, sections, stats, tables, trust
 from .artifacts import load_curves, load_predictions, read_cases
 from ..run.store import write_text
@@ -177,11 +178,13 @@ def build_report(run_dir: Path) -> str:
         counts = manifest.get("data_counts", {})
         lines += ["## Data\n", "| " + " | ".join(counts) + " |", "|" + "---|" * len(counts),
                   "| " + " | ".join(str(v) for v in counts.values()) + " |", "",
-                  "## Classifiers\n", *_classifier_lines(manifest), "", "## Environment\n", *_environment_lines(manifest), ""]
+                  "## Classifiers\n", *_classifier_lines(manifest), "", "## Environment\n", *_environment_lines(manifest), "",
+                  *floor_markdown(manifest.get("floor"))]
     lines += ["## Leaderboard\n", leaderboard,
               "Not scored (NaN) per metric, all models and explainers: "
               + ", ".join(f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in nan.iterrows())
-              + ". Localisation metrics are NaN on images without a lesion mask or with an empty one. An image NaN for "
+              + ". Localisation metrics are NaN on images without a lesion mask or with an empty one (`lung_mass`: "
+              "only without a lung mask). An image NaN for "
               "some explainers only is their failure (\"k failed\" in the cells, `n_failed` in `leaderboard.csv`) and is "
               "left out of every explainer's mean, test and rank.\n",
               "### All models side by side\n", tables.combined_markdown(summary, tests), *by_class,

@@ -32,6 +32,18 @@ def _perturbation(name: str, params: dict) -> str:
     return ", ".join(p for p in parts if p) or "no perturbation setting"
 
 
+def _split_line(splits: dict, holdout: float) -> str:
+    """Which split trained, which selected (best epoch, tuned thresholds) and which was scored; with
+    a hold-out (data.holdout, selection split = training split) the two parts of the training split."""
+    train, val, test = splits.get("train"), splits.get("val"), splits.get("test")
+    if holdout > 0 and val == train:
+        return (f"- splits: trained on `{train}` less a hold-out, selected on that hold-out ({holdout:.0%} of "
+                f"`{train}`, seeded and stratified by label, no image in both: best epoch, tuned thresholds), "
+                f"scored on `{test}` (never used for selection)")
+    return (f"- splits: trained on `{train}`, selected on `{val}` (best epoch, tuned thresholds), scored on "
+            f"`{test}` (never used for selection)")
+
+
 def settings_lines(cfg) -> list[str]:
     """What the scores are scores of: the model output explained, the target class, the
     faithfulness perturbations (config over the metric's defaults) and the role of each split."""
@@ -41,8 +53,7 @@ def settings_lines(cfg) -> list[str]:
              "- model output explained: " + "; ".join(f"`{m}` {o} ({OUTPUTS.get(o, 'unknown output')})"
                                                       for m, o in outputs.items()),
              f"- explain target: `{cfg.explain.target}` ({TARGETS.get(cfg.explain.target, 'unknown target')})",
-             f"- splits: trained on `{splits.get('train')}`, selected on `{splits.get('val')}` (best epoch, tuned "
-             f"thresholds), scored on `{splits.get('test')}` (never used for selection)"]
+             _split_line(splits, getattr(cfg.data, "holdout", 0.0))]
     faith = _faithfulness(cfg)
     if faith:
         lines.append("- faithfulness perturbations: " + "; ".join(

@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import reliability as rel
+from . import reliability_checks as checks
 from .figure_style import save, theme
 from .tables import arrow, fmt, ordered_metrics, write_csv
 
@@ -77,6 +78,8 @@ def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resa
     write_csv(rep / "metric_agreement.csv", agree)
     write_csv(rep / "discrimination.csv", disc)
     write_csv(rep / "rank_first.csv", first)
+    more_disc, more_stab, noise = checks.checks(rep.parent, scores)  # None where the run stored no table
+    checks.write(rep, more_disc, more_stab)
     lines = ["## How far to trust these metrics\n",
              "Three checks of every metric, from the stored per-image scores. **Agreement**: Kendall's tau between "
              "the explainer rankings of two metrics (each by its mean on its common image set, direction applied; "
@@ -86,17 +89,21 @@ def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resa
              "effect (+1: oracle always better) and the Wilcoxon p; a metric that cannot tell these two apart "
              "cannot tell a good explanation from a bad one. **Stability**: the probability that the leader stays "
              f"first when the images are resampled ({n_resamples} bootstrap resamples, seed {seed}; `oracle` left "
-             f"out). {CAVEAT} Tables: `metric_agreement.csv`, `discrimination.csv`, `rank_first.csv`.\n"]
+             f"out). {checks.caveat(more_disc, more_stab, CAVEAT)} Tables: `metric_agreement.csv`, `discrimination.csv`, "
+             "`rank_first.csv`.\n"]
     if agreement_figure(agree, rep / "metric_agreement") is not None:
         lines += ["![metric agreement](metric_agreement.png)  \n[PDF](metric_agreement.pdf)\n"]
     lines += ["### Discrimination: oracle against random\n", *_discrimination_md(disc),
-              "### Stability: bootstrap probability of ranking first\n", *_first_md(first)]
+              "### Stability: bootstrap probability of ranking first\n", *_first_md(first),
+              *checks.markdown(more_disc, more_stab, noise)]
     multi = summary["dataset"].nunique() > 1
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         key = lambda t: t[(t.dataset == dataset) & (t.model == model)]  # noqa: E731
+        more = [checks.pooled_for(t, dataset, model) for t in (more_disc, more_stab)]
         lines.append(f"### What the numbers justify: {model}{' on ' + dataset if multi else ''}\n")
         for m in ordered_metrics(df["metric"]):
             if m in set(agree.metric_a) | set(agree.metric_b) | set(disc.metric) | set(first.metric):
-                lines.append("- " + rel.sentence(m, key(agree), key(disc), key(first)))
+                lines.append("- " + rel.sentence(m, key(agree), key(disc), key(first))
+                             + checks.sentence(m, more[0], more[1], noise))
         lines.append("")
     return lines

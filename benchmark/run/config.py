@@ -38,6 +38,10 @@ class RunSection:
     # plug-ins to import before the run (dotted module names or .py paths; see benchmark/run/plugins.py):
     # they register explainers, metrics, datasets and models; `--plugin` on the CLI adds to this list
     plugins: list[str] = field(default_factory=list)
+    # set by load_config: the config.toml a run writes is complete and carries resolved = true, so
+    # loading it takes its tables as written (a table `--set` replaced whole stays whole) instead of
+    # merging them key by key into the defaults as it does for a user's file
+    resolved: bool = False
 
 
 @dataclass
@@ -45,7 +49,15 @@ class DataSection:
     dataset: str = "phantom"
     root: str = ""  # dataset folder, for datasets read from disk
     size: int = 64
+    # role -> the dataset's split it reads: "train" trains, "val" selects (best epoch, tuned
+    # thresholds), "test" is scored; the scored split never takes part in selection (validate refuses
+    # val == test, and train == val without a holdout)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+    # fraction of the training split held out as the selection split when splits.val names the same
+    # split as splits.train: a seeded hold-out stratified by label, a pure function of (run.seed,
+    # dataset, split, fraction), that "val" reads and "train" never sees (train reads the rest).
+    # 0: no hold-out (splits.val must then name another split). `limit` applies after carving.
+    holdout: float = 0.0
     limit: dict[str, int] = field(default_factory=lambda: {"train": 2400, "val": 200, "test": 40})
     params: dict[str, Any] = field(default_factory=dict)
     skip_bad: bool = False  # skip unreadable files (listed in manifest.json) instead of stopping
@@ -108,7 +120,7 @@ class MetricsSection:
     names: list[str] = field(default_factory=lambda: [
         "deletion_auc", "insertion_auc", "faithfulness_correlation", "road_morf", "road_lerf",
         "pointing_game", "relevance_mass", "relevance_rank", "top_k_intersection", "pixel_auroc", "pixel_auprc",
-        "iou", "dice", "randomisation_ssim", "randomisation_spearman", "seconds_per_image", "peak_memory_mb"])
+        "iou", "dice", "lung_mass", "randomisation_ssim", "randomisation_spearman", "seconds_per_image", "peak_memory_mb"])
     # cut to the CPU budget of the default run (each run / percentage / stage is one forward or
     # explain pass per image); the paper preset restores the published settings
     params: dict[str, dict[str, Any]] = field(default_factory=lambda: {
@@ -123,6 +135,7 @@ class MetricsSection:
         **{m: list(FAITHFULNESS_SKIP) for m in FAITHFULNESS_METRICS}})
     # validation lesion images used to tune iou / dice thresholds when their threshold is "tuned"
     tune_images: int = 64
+    reliability: bool = True  # report's randomised-maps and noise checks (run/randomised_maps.py, perturbed_maps.py)
 
 
 @dataclass
@@ -230,6 +243,21 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _merge_resolved(base: dict, top: dict) -> dict:
+    """A resolved file over `base`: each section key it sets replaces base's value whole (a table
+    too, with no default entries merged back); keys it lacks (added to the code since) keep base's."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def is_resolved(file: dict) -> bool:
+    """Whether a loaded TOML file is a run's complete config.toml (run.resolved = true)."""
+    run = file.get("run")
+    return isinstance(run, dict) and run.get("resolved") is True
+
+
 def preset_keys_overridden(preset: dict, file: dict) -> list[str]:
     """Keys the preset sets that a config file sets to something else (the file wins)."""
     mine, theirs = _leaves(preset), _leaves(file)
@@ -244,7 +272,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 preset: str | None = None) -> Config:
     """Defaults, then a preset, then the TOML file, then `--set` overrides, each merged key by key
-    into what came before: setting one nested key (`--set data.limit.test=10`) keeps its siblings."""
+    into what came before: setting one nested key (`--set data.limit.test=10`) keeps its siblings.
+    A file with run.resolved = true (the config.toml of a run) is complete: its tables are taken
+    as written, not merged into the defaults (see _merge_resolved). The result is marked resolved."""
     data: dict[str, Any] = Config().to_dict()
     if preset:
         if preset not in PRESETS:
@@ -262,7 +292,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if clash:
             log.warning("config file %s overrides %d key(s) of preset %r (the file wins; use --set to choose): %s",
                         path, len(clash), preset, ", ".join(clash))
-        data = _merge(data, from_file)
+        data = (_merge_resolved if is_resolved(from_file) else _merge)(data, from_file)
     for assignment in overrides or []:
         apply_override(data, assignment)
-    return _build(Config, data, "")
+    cfg = _build(Config, data, "")
+    cfg.run.resolved = True
+    return cfg

@@ -1,7 +1,9 @@
-"""Loading the splits a run names: seeded stratified subsets, the preprocessing cache, bad files."""
+"""Loading the splits a run names: seeded stratified subsets, the selection hold-out carved from the
+training split (data.holdout), the preprocessing cache, bad files."""
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +18,61 @@ from .store import code_version, stage_key
 log = logging.getLogger(__name__)
 
 
-def select_indices(ds, limit: int | None, seed: int) -> list[int]:
-    """A seeded subset of `limit` items stratified by label (all items when limit is 0 or larger)."""
+def select_indices(ds, limit: int | None, seed: int, pool: np.ndarray | None = None) -> list[int]:
+    """A seeded subset of `limit` items stratified by label (all items when limit is 0 or larger),
+    drawn from the item indices `pool` (every item when None)."""
     n = len(ds)
     if n == 0:
         raise ValueError(f"dataset {type(ds).__name__} split {getattr(ds, 'split', '?')!r} is empty")
-    if not limit or limit >= n:
-        return list(range(n))
-    labels = np.asarray(ds.labels())
+    pool = np.arange(n) if pool is None else np.asarray(pool, dtype=np.int64)
+    if not limit or limit >= len(pool):
+        return sorted(pool.tolist())
+    labels = np.asarray(ds.labels())[pool]
     rng = np.random.default_rng(seed)
     chosen = []
     classes = np.unique(labels)
     for i, c in enumerate(classes):
-        pool = np.flatnonzero(labels == c)
+        members = pool[labels == c]
         take = limit // len(classes) + (1 if i < limit % len(classes) else 0)
-        chosen.extend(rng.choice(pool, size=min(take, len(pool)), replace=False).tolist())
+        chosen.extend(rng.choice(members, size=min(take, len(members)), replace=False).tolist())
     return sorted(chosen)
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int, dataset: str, split: str) -> np.ndarray:
+    """bool (N,): the items of a split held out for selection, stratified by label: per class
+    round(fraction * its count) items (at least one, and one left for training, where a class has
+    two or more). A pure function of (seed, dataset, split, fraction) and the split's labels: the
+    generator is seeded from all four (crc32 of the names: Python's str hash changes per process)."""
+    labels = np.asarray(labels)
+    entropy = [seed, zlib.crc32(dataset.encode()), zlib.crc32(split.encode()), round(fraction * 1_000_000)]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = int(np.floor(fraction * len(members) + 0.5))
+        take = min(max(take, 1), len(members) - 1) if len(members) > 1 else 0
+        held[rng.choice(members, size=take, replace=False)] = True
+    return held
+
+
+def uses_holdout(cfg: Config) -> bool:
+    """Whether the selection role ("val") is a hold-out carved from the training split."""
+    d = cfg.data
+    return d.holdout > 0 and d.splits.get("val") == d.splits.get("train")
+
+
+def role_pool(cfg: Config, ds, role: str) -> np.ndarray | None:
+    """The item indices of `ds` that `role` may draw from: with a hold-out, "val" the held-out part
+    of the training split and "train" the rest (disjoint by construction); otherwise every item (None)."""
+    if not uses_holdout(cfg) or role not in ("train", "val"):
+        return None
+    d = cfg.data
+    held = holdout_mask(ds.labels(), d.holdout, cfg.run.seed, d.dataset, d.splits[role])
+    pool = np.flatnonzero(held if role == "val" else ~held)
+    if not len(pool):
+        raise ValueError(f"data.holdout = {d.holdout} of split {d.splits[role]!r} ({len(held)} images) leaves "
+                         f"the {role!r} role no images")
+    return pool
 
 
 def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
@@ -66,9 +107,13 @@ def data_code(dataset: str) -> str:
 def data_key(cfg: Config, role: str) -> dict:
     """The inputs that decide a split's content: part of every downstream stage key."""
     d = cfg.data
-    return {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
-            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed,
-            "code": data_code(d.dataset)}
+    key = {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
+           "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed,
+           "code": data_code(d.dataset)}
+    if uses_holdout(cfg) and role in ("train", "val"):
+        # only where it applies, so runs without a hold-out keep their stored stages
+        key["holdout"] = {"fraction": d.holdout, "part": "held out" if role == "val" else "rest"}
+    return key
 
 
 def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
@@ -77,7 +122,7 @@ def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Bat
     split = d.splits[role]
     params = {**d.params, **({"root": d.root} if d.root else {})}
     ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **params)
-    idx = select_indices(ds, d.limit.get(role), cfg.run.seed)
+    idx = select_indices(ds, d.limit.get(role), cfg.run.seed, role_pool(cfg, ds, role))
     samples = []
     for i in tqdm(idx, desc=f"load {role}", unit="img", leave=False):
         try:

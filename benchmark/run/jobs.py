@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from models import build_model, load_checkpoint, predict_proba
 from .. import metrics as metric_registry
 from .config import Config, config_from_dict
 from .data import data_key, load_split
+from .kill_hooks import kill_in_job
 from .missing_context import job_context, nan_where_missing
 from .store import MapShard, atomic_path, read_map_shard, stage_key, write_map_shard
 
@@ -213,6 +213,8 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
             if "explainer" in extra:
                 extra["context"] = {k: None if v is None else v.to(device)
                                     for k, v in job_context(cfg, test, sl, prior).items()}
+            if spec.needs_lung:  # all-False rows where an image has no lung mask: the metric scores NaN there
+                extra["lung_masks"] = test.lung_masks[sl].to(device)
             sink: dict[str, Any] = {}
             v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
                                       test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
@@ -255,45 +257,3 @@ def run_job(job: ShardJob, state: WorkerState = STATE) -> str:
     if job.stage == "score":
         return run_score(job, state)
     raise ValueError(f"unknown stage {job.stage!r}")
-
-
-# -- test-only kill points, so the resume tests kill a run at an exact place instead of racing a timer;
-# a no-op unless CXR_TEST_KILL_AFTER or CXR_TEST_KILL_JOB is set
-KILL_AFTER, KILL_JOB, _finished = "CXR_TEST_KILL_AFTER", "CXR_TEST_KILL_JOB", {}
-
-
-def kill_point(stage: str) -> None:
-    """CXR_TEST_KILL_AFTER="STAGE:N": SIGKILL this process right after its N-th finished piece of STAGE:
-    `epoch` (an epoch state stored: every epoch but a model's last), `train` (a checkpoint stored),
-    `explain` / `score` (a shard stored and logged by the runner)."""
-    name, _, n = os.environ.get(KILL_AFTER, "").partition(":")
-    _finished[stage] = _finished.get(stage, 0) + (name == stage)
-    if name == stage and _finished[stage] >= int(n):
-        os.kill(os.getpid(), signal.SIGKILL)  # as a crash would: no cleanup, no exit handlers
-
-
-@contextlib.contextmanager
-def epoch_kill_point() -> Iterator[None]:
-    """Around training: kill_point("epoch") after every epoch state that models.training stores."""
-    from models import training
-    save = training._save_state
-    if os.environ.get(KILL_AFTER, "").startswith("epoch:"):
-        training._save_state = lambda path, state: (save(path, state), kill_point("epoch"))
-    try:
-        yield
-    finally:
-        training._save_state = save
-
-
-def kill_in_job(job: ShardJob) -> None:
-    """CXR_TEST_KILL_JOB="TEXT": the first job whose label holds TEXT kills its process after computing,
-    before writing. Once per run folder: the marker it leaves there (pid and label; a temp file, swept at
-    the next start) lets the retry run through."""
-    text = os.environ.get(KILL_JOB, "")
-    if text and text in job.label:
-        try:
-            fd = os.open(Path(job.out_path).parents[2] / ".killed-job.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(fd, f"{os.getpid()} {job.label}".encode()), os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL)

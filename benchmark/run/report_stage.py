@@ -19,8 +19,9 @@ REPORT_CODE = ("benchmark.report.build", "benchmark.report.tables", "benchmark.r
                "benchmark.report.figure_style", "benchmark.report.overlays", "benchmark.report.stats",
                "benchmark.report.artifacts", "benchmark.report.sections", "benchmark.report.chexlocalize",
                "benchmark.report.latex", "benchmark.report.findings", "benchmark.report.reliability",
-               "benchmark.report.trust")
-REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml")
+               "benchmark.report.trust", "benchmark.report.reliability_checks", "benchmark.speed.floor")
+REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml", "randomised_scores.csv",
+                 "stability.csv")
 
 
 def report_key(ctx: RunContext, manifest: dict) -> str:
@@ -30,6 +31,7 @@ def report_key(ctx: RunContext, manifest: dict) -> str:
         p = ctx.run_dir / name
         h.update(name.encode() + (p.read_bytes() if p.exists() else b"-"))
     stable = {k: manifest[k] for k in ("versions", "classifiers", "data_counts", "skipped_files", "seed", "device")}
+    stable["split_roles"] = manifest.get("split_roles")
     h.update(stage_key(stable, code_version(*REPORT_CODE)).encode())
     return h.hexdigest()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import tomli_w
 from datasets import Batch
 
 from ..report import stats
+from ..speed.floor import floor_table, format_floor, plan_passes, throughputs
 from . import report_stage
 from .config import Config
 from .context import Models, RunContext
@@ -32,6 +33,8 @@ from .environment import git_commit, resolve_device, seed_everything, versions
 from .executor import Executor
 from .gather import gather_scores, write_curves_and_sanity
 from .jobs import SCORE_COLUMNS
+from .perturbed_maps import stability_scores
+from .randomised_maps import randomised_scores
 from .repeat import seed_repeatability
 from .shards import run_sharded
 from .store import atomic_path, stage_key, sweep_temp_files, write_json, write_text
@@ -53,29 +56,73 @@ class RunResult:
     leaderboard: str
     timings: dict[str, float] = field(default_factory=dict)
     work: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> computed / reused counts
+    floor: dict[str, Any] = field(default_factory=dict)  # throughput and per-stage floor (speed.floor)
 
 
 def _store_prior(ctx: RunContext, train: Batch) -> str:
-    """The training lesion prior (for mask_prior) as a stored .npy path, "" when the data has none."""
+    """The training lesion prior (for mask_prior) as a stored .npy path, "" when the data has none;
+    kept when stored and resuming, written anew without resume (--no-resume)."""
     prior = train_prior(train)
     if prior is None:
         return ""
     p = ctx.run_dir / "context" / f"train-prior-{stage_key(data_key(ctx.cfg, 'train'))}.npy"
-    if not p.exists():
+    if not (ctx.resume and p.exists()):
         with atomic_path(p) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, prior)
     return str(p)
 
 
+def tune_count(cfg: Config, val: Batch) -> int:
+    """Validation lesion images the threshold tuning explains (0 when no metric tunes)."""
+    if not any(cfg.metrics.params.get(m, {}).get("threshold") == "tuned" for m in cfg.metrics.names):
+        return 0
+    return min(int((val.has_mask & val.lesion_masks.flatten(1).any(1)).sum()), cfg.metrics.tune_images)
+
+
+def plan_for(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> dict:
+    counts = {"train": len(train), "val": len(val), "test": len(test), "tune": tune_count(ctx.cfg, val)}
+    return plan_passes(ctx.cfg, counts, ctx.metrics_for)
+
+
+def _floor(ctx: RunContext, speed: dict, train: Batch, val: Batch, test: Batch) -> dict:
+    reused = {s: w["computed"] == 0 and w["reused"] > 0 for s, w in ctx.work.items()}
+    rows = floor_table(plan_for(ctx, train, val, test), speed, ctx.timings, reused)
+    return {"throughput": {m: asdict(t) for m, t in speed.items()}, "stages": rows}
+
+
 def _manifest(ctx: RunContext, classifiers: dict, train: Batch, val: Batch, test: Batch) -> dict:
+    from .data import uses_holdout
+    # which split trained, which selected (best epoch, tuned thresholds) and which was scored: with
+    # data.holdout, "train" read the rest of the training split and "select" its held-out fraction
+    d = ctx.cfg.data
+    held = d.holdout if uses_holdout(ctx.cfg) else None
+    roles = {"train": {"split": d.splits["train"], "images": len(train), "holdout": held, "part": "rest" if held else "all"},
+             "select": {"split": d.splits["val"], "images": len(val), "holdout": held,
+                        "part": "held out" if held else "all", "used_for": ["best epoch", "tuned thresholds"]},
+             "score": {"split": d.splits["test"], "images": len(test), "holdout": None, "part": "all"}}
     return {"versions": versions(), "git_commit": git_commit(), "seed": ctx.cfg.run.seed,
             "device": str(ctx.device), "torch_threads": torch.get_num_threads(),
             "executor": getattr(ctx.executor, "name", "local"), "timings_s": ctx.timings,
             "classifiers": classifiers, "skipped_files": ctx.skipped, "work": ctx.work,
+            "split_roles": roles,
             "data_counts": {"train": len(train), "val": len(val), "test": len(test),
                             "test_pneumonia": int(test.labels.sum()),
                             "test_with_lesion": int(test.lesion_masks.flatten(1).any(1).sum())}}
+
+
+def plan_text(cfg: Config, device: torch.device) -> str:
+    """`run --plan`: the resolved config and the work it plans (model passes per stage and the floor
+    they set at this device's measured throughput), before any training; writes nothing."""
+    validate(cfg)
+    ctx = RunContext(cfg, Path("."), device)
+    train, val, test = (load_split(cfg, role, ctx.skipped) for role in ("train", "val", "test"))
+    speed = throughputs(cfg, device)
+    rows = floor_table(plan_for(ctx, train, val, test), speed, {})
+    total = sum(r["floor_s"] for r in rows)
+    return "\n".join([tomli_w.dumps(cfg.to_dict()), f"Images: train {len(train)}, select {len(val)}, score {len(test)}. "
+                      f"Work planned (nothing stored is assumed; a resumed run does less):", format_floor(rows, speed),
+                      f"Floor of the whole run: {total:.0f} s of model passes on {device}."])
 
 
 class Runner:
@@ -121,6 +168,9 @@ class Runner:
         train, val, test = (load_split(cfg, role, ctx.skipped) for role in ("train", "val", "test"))
         ctx.test = test
         ctx.timings["data"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        speed = throughputs(cfg, ctx.device, ctx.run_dir / "context")  # stored: a resumed run does not measure again
+        ctx.timings["throughput"] = time.perf_counter() - t0
         prior_path = _store_prior(ctx, train)
         check_context(cfg, test, prior_path)  # before any training: every explainer gets what it needs
         models, classifiers = train_models(ctx, train, val, test)
@@ -133,12 +183,16 @@ class Runner:
         if until in ("score", "report"):
             run_sharded(ctx, models, len(test), prior_path, "score")
             scores = self._score_table(models, train, val, test, prior_path)
+            randomised_scores(ctx, models, test, prior_path)  # metric reliability: randomised_scores.csv
+            stability_scores(ctx, models, test, prior_path)  # and stability.csv (metrics.reliability)
         manifest = _manifest(ctx, classifiers, train, val, test)
+        manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
         write_json(ctx.run_dir / "manifest.json", manifest)
         if until == "report":
             t0 = time.perf_counter()
             leaderboard = report_stage.report(ctx, manifest, scores, test, models)
             summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
             ctx.timings["report"] = time.perf_counter() - t0
+            manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
             write_json(ctx.run_dir / "manifest.json", {**manifest, "timings_s": ctx.timings})
-        return RunResult(ctx.run_dir, scores, summary, classifiers, leaderboard, ctx.timings, ctx.work)
+        return RunResult(ctx.run_dir, scores, summary, classifiers, leaderboard, ctx.timings, ctx.work, floor)

@@ -20,7 +20,8 @@ from ..report.artifacts import predictions_frame, write_predictions
 from .context import TRAIN_CODE, Models, RunContext
 from .data import data_key
 from .environment import seed_everything
-from .jobs import STATE, epoch_kill_point, kill_point
+from .jobs import STATE
+from .kill_hooks import epoch_kill_point, kill_point
 from .store import atomic_path, code_version, stage_key
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from .missing_context import check_context
 from .plugins import load_plugins, normalise
 from .store import MAP_DTYPES
 
-__all__ = ["check_context", "validate"]
+__all__ = ["check_context", "check_split_roles", "validate"]
 
 
 def validate(cfg: Config) -> None:
@@ -32,6 +32,7 @@ def validate(cfg: Config) -> None:
     for role in ("train", "val", "test"):
         if role not in cfg.data.splits:
             raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
+    check_split_roles(cfg)
     if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
         raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
     if ("seed_repeatability" in cfg.metrics.names) != bool(cfg.run.repeat_seeds):
@@ -55,3 +56,27 @@ def validate(cfg: Config) -> None:
     if cfg.explain.missing_context not in MISSING_CONTEXT:
         raise ValueError(f"explain.missing_context {cfg.explain.missing_context!r} must be one of {list(MISSING_CONTEXT)}")
 
+
+def check_split_roles(cfg: Config) -> None:
+    """The scored split never takes part in selection (best epoch, tuned thresholds): refuse a
+    selection split that is the scored one, or that is the training split without a hold-out."""
+    d = cfg.data
+    if not 0 <= d.holdout < 1:
+        raise ValueError(f"data.holdout must be a fraction in [0, 1), got {d.holdout}")
+    train, val, test = d.splits["train"], d.splits["val"], d.splits["test"]
+    if val == test:
+        raise ValueError(f"data.splits.val and data.splits.test both name split {val!r}: models would be selected "
+                         f"(best epoch) and thresholds tuned on the images that are scored. Select on another split, "
+                         f"or on a hold-out of the training split: data.splits.val = {train!r} with data.holdout "
+                         f"(e.g. 0.1)")
+    if test == train:
+        raise ValueError(f"data.splits.train and data.splits.test both name split {test!r}: the benchmark would "
+                         f"score the images the models were trained on")
+    if val == train and d.holdout <= 0:
+        raise ValueError(f"data.splits.train and data.splits.val both name split {train!r} and data.holdout is "
+                         f"{d.holdout}: models would be selected on their own training images. Set data.holdout "
+                         f"(e.g. 0.1) to hold out a stratified part of {train!r} for selection")
+    if d.holdout > 0 and val != train:
+        raise ValueError(f"data.holdout = {d.holdout} carves the selection split from the training split, but "
+                         f"data.splits.val names {val!r}, not data.splits.train {train!r}: set data.splits.val = "
+                         f"{train!r}, or data.holdout = 0")

@@ -85,3 +85,22 @@ def test_paper_preset_with_the_dataset_file_keeps_the_dataset_choices(caplog):
     assert cfg.models.train["vgg16_bn"]["epochs"] == 40, "the phantom's 2 epochs must not leak into a real run"
     assert cfg.models.params["vgg16_bn"]["gradcam_layer"] == "features.42"
     assert "overrides" in " ".join(r.getMessage() for r in caplog.records), "the clash is reported"
+
+
+def test_a_run_config_file_is_loaded_as_written(tmp_path):
+    """The config.toml a run writes (run.resolved = true) loads back to the same config, also where
+    --set replaced a table whole: no default entries are merged back. A user's file still merges."""
+    import tomli_w
+    cfg = load_config(overrides=["models.train={resnet50={epochs=2}}", "data.limit={train=24, val=8, test=4}",
+                                 "metrics.skip={}"], preset="smoke")
+    assert cfg.run.resolved and cfg.models.train == {"resnet50": {"epochs": 2}} and cfg.metrics.skip == {}
+    p = tmp_path / "config.toml"
+    p.write_text(tomli_w.dumps(cfg.to_dict()))
+    assert load_config(p) == cfg
+    assert load_config(p, ["models.train.resnet50.lr=0.5"]).models.train == {"resnet50": {"epochs": 2, "lr": 0.5}}
+    data = cfg.to_dict()
+    data["run"]["resolved"] = False  # the same file without the marker merges into the defaults
+    p.write_text(tomli_w.dumps(data))
+    merged = load_config(p)
+    assert merged.models.train["resnet50"] == {**load_config().models.train["resnet50"], "epochs": 2}
+    assert merged.metrics.skip == load_config().metrics.skip and merged.run.resolved

@@ -78,15 +78,23 @@ HOLEY = textwrap.dedent('''
 ''')
 
 
+def _run_holey(tmp_path, *overrides):
+    """The smoke run of lung_prior and random on resnet50 over the holey phantom (a plug-in), with
+    `overrides` (--set) on top, in tmp_path/run: (the finished process, the run folder)."""
+    (tmp_path / "holey.py").write_text(HOLEY)
+    out = tmp_path / "run"
+    sets = ["data.dataset=holey_phantom", "explain.names=['lung_prior','random']", "models.names=['resnet50']",
+            *overrides]
+    r = subprocess.run([sys.executable, "-m", "benchmark", "run", "--preset", "smoke", "--plugin", "holey.py",
+                        *[a for s in sets for a in ("--set", s)], "--out", str(out)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"})
+    return r, out
+
+
 @pytest.mark.integration
 def test_run_stops_before_training(tmp_path):
     """A plug-in dataset whose pneumonia test images lack lung masks: lung_prior stops the run before training."""
-    (tmp_path / "holey.py").write_text(HOLEY)
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "benchmark", "run", "--preset", "smoke", "--plugin", "holey.py",
-                        "--set", "data.dataset=holey_phantom", "--set", "explain.names=['lung_prior','random']",
-                        "--set", "models.names=['resnet50']", "--out", str(out)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"})
+    r, out = _run_holey(tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "lung_prior needs 'lung_masks', missing for 2 of 4 test images" in r.stderr
     assert not (out / "checkpoints").exists()
@@ -95,15 +103,8 @@ def test_run_stops_before_training(tmp_path):
 
 @pytest.mark.integration
 def test_nan_mode_scores_those_images_nan(tmp_path):
-    (tmp_path / "holey.py").write_text(HOLEY)
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "benchmark", "run", "--preset", "smoke", "--plugin", "holey.py",
-                        "--set", "data.dataset=holey_phantom", "--set", "explain.names=['lung_prior','random']",
-                        "--set", 'explain.missing_context="nan"', "--set", "metrics.names=['deletion_auc']",
-                        "--set", "metrics.skip={}",
-                        "--set", "data.limit={train=8, val=4, test=4}",
-                        "--set", "models.names=['resnet50']", "--out", str(out)], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"})
+    r, out = _run_holey(tmp_path, 'explain.missing_context="nan"', "metrics.names=['deletion_auc']",
+                        "metrics.skip={}", "data.limit={train=8, val=4, test=4}")
     assert r.returncode == 0, r.stderr[-2000:]
     scores = pd.read_csv(out / "scores.csv")
     lung = scores[scores.explainer == "lung_prior"].sort_values("image_id")

@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+import quantus
 import torch
 
 from benchmark.metrics import METRICS, get_metric, score
@@ -145,8 +146,7 @@ def _ours(name, x, a, s):
                  s_t, torch.ones(len(x), dtype=torch.bool)).numpy()
 
 
-def test_pointing_game_equals_quantus(random_inputs):
-    quantus = pytest.importorskip("quantus")
+def test_pointing_game_equals_quantus(random_inputs, np_trapz):
     x, a, s = random_inputs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -155,11 +155,10 @@ def test_pointing_game_equals_quantus(random_inputs):
     assert 0 < np.mean(ref) < 1  # the fixture exercises both outcomes
 
 
-def test_pointing_game_differs_from_quantus_on_tied_maxima(random_inputs):
+def test_pointing_game_differs_from_quantus_on_tied_maxima(random_inputs, np_trapz):
     """Quantus counts a hit when any tied maximum is inside the mask; one maximum inside and one
     outside is a hit there, and an expected hit of 1/2 here (random tie breaking). Taken to the
     limit, Quantus scores a flat map as a perfect hit (it refuses exactly flat maps outright)."""
-    quantus = pytest.importorskip("quantus")
     x, a, s = random_inputs
     a = a * 0.5
     for i in range(len(a)):
@@ -173,8 +172,7 @@ def test_pointing_game_differs_from_quantus_on_tied_maxima(random_inputs):
     assert np.allclose(_ours("pointing_game", x, a, s), 0.5)
 
 
-def test_relevance_mass_equals_quantus(random_inputs):
-    quantus = pytest.importorskip("quantus")
+def test_relevance_mass_equals_quantus(random_inputs, np_trapz):
     x, a, s = random_inputs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

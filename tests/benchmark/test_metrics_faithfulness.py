@@ -4,14 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
+import quantus
 import torch
+from quantus.functions import perturb_func
 
 from benchmark.metrics import get_metric, score
 from benchmark.metrics.perturbation import (fill_image, linear_imputation, noisy_linear_imputation, patch_ranks,
                                             pixel_ranks)
-
-if not hasattr(np, "trapz"):  # quantus 0.6 calls np.trapz, removed in numpy 2.4
-    np.trapz = np.trapezoid
 
 
 class MeanModel(torch.nn.Module):
@@ -354,7 +353,6 @@ def net_inputs():
 
 
 def _quantus(metric_cls, model, images, targets, maps, call_kwargs=None, **kwargs):
-    quantus = pytest.importorskip("quantus")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # abs=False, normalise=False: our metrics take the map as given (normalising by the
@@ -364,7 +362,7 @@ def _quantus(metric_cls, model, images, targets, maps, call_kwargs=None, **kwarg
                  device="cpu", **(call_kwargs or {}))
 
 
-def test_deletion_curve_equals_quantus_pixel_flipping(net_inputs):
+def test_deletion_curve_equals_quantus_pixel_flipping(net_inputs, np_trapz):
     """Quantus' curve starts after the first step; ours has the unperturbed point first. Quantus'
     'black' baseline is the image minimum, so it gets the value 0.0 to match fill='zero'."""
     model, images, targets, maps = net_inputs
@@ -385,7 +383,7 @@ def test_deletion_curve_equals_quantus_pixel_flipping(net_inputs):
 
 
 @pytest.mark.parametrize("order,size", [("morf", 12), ("lerf", 12), ("morf", 13)])
-def test_patch_deletion_equals_quantus_region_perturbation(net_inputs, order, size):
+def test_patch_deletion_equals_quantus_region_perturbation(net_inputs, order, size, np_trapz):
     """RegionPerturbation returns the drop from the unperturbed output after each patch; 13 px with
     4 px patches exercises the padding of the grid (1 before, 2 after)."""
     model, _, _, _ = net_inputs
@@ -403,7 +401,7 @@ def test_patch_deletion_equals_quantus_region_perturbation(net_inputs, order, si
     assert np.abs(drop - ref).max() < 1e-5
 
 
-def test_faithfulness_correlation_equals_quantus(net_inputs, monkeypatch):
+def test_faithfulness_correlation_equals_quantus(net_inputs, monkeypatch, np_trapz):
     """The same subsets go to Quantus through np.random.choice (called run by run, image by image);
     logits as Quantus' default softmax=False; baseline 0.0 as our fill='zero'."""
     model, images, targets, maps = net_inputs
@@ -427,9 +425,8 @@ def test_faithfulness_correlation_equals_quantus(net_inputs, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [8, 16, 32])
-def test_imputation_equals_quantus(size):
+def test_imputation_equals_quantus(size, np_trapz):
     """All images x percentages in one batched solve, against Quantus' scipy sparse solve per image."""
-    perturb = pytest.importorskip("quantus.functions.perturb_func")
     images, maps = _inputs(3, size, seed=size)
     maps[1] = torch.linspace(0, 1, size * size).view(size, size)  # one contiguous removed region
     pcts = [1, 30, 70, 99]
@@ -439,12 +436,12 @@ def test_imputation_equals_quantus(size):
     worst = 0.0
     for j in range(len(removed)):
         idx = removed[j].flatten().nonzero().flatten().numpy()
-        ref = perturb.noisy_linear_imputation(images[j % 3].numpy(), idx, noise=0.0)
+        ref = perturb_func.noisy_linear_imputation(images[j % 3].numpy(), idx, noise=0.0)
         worst = max(worst, np.abs(ours[j].numpy() - ref).max())
     assert worst < 1e-4
 
 
-def test_road_equals_quantus(net_inputs):
+def test_road_equals_quantus(net_inputs, np_trapz):
     """Quantus' ROAD (MoRF) returns the per-percentage accuracy over the images; noise 0 on both sides."""
     model, _, _, _ = net_inputs
     images, maps = _inputs(12, 12, seed=5)

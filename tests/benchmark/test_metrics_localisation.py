@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+import quantus
 import torch
 
 from benchmark.metrics import METRICS, get_metric, score
@@ -42,7 +43,6 @@ def tied_inputs(inputs):
 
 
 def _quantus(metric_cls, a, s, **kw):
-    quantus = pytest.importorskip("quantus")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = getattr(quantus, metric_cls)(disable_warnings=True, **kw)
@@ -57,7 +57,7 @@ def test_every_localisation_metric_is_here():
     assert set(LOCALISATION) <= {n for n, s in METRICS.items() if s.category == "localisation"}
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in METRICS.items() if s.category == "localisation"))
+@pytest.mark.parametrize("name", sorted(n for n, s in METRICS.items() if s.category == "localisation" and s.needs_mask))  # lung_mass: test_metrics_lung.py
 def test_contract_range_nan_rules(name, inputs):
     a, s = inputs
     spec = get_metric(name)
@@ -282,7 +282,7 @@ def test_degenerate_maps_score_what_they_achieve():
     np.testing.assert_allclose(v[:3].numpy(), [dilated] * 3, rtol=1e-6)
 
 
-def test_relevance_mass_of_an_all_zero_map_is_nan_in_quantus():
+def test_relevance_mass_of_an_all_zero_map_is_nan_in_quantus(np_trapz):
     """Quantus' RelevanceMassAccuracy divides 0 by 0 on an all-zero map; we score 0 (no mass inside).
     Other maps of the batch agree (test_equal_quantus_on_maps_without_ties)."""
     a, s = np.random.default_rng(1).random((3, 12, 12)).astype(np.float32), np.zeros((3, 12, 12), dtype=bool)
@@ -315,9 +315,7 @@ def test_tied_maps_do_not_score_by_raster_order(name, tied_inputs):
     ("top_k_intersection", "TopKIntersection", {"k": 10}),
     ("pixel_auroc", "AUC", {}),
 ])
-def test_equal_quantus_on_maps_without_ties(inputs, ours, theirs, kw):
-    if not hasattr(np, "trapz"):
-        np.trapz = np.trapezoid  # quantus 0.6 calls np.trapz, removed in numpy 2.4
+def test_equal_quantus_on_maps_without_ties(inputs, ours, theirs, kw, np_trapz):
     a, s = inputs
     ref = _quantus(theirs, a, s, **kw)
     v = _score(ours, torch.from_numpy(a), torch.from_numpy(s), **kw).numpy()
@@ -328,14 +326,14 @@ def test_equal_quantus_on_maps_without_ties(inputs, ours, theirs, kw):
     assert np.ptp(ref) > 0, "the fixture exercises more than one outcome"
 
 
-def test_top_k_fraction_equals_quantus_count(inputs):
+def test_top_k_fraction_equals_quantus_count(inputs, np_trapz):
     a, s = inputs
     ref = _quantus("TopKIntersection", a, s, k=14)
     np.testing.assert_array_equal(_score("top_k_intersection", torch.from_numpy(a), torch.from_numpy(s),
                                          k=0.1).numpy(), ref.astype(np.float32))  # round(0.1 * 144) = 14
 
 
-def test_rank_and_top_k_differ_from_quantus_on_ties(inputs):
+def test_rank_and_top_k_differ_from_quantus_on_ties(inputs, np_trapz):
     """Quantus takes the top K in np.argsort order, so among tied values the pixels it counts
     depend on memory order and on numpy's sort algorithm. We score the expected share under random
     tie breaking. Map: one peak outside the lesion, every other pixel tied (Quantus refuses a flat map)."""
@@ -356,7 +354,7 @@ def test_rank_and_top_k_differ_from_quantus_on_ties(inputs):
         assert not np.allclose(ref, expected)
 
 
-def test_pointing_game_empty_mask_is_a_hit_in_quantus(inputs):
+def test_pointing_game_empty_mask_is_a_hit_in_quantus(inputs, np_trapz):
     """Quantus' PointingGame means to return NaN on an empty mask but writes NaN into a boolean
     array, which stores True: a normal X-ray scores a hit. We return NaN."""
     a, s = inputs
@@ -367,7 +365,7 @@ def test_pointing_game_empty_mask_is_a_hit_in_quantus(inputs):
     assert torch.isnan(_score("pointing_game", torch.from_numpy(a), torch.from_numpy(s))[0])
 
 
-def test_attribution_localisation_ratio_slices_the_batch(inputs):
+def test_attribution_localisation_ratio_slices_the_batch(inputs, np_trapz):
     """Quantus' AttributionLocalisation weights by mask size / image size, with the image size from
     x_batch[2:].size: the batch from its third sample on, not the spatial size. With weighted=True
     on a batch of N images the weight is |mask| / ((N-2)*C*H*W) instead of |mask| / (H*W). Unweighted

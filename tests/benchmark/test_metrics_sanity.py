@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+import quantus
 import torch
 from torch import nn
 
@@ -50,9 +51,8 @@ def _pairs(n=6, size=12, ties=False):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_ssim_equals_skimage_with_quantus_settings(ties):
+def test_ssim_equals_skimage_with_quantus_settings(ties, np_trapz):
     from skimage.metrics import structural_similarity
-    quantus = pytest.importorskip("quantus")
     a, b = _pairs(ties=ties)
     ours = map_similarity(a, b, "ssim").numpy()
     for i in range(len(a)):
@@ -217,12 +217,11 @@ def test_registered_metric_and_sink(name, batch):
         score(name, model, x, t, maps, masks, has)
 
 
-def test_equals_quantus_mprt_top_down(batch):
+def test_equals_quantus_mprt_top_down(batch, np_trapz):
     """Quantus MPRT re-initialises the same modules in the same order with torch seeded to seed + 1
     before each reset, on a deep copy: seeding ours with Quantus' seed + 1 randomises identically,
     so the per-layer Spearman correlations agree (Quantus' batch-wide normalisation does not change
     ranks)."""
-    quantus = pytest.importorskip("quantus")
     x, t = batch
     model = _net()
 

@@ -6,7 +6,7 @@ missing Ray fails. Runtime metrics are measurements, not results, so they are le
 Every run uses the default thread settings: Ray workers run with the driver's torch thread count, so
 the same config gives the same bits in both executors.
 
-Kills are deterministic test hooks (see benchmark.run.jobs): CXR_TEST_KILL_AFTER="explain:3" makes the
+Kills are deterministic test hooks (see benchmark.run.kill_hooks): CXR_TEST_KILL_AFTER="explain:3" makes the
 driver SIGKILL itself after its 3rd finished explain shard; CXR_TEST_KILL_JOB="lime" makes the worker
 running the first LIME shard SIGKILL itself mid-shard, once per run folder.
 """
@@ -38,7 +38,6 @@ OVERRIDES = ["run.shard_size=1", "data.limit={train=16, val=8, test=4}",
 ARGS = ["--preset", "smoke"] + [a for o in OVERRIDES for a in ("--set", o)]
 N_EXPLAIN = 2 * 3 * 4  # models x explainers x one-image shards
 N_SCORE = N_EXPLAIN * 5
-RUNTIME = ("seconds_per_image", "peak_memory_mb")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("CXR_TEST_KILL")} | {"TQDM_DISABLE": "1"}
 
 # Runs a command as a child subreaper: once the command is dead, every process it left (its local Ray
@@ -72,26 +71,6 @@ def _run(out, *extra):
     return r
 
 
-def _results(out):
-    s = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
-    return s[~s.metric.isin(RUNTIME)].reset_index(drop=True)
-
-
-def _work(out):
-    return json.loads((out / "manifest.json").read_text())["work"]
-
-
-def _assert_same_numbers(out, reference):
-    """The score table exactly, and every map and (non-runtime) score shard byte for byte."""
-    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
-    for folder, suffix in (("maps", ".npy"), ("scores", ".csv")):
-        mine = sorted(p.relative_to(out) for p in (out / folder).rglob(f"shard-*{suffix}"))
-        assert mine == sorted(p.relative_to(reference) for p in (reference / folder).rglob(f"shard-*{suffix}"))
-        for rel in mine:
-            if not any(m in str(rel) for m in RUNTIME):
-                assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The in-process run of the same config, default thread settings; read only."""
@@ -118,20 +97,21 @@ def test_bad_options_are_named(kw):
 
 @pytest.mark.integration
 @needs_ray
-def test_ray_run_equals_the_in_process_run(reference, tmp_path):
+def test_ray_run_equals_the_in_process_run(reference, tmp_path, run_store):
     out = tmp_path / "run"
     _run(out, "--executor", "ray")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["executor"] == "ray"
     assert manifest["torch_threads"] == json.loads((reference / "manifest.json").read_text())["torch_threads"]
-    assert _work(out) == {"train": {"computed": 2, "reused": 0}, "explain": {"computed": N_EXPLAIN, "reused": 0},
-                          "score": {"computed": N_SCORE, "reused": 0}}
-    _assert_same_numbers(out, reference)
+    assert run_store.work(out) == {"train": {"computed": 2, "reused": 0},
+                                   "explain": {"computed": N_EXPLAIN, "reused": 0},
+                                   "score": {"computed": N_SCORE, "reused": 0}}
+    run_store.assert_same_numbers(out, reference)
 
 
 @pytest.mark.integration
 @needs_ray
-def test_a_killed_driver_resumes_submitting_only_missing_shards(reference, tmp_path):
+def test_a_killed_driver_resumes_submitting_only_missing_shards(reference, tmp_path, run_store):
     out = tmp_path / "run"
     shutil.copytree(reference / "checkpoints", out / "checkpoints")
     r = subprocess.run([sys.executable, "-c", REAPER, *_cmd(out, "--executor", "ray")], cwd=tmp_path,
@@ -139,18 +119,16 @@ def test_a_killed_driver_resumes_submitting_only_missing_shards(reference, tmp_p
     assert r.stdout.split() == [str(-signal.SIGKILL)], r.stderr[-3000:]
     # the driver and its whole Ray instance are gone: what is stored now stays as it is. Shards that were
     # running when the driver died may have finished too (3 or more); a .npy without its .json is incomplete
-    from benchmark.run.store import map_shard_complete
-    kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "maps").rglob("shard-*.npy")
-            if map_shard_complete(p)}
-    assert 3 <= len(kept) < N_EXPLAIN, len(kept)
+    kept = run_store.pieces(out)
+    explained = [rel for rel in kept if rel.parts[0] == "maps" and rel.suffix == ".npy"]
+    assert 3 <= len(explained) < N_EXPLAIN, len(explained)
     _run(out, "--executor", "ray")
-    for p, (mtime, data) in kept.items():
-        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, f"{p} was explained again"
-    work = _work(out)
+    run_store.assert_untouched(out, kept)  # the finished map shards, the checkpoints and the training prior
+    work = run_store.work(out)
     assert work["train"] == {"computed": 0, "reused": 2}
-    assert work["explain"] == {"computed": N_EXPLAIN - len(kept), "reused": len(kept)}
+    assert work["explain"] == {"computed": N_EXPLAIN - len(explained), "reused": len(explained)}
     assert work["score"] == {"computed": N_SCORE, "reused": 0}
-    _assert_same_numbers(out, reference)
+    run_store.assert_same_numbers(out, reference)
 
 
 # -- in this process, on a local Ray instance of 2 CPUs it starts (and the executors join)
@@ -195,7 +173,7 @@ def _killed_job(out):
 
 @pytest.mark.integration
 @needs_ray
-def test_a_worker_killed_mid_shard_is_retried(reference, local_ray, reference_threads, tmp_path):
+def test_a_worker_killed_mid_shard_is_retried(reference, local_ray, reference_threads, tmp_path, run_store):
     # control: without retries the same kill fails the run, naming the shard
     runner, _ = _ray_runner(reference, tmp_path / "no-retry", max_retries=0)
     with pytest.raises(RuntimeError, match=r"explain \w+/lime \[\d:\d\] failed on Ray") as err:
@@ -208,7 +186,8 @@ def test_a_worker_killed_mid_shard_is_retried(reference, local_ray, reference_th
     pid, label = _killed_job(tmp_path / "retried")
     assert executor.worker_pids[label] != pid, "the killed shard was finished by another worker"
     assert result.work["explain"] == {"computed": N_EXPLAIN, "reused": 0}
-    pd.testing.assert_frame_equal(_results(tmp_path / "retried"), _results(reference), check_exact=True)
+    pd.testing.assert_frame_equal(run_store.results(tmp_path / "retried"), run_store.results(reference),
+                                  check_exact=True)
 
 
 @pytest.mark.integration

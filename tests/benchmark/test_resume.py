@@ -10,18 +10,14 @@ not results, so they are left out of the equality.
 The reference run is shared by the tests of this module and only read: a test that runs in it
 works on a copy (`_copy`), and `ref` checks after each test that the reference is unchanged.
 """
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import torch
-
-from benchmark.run.store import map_shard_complete
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +28,6 @@ ARGS = ["--preset", "smoke", "--set", "run.shard_size=2", "--set", "data.limit={
                  "'seconds_per_image']"]
 N_EXPLAIN = 2 * 2 * 2  # models x explainers x two-image shards
 N_SCORE = N_EXPLAIN * 5
-RUNTIME = ("seconds_per_image", "peak_memory_mb")
 
 
 def _run(out, *extra, kill="", args=ARGS, expect=0):
@@ -46,53 +41,10 @@ def _run(out, *extra, kill="", args=ARGS, expect=0):
     return r
 
 
-def _killed(out, kill):
+def _killed(run_store, out, kill):
     """Run until the hook kills the run at `kill`; returns the finished pieces stored at that moment."""
     _run(out, kill=kill, expect=-signal.SIGKILL)
-    return _pieces(out)
-
-
-def _pieces(out):
-    """Every finished piece of the store, with its mtime and bytes: checkpoints, the training prior, complete
-    map shards (.npy once its .json exists), score shards (.csv, and its .aux.npz once the .csv exists)."""
-    def finished(p):
-        top = p.relative_to(out).parts[0]
-        if p.name.endswith(".tmp") or p.name.endswith(".state.pt"):
-            return False
-        if top == "maps":
-            return map_shard_complete(p.with_name(p.name.removesuffix(".json")))
-        if top == "scores":
-            return p.with_name(p.name.removesuffix(".aux.npz")).exists()
-        return top in ("checkpoints", "context")
-    return {p.relative_to(out): (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*")
-            if p.is_file() and finished(p)}
-
-
-def _assert_untouched(out, kept):
-    for rel, (mtime, data) in kept.items():
-        p = out / rel
-        assert p.exists(), f"{rel} was removed"
-        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, f"{rel} was written again"
-
-
-def _results(out):
-    s = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
-    return s[~s.metric.isin(RUNTIME)].reset_index(drop=True)
-
-
-def _work(out):
-    return json.loads((out / "manifest.json").read_text())["work"]
-
-
-def _assert_same_numbers(out, reference):
-    """The score table exactly, and every map and (non-runtime) score shard byte for byte."""
-    pd.testing.assert_frame_equal(_results(out), _results(reference), check_exact=True)
-    for folder, suffix in (("maps", ".npy"), ("scores", ".csv")):
-        mine = sorted(p.relative_to(out) for p in (out / folder).rglob(f"shard-*{suffix}"))
-        assert mine == sorted(p.relative_to(reference) for p in (reference / folder).rglob(f"shard-*{suffix}"))
-        for rel in mine:
-            if not any(m in str(rel) for m in RUNTIME):
-                assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
+    return run_store.pieces(out)
 
 
 def _copy(reference, out, *folders):
@@ -104,114 +56,117 @@ def _copy(reference, out, *folders):
 
 
 @pytest.fixture(scope="module")
-def _reference(tmp_path_factory):
+def _reference(tmp_path_factory, run_store):
     out = tmp_path_factory.mktemp("ref") / "run"
     _run(out)
-    return out, _pieces(out)
+    return out, run_store.pieces(out)
 
 
 @pytest.fixture
-def ref(_reference):
+def ref(_reference, run_store):
     """The uninterrupted run, read only: checked unchanged after every test."""
     out, pieces = _reference
     yield out
-    _assert_untouched(out, pieces)
-    assert set(_pieces(out)) == set(pieces)
+    run_store.assert_untouched(out, pieces)
+    assert set(run_store.pieces(out)) == set(pieces)
 
 
-def test_kill_during_training_resumes_after_the_last_epoch(ref, tmp_path):
+def test_kill_during_training_resumes_after_the_last_epoch(ref, tmp_path, run_store):
     out = tmp_path / "run"
     # epoch states are stored after every epoch but a model's last: the 2nd is resnet50's first epoch,
     # after vgg16_bn finished
-    kept = _killed(out, "epoch:2")
+    kept = _killed(run_store, out, "epoch:2")
     assert sorted(rel.name.split("-")[0] for rel in kept if rel.suffix == ".pt") == ["vgg16_bn"]
     assert len(list((out / "checkpoints").glob("resnet50-*.state.pt"))) == 1 and not (out / "maps").exists()
     _run(out)
-    _assert_untouched(out, kept)
+    run_store.assert_untouched(out, kept)
     assert "train resnet50 resume" in (out / "progress.log").read_text(), "training continued from the epoch state"
-    assert _work(out)["train"] == {"computed": 1, "reused": 1}
+    assert run_store.work(out)["train"] == {"computed": 1, "reused": 1}
     assert not list((out / "checkpoints").glob("*.state.pt")), "the epoch state is removed once a model is done"
     for p in (out / "checkpoints").glob("*.pt"):  # the resumed model has the uninterrupted one's weights
         mine, theirs = (torch.load(q, weights_only=True)["model"] for q in (p, ref / "checkpoints" / p.name))
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), p.name
-    _assert_same_numbers(out, ref)
+    run_store.assert_same_numbers(out, ref)
 
 
-def test_kill_during_explaining_keeps_finished_shards(ref, tmp_path):
+def test_kill_during_explaining_keeps_finished_shards(ref, tmp_path, run_store):
     out = tmp_path / "run"
     _copy(ref, out, "checkpoints")
-    kept = _killed(out, "explain:3")
+    kept = _killed(run_store, out, "explain:3")
     maps = [rel for rel in kept if rel.parts[0] == "maps" and rel.suffix == ".npy"]
     assert len(maps) == 3, maps
     _run(out)
-    _assert_untouched(out, kept)
-    work = _work(out)
+    run_store.assert_untouched(out, kept)
+    work = run_store.work(out)
     assert work["train"] == {"computed": 0, "reused": 2}
     assert work["explain"] == {"computed": N_EXPLAIN - 3, "reused": 3}
-    _assert_same_numbers(out, ref)
+    run_store.assert_same_numbers(out, ref)
 
 
-def test_kill_during_scoring_keeps_finished_shards(ref, tmp_path):
+def test_kill_during_scoring_keeps_finished_shards(ref, tmp_path, run_store):
     out = tmp_path / "run"
     _copy(ref, out, "checkpoints", "maps")
-    kept = _killed(out, "score:5")
+    kept = _killed(run_store, out, "score:5")
     assert len([rel for rel in kept if rel.suffix == ".csv"]) == 5
     _run(out)
-    _assert_untouched(out, kept)
-    work = _work(out)
+    run_store.assert_untouched(out, kept)
+    work = run_store.work(out)
     assert work["explain"] == {"computed": 0, "reused": N_EXPLAIN}
     assert work["score"] == {"computed": N_SCORE - 5, "reused": 5}
-    _assert_same_numbers(out, ref)
+    run_store.assert_same_numbers(out, ref)
 
 
-def _rerun_computes_nothing(ref, out, *extra, args=ARGS):
+def _rerun_computes_nothing(run_store, ref, out, *extra, args=ARGS):
     _copy(ref, out)
-    kept = _pieces(out)
+    kept = run_store.pieces(out)
     folders = sorted(p.name for d in ("checkpoints", "maps", "scores") for p in (out / d).iterdir())
     _run(out, *extra, args=args)
-    work = _work(out)
+    work = run_store.work(out)
     assert all(w["computed"] == 0 and w["reused"] > 0 for w in work.values()), work
-    _assert_untouched(out, kept)
+    run_store.assert_untouched(out, kept)
     assert sorted(p.name for d in ("checkpoints", "maps", "scores") for p in (out / d).iterdir()) == folders
-    _assert_same_numbers(out, ref)
+    run_store.assert_same_numbers(out, ref)
 
 
-def test_rerun_with_the_same_command_computes_nothing(ref, tmp_path):
-    _rerun_computes_nothing(ref, tmp_path / "again")
+def test_rerun_with_the_same_command_computes_nothing(ref, tmp_path, run_store):
+    _rerun_computes_nothing(run_store, ref, tmp_path / "again")
 
 
-@pytest.mark.xfail(strict=True, reason="config.toml does not round-trip a table that --set replaced whole: "
-                   "load_config merges the file into the defaults, so models.train.resnet50 (set to {epochs=2}) "
-                   "gets the default lr=2e-3 back, and resnet50 is trained, explained and scored again")
-def test_rerun_from_the_written_config_computes_nothing(ref, tmp_path):
+def test_rerun_from_the_written_config_computes_nothing(ref, tmp_path, run_store):
+    """config.toml carries run.resolved = true, so its tables load as written: models.train.resnet50,
+    which --set replaced whole with {epochs=2}, does not get the default lr back (another training key)."""
     out = tmp_path / "again"
-    _rerun_computes_nothing(ref, out, "--config", str(out / "config.toml"), args=())  # the file and nothing else
+    # the file and nothing else
+    _rerun_computes_nothing(run_store, ref, out, "--config", str(out / "config.toml"), args=())
 
 
-def test_no_resume_recomputes_everything_with_the_same_numbers(ref, tmp_path):
+def test_no_resume_recomputes_everything_with_the_same_numbers(ref, tmp_path, run_store):
     out = tmp_path / "fresh"
     _copy(ref, out)
-    kept = _pieces(out)
+    kept = run_store.pieces(out)
     _run(out, "--no-resume")
-    assert _work(out) == {"train": {"computed": 2, "reused": 0}, "explain": {"computed": N_EXPLAIN, "reused": 0},
-                          "score": {"computed": N_SCORE, "reused": 0}}
-    now = _pieces(out)
+    assert run_store.work(out) == {"train": {"computed": 2, "reused": 0},
+                                   "explain": {"computed": N_EXPLAIN, "reused": 0},
+                                   "score": {"computed": N_SCORE, "reused": 0}}
+    now = run_store.pieces(out)
     assert set(now) == set(kept)
-    stages = [rel for rel in kept if rel.parts[0] != "context"]  # (the training prior is data, not a stage)
+    stages = [rel for rel in kept if rel.parts[0] != "context"]
     assert [rel for rel in stages if now[rel][0] == kept[rel][0]] == [], "every stage piece is written again"
-    _assert_same_numbers(out, ref)  # recomputed in another process: the same bits
+    prior = [rel for rel in kept if rel.parts[0] == "context" and rel.name.startswith("train-prior-")]
+    assert len(prior) == 1 and now[prior[0]][0] != kept[prior[0]][0], "the training prior is written again"
+    run_store.assert_same_numbers(out, ref)  # recomputed in another process: the same bits
 
 
-def test_fresh_runs_equal_with_the_same_seed_and_differ_with_another(ref, tmp_path):
+def test_fresh_runs_equal_with_the_same_seed_and_differ_with_another(ref, tmp_path, run_store):
     _run(tmp_path / "seed0")  # its own folder and data cache (cwd tmp_path), nothing shared with ref
-    _assert_same_numbers(tmp_path / "seed0", ref)
+    run_store.assert_same_numbers(tmp_path / "seed0", ref)
     _run(tmp_path / "seed1", "--set", "run.seed=1")  # other test images, models and maps
-    assert not _results(tmp_path / "seed1").equals(_results(ref))
+    assert not run_store.results(tmp_path / "seed1").equals(run_store.results(ref))
     for d in ("checkpoints", "maps", "scores"):
         assert not set(os.listdir(tmp_path / "seed1" / d)) & set(os.listdir(ref / d)), f"a {d} key ignores the seed"
 
 
-def test_corrupted_map_is_detected_and_recomputed(ref, tmp_path):
+def test_corrupted_map_is_detected_and_recomputed(ref, tmp_path, run_store):
     out = tmp_path / "run"
     _copy(ref, out)
     shard = sorted((out / "maps").rglob("shard-*.npy"))[5]
@@ -222,5 +177,5 @@ def test_corrupted_map_is_detected_and_recomputed(ref, tmp_path):
         p.unlink()
     _run(out)
     assert "corrupt" in (out / "progress.log").read_text()
-    assert _work(out)["explain"] == {"computed": 1, "reused": N_EXPLAIN - 1}
-    _assert_same_numbers(out, ref)
+    assert run_store.work(out)["explain"] == {"computed": 1, "reused": N_EXPLAIN - 1}
+    run_store.assert_same_numbers(out, ref)

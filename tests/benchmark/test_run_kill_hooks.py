@@ -1,15 +1,17 @@
-"""The test-only kill hooks the resume and Ray tests rely on (benchmark.run.jobs): they kill exactly
+"""The test-only kill hooks the resume and Ray tests rely on (benchmark.run.kill_hooks): they kill exactly
 where they say, and do nothing when their variables are unset."""
 import os
 import signal
 import subprocess
 import sys
 
-from benchmark.run.jobs import ShardJob, kill_in_job, kill_point
+from benchmark.run.jobs import ShardJob
+from benchmark.run.kill_hooks import kill_in_job, kill_point
 
 SCRIPT = r"""
 import sys
-from benchmark.run.jobs import ShardJob, kill_in_job, kill_point
+from benchmark.run.jobs import ShardJob
+from benchmark.run.kill_hooks import kill_in_job, kill_point
 job = ShardJob("explain", {}, "m", "", "lime", "", 0, 1, "", sys.argv[1], "", "cpu", False)
 for stage in ["score", "explain", "epoch", "explain", "explain", "explain"]:
     kill_point(stage)
