@@ -6,10 +6,7 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
-
-if TYPE_CHECKING:
-    from .jobs import ShardJob
+from typing import Any, Iterator
 
 KILL_AFTER, KILL_JOB, _finished = "CXR_TEST_KILL_AFTER", "CXR_TEST_KILL_JOB", {}
 
@@ -37,8 +34,8 @@ def epoch_kill_point() -> Iterator[None]:
         training._save_state = save
 
 
-def kill_in_job(job: ShardJob) -> None:
-    """CXR_TEST_KILL_JOB="TEXT": the first job whose label holds TEXT kills its process after computing,
+def kill_in_job(job: Any) -> None:
+    """CXR_TEST_KILL_JOB="TEXT": the first job (a run.jobs.ShardJob) whose label holds TEXT kills its process after computing,
     before writing. Once per run folder: the marker it leaves there (pid and label; a temp file, swept at
     the next start) lets the retry run through."""
     text = os.environ.get(KILL_JOB, "")

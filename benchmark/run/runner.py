@@ -37,6 +37,7 @@ from .perturbed_maps import stability_scores
 from .randomised_maps import randomised_scores
 from .repeat import seed_repeatability
 from .shards import run_sharded
+from .side_maps import metrics_of, reliability_explainers
 from .store import atomic_path, stage_key, sweep_temp_files, write_json, write_text
 from .train import train_models
 from .tune import tune_thresholds
@@ -82,7 +83,8 @@ def tune_count(cfg: Config, val: Batch) -> int:
 
 def plan_for(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> dict:
     counts = {"train": len(train), "val": len(val), "test": len(test), "tune": tune_count(ctx.cfg, val)}
-    return plan_passes(ctx.cfg, counts, ctx.metrics_for)
+    side = reliability_explainers(ctx.cfg) if ctx.cfg.metrics.reliability else []
+    return plan_passes(ctx.cfg, counts, ctx.metrics_for, side, lambda e, c: metrics_of(ctx, e, c))
 
 
 def _floor(ctx: RunContext, speed: dict, train: Batch, val: Batch, test: Batch) -> dict:
@@ -169,7 +171,7 @@ class Runner:
         ctx.test = test
         ctx.timings["data"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        speed = throughputs(cfg, ctx.device, ctx.run_dir / "context")  # stored: a resumed run does not measure again
+        speed = throughputs(cfg, ctx.device, ctx.run_dir / "context", ctx.resume)  # stored: a resumed run does not measure again
         ctx.timings["throughput"] = time.perf_counter() - t0
         prior_path = _store_prior(ctx, train)
         check_context(cfg, test, prior_path)  # before any training: every explainer gets what it needs

@@ -82,16 +82,17 @@ def measure_throughput(model: torch.nn.Module, size: int, device: torch.device, 
     return Throughput(f / batch_size, max(fb - f, 0.0) / batch_size, batch_size)
 
 
-def throughputs(cfg, device: torch.device, cache_dir: Path | None = None) -> dict[str, Throughput]:
+def throughputs(cfg, device: torch.device, cache_dir: Path | None = None, reuse: bool = True) -> dict[str, Throughput]:
     """Every configured model's throughput, measured once per (model, params, size, device, threads)
-    and kept in `cache_dir` (the run folder's context/), so a resumed run does not measure again."""
+    and kept in `cache_dir` (the run folder's context/), so a resumed run does not measure again;
+    `reuse=False` (--no-resume) measures again and overwrites."""
     out = {}
     for name in cfg.models.names:
         params = cfg.models.params.get(name, {})
         key = stage_key("throughput", name, params, cfg.data.size, str(device), torch.get_num_threads(),
                         torch.__version__)
         path = cache_dir / f"throughput-{name}-{key}.json" if cache_dir is not None else None
-        if path is not None and path.exists():
+        if reuse and path is not None and path.exists():
             out[name] = Throughput(**json.loads(path.read_text()))
             continue
         torch.manual_seed(0)
@@ -105,7 +106,9 @@ def _explainer_passes(cfg, name: str) -> tuple[int, int] | None:
     return build_explainer(name, seed=cfg.run.seed, **cfg.explain.params.get(name, {})).passes(cfg.data.size)
 
 
-def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[str]]) -> dict[str, dict[str, Passes]]:
+def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[str]],
+                reliability: list[str] | None = None,
+                metrics_of: Callable[[str, tuple[str, ...]], list[str]] | None = None) -> dict[str, dict[str, Passes]]:
     """stage -> model -> passes the stage needs when it computes everything (nothing reused).
 
     `counts`: images per role (train, val, test, tune: validation lesion images the threshold
@@ -138,6 +141,23 @@ def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[s
                 if predicted and spec.fn is not None:
                     score.add((1, 0), counts["test"], "predicted targets")
         plan["tune"][name], plan["explain"][name], plan["score"][name] = tune, explain, score
+        randomised, perturbed = Passes(), Passes()
+        if reliability:
+            perturbed.add((2, 0), counts["test"], "predictions on clean and noisy images")
+        for explainer in reliability or []:
+            per = _explainer_passes(cfg, explainer)
+            randomised.add(per, counts["test"], f"randomised {explainer}")
+            perturbed.add(per, counts["test"], f"perturbed {explainer}")
+            for metric in metrics_of(explainer, ("faithfulness", "localisation")):
+                spec = get_metric(metric)
+                randomised.add(spec.passes_per_image(cfg.metrics.params.get(metric, {}), per, model), counts["test"],
+                               f"{metric} of randomised {explainer}")
+            if predicted:
+                randomised.add((1, 0), counts["test"], "predicted targets")
+                perturbed.add((1, 0), counts["test"], "predicted targets")
+        if reliability:  # stages a run without these checks does not have
+            plan.setdefault("reliability/randomised", {})[name] = randomised
+            plan.setdefault("reliability/perturbed", {})[name] = perturbed
     return plan
 
 

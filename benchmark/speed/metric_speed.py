@@ -12,11 +12,12 @@ after one warm-up run on the first image.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -110,9 +111,25 @@ def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> f
 
 
 def time_pair(pair: Pair, model, images, targets, maps, masks, device: torch.device, repeats: int) -> tuple[float, float]:
-    import quantus
-    if not hasattr(np, "trapz"):  # quantus 0.6 calls np.trapz, removed in numpy 2.4
+    with _np_trapz():
+        return _time_pair(pair, model, images, targets, maps, masks, device, repeats)
+
+
+@contextlib.contextmanager
+def _np_trapz() -> Iterator[None]:
+    """np.trapz while Quantus runs (quantus 0.6 calls it; numpy 2.4 removed it), restored after."""
+    missing = not hasattr(np, "trapz")
+    if missing:
         np.trapz = np.trapezoid
+    try:
+        yield
+    finally:
+        if missing:
+            del np.trapz
+
+
+def _time_pair(pair: Pair, model, images, targets, maps, masks, device: torch.device, repeats: int) -> tuple[float, float]:
+    import quantus
     n, hw = images.shape[0], maps[0].numel()
     has = masks.flatten(1).any(1)
     params = pair.ours_params(hw)

@@ -107,6 +107,7 @@ def test_every_metric_declares_the_passes_it_makes(name, tiny_models):
     assert c.snapshot() == (declared[0] * len(images), declared[1] * len(images)), name
 
 
+@pytest.mark.integration
 def test_a_smoke_run_makes_exactly_the_planned_passes_per_stage(tmp_path, monkeypatch):
     """The whole plan of a tiny run (both models, every default explainer and metric, a tuned
     threshold) against the passes its stages make, attributed by wrapping the runner's stage calls."""

@@ -38,6 +38,10 @@ OVERRIDES = ["run.shard_size=1", "data.limit={train=16, val=8, test=4}",
 ARGS = ["--preset", "smoke"] + [a for o in OVERRIDES for a in ("--set", o)]
 N_EXPLAIN = 2 * 3 * 4  # models x explainers x one-image shards
 N_SCORE = N_EXPLAIN * 5
+# reliability pieces (gradcam only: baselines are not re-explained, LIME is skipped by metrics.skip), per
+# model and one-image shard: the randomised model's map shard and its 4 metric scores (seconds_per_image
+# needs its own explainer), the perturbed input's map shard and its 2 localisation scores
+N_RELIABILITY = 2 * 4 * ((1 + 4) + (1 + 2))
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("CXR_TEST_KILL")} | {"TQDM_DISABLE": "1"}
 
 # Runs a command as a child subreaper: once the command is dead, every process it left (its local Ray
@@ -105,7 +109,8 @@ def test_ray_run_equals_the_in_process_run(reference, tmp_path, run_store):
     assert manifest["torch_threads"] == json.loads((reference / "manifest.json").read_text())["torch_threads"]
     assert run_store.work(out) == {"train": {"computed": 2, "reused": 0},
                                    "explain": {"computed": N_EXPLAIN, "reused": 0},
-                                   "score": {"computed": N_SCORE, "reused": 0}}
+                                   "score": {"computed": N_SCORE, "reused": 0},
+                                   "reliability": {"computed": N_RELIABILITY, "reused": 0}}
     run_store.assert_same_numbers(out, reference)
 
 

@@ -28,6 +28,10 @@ ARGS = ["--preset", "smoke", "--set", "run.shard_size=2", "--set", "data.limit={
                  "'seconds_per_image']"]
 N_EXPLAIN = 2 * 2 * 2  # models x explainers x two-image shards
 N_SCORE = N_EXPLAIN * 5
+# reliability pieces (gradcam only: baselines are not re-explained, LIME is skipped by metrics.skip), per
+# model and two-image shard: the randomised model's map shard and its 4 metric scores (seconds_per_image
+# needs its own explainer), the perturbed input's map shard and its 2 localisation scores
+N_RELIABILITY = 2 * 2 * ((1 + 4) + (1 + 2))
 
 
 def _run(out, *extra, kill="", args=ARGS, expect=0):
@@ -147,7 +151,8 @@ def test_no_resume_recomputes_everything_with_the_same_numbers(ref, tmp_path, ru
     _run(out, "--no-resume")
     assert run_store.work(out) == {"train": {"computed": 2, "reused": 0},
                                    "explain": {"computed": N_EXPLAIN, "reused": 0},
-                                   "score": {"computed": N_SCORE, "reused": 0}}
+                                   "score": {"computed": N_SCORE, "reused": 0},
+                                   "reliability": {"computed": N_RELIABILITY, "reused": 0}}
     now = run_store.pieces(out)
     assert set(now) == set(kept)
     stages = [rel for rel in kept if rel.parts[0] != "context"]
