@@ -30,6 +30,7 @@ class IntegratedGradientsMap(Explainer):
 class OcclusionMap(Explainer):
     """Occlusion (Zeiler and Fergus 2014): drop in the target logit when a black square covers a
     region; window and stride as fractions of the image side."""
+    forward_only = True
 
     signed = True
 

@@ -28,6 +28,7 @@ SEGMENTERS = ("quickshift", "slic", "felzenszwalb")
 @register_explainer("lime_package")
 class LIMEPackage(Explainer):
     signed = True
+    forward_only = True
 
     def __init__(self, seed: int = 0, num_samples: int = 200, batch_size: int = 100,
                  segmentation: str = "quickshift", segmentation_params: dict | None = None):

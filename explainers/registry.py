@@ -34,6 +34,8 @@ class Explainer:
     name: str = ""
     signed: bool = False
     needs_model: bool = True
+    # only classifies images (no gradients): a run may run its passes at run.forward_precision
+    forward_only: bool = False
     needs: tuple[str, ...] = ()
 
     def __init__(self, seed: int = 0):

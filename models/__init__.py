@@ -1,4 +1,5 @@
-"""Classifiers taking (N,1,H,W) images in [0,1] and returning logits (N,2)."""
+"""Classifiers taking (N,1,H,W) images in [0,1] and returning logits (N,2): builders (a registry),
+training, checkpoints, and precision (bf16 where the device runs it natively)."""
 from . import xrv  # registers xrv_densenet121 (torchxrayvision is imported only when it is built)
 from .builders import MODELS, XrayClassifier, build_model, register_model
 from .checkpoints import load_trained

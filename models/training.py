@@ -1,4 +1,5 @@
-"""Training loop: CUDA with bf16 autocast and channels_last when present, the CPU otherwise."""
+"""Training loop: bf16 autocast and channels_last where the device runs bf16 fast (CUDA, a CPU with
+AMX; TrainConfig.precision), float32 otherwise."""
 from __future__ import annotations
 
 import copy
@@ -16,6 +17,8 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from .precision import autocast, resolve_precision
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +31,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     eval_batch_size: int = 128
+    precision: str = "auto"  # "auto": bf16 where models.precision.fast_bf16, else fp32; or "bf16" / "fp32"
 
 
 @dataclass
@@ -102,8 +106,10 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
-    if device.type == "cuda":
+    bf16 = resolve_precision(cfg.precision, device) == "bf16"
+    if bf16:  # oneDNN and cuDNN run bf16 convolutions fastest on channels-last tensors
         model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         # one copy to the GPU (a few GB at most) instead of a host gather and copy every step
         train_images, train_labels = train_images.to(device), train_labels.to(device)
     counts = torch.bincount(train_labels.cpu(), minlength=2).float()
@@ -136,9 +142,9 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
             y = train_labels[idx].to(device)
             if cfg.augment:
                 x = _augment(x, gen)
-            if device.type == "cuda":
+            if bf16:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with autocast(cfg.precision, device):
                 loss = F.cross_entropy(model(x).float(), y, weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,6 +165,8 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
                 "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
                 "seconds": time.perf_counter() - start})
     model.load_state_dict(best_state)
+    if device.type == "cpu":  # the layout a checkpoint loads into: a trained and a loaded model compute alike
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}
     return TrainResult(best_epoch=best_epoch, val=val, history=history, seconds=time.perf_counter() - start)

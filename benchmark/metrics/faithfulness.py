@@ -74,7 +74,7 @@ def _curve_passes(params: dict, explainer_passes, model) -> tuple[int, int]:
     return params["steps"] + 1, 0
 
 
-@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, passes=_curve_passes, steps=16, fill="zero",
+@register_metric("deletion_auc", "faithfulness", higher_is_better=False, needs_model=True, passes=_curve_passes, bf16_ok=True, steps=16, fill="zero",
                  order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zero", order: str = "morf",
                  unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,
@@ -83,7 +83,7 @@ def deletion_auc(model, images, targets, maps, steps: int = 16, fill: str = "zer
     return _auc(model, images, targets, maps, steps, fill, False, order, unit, patch_size, batch_size, tie_seed, sink)
 
 
-@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, passes=_curve_passes, steps=16, fill="blur",
+@register_metric("insertion_auc", "faithfulness", higher_is_better=True, needs_model=True, passes=_curve_passes, bf16_ok=True, steps=16, fill="blur",
                  order="morf", unit="pixel", patch_size=8, batch_size=256, tie_seed=0)
 def insertion_auc(model, images, targets, maps, steps: int = 16, fill: str = "blur", order: str = "morf",
                   unit: str = "pixel", patch_size: int = 8, batch_size: int = 256, tie_seed: int = 0,

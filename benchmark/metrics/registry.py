@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from models.precision import resolve_precision
+
 CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
 
 
@@ -34,6 +36,9 @@ class MetricSpec:
     # (params, explainer's (forward, backward) per image or None, the model) -> (forward, backward)
     # images through the model per scored image, for the run's time floor; None: unknown
     passes: Callable[[dict, tuple[int, int] | None, object], tuple[int, int] | None] | None = None
+    # its model passes may run in bf16 (run.forward_precision): declared by metrics whose scores were
+    # measured to move less than a stated tolerance (tests/benchmark/test_forward_precision.py)
+    bf16_ok: bool = False
 
     def passes_per_image(self, params: dict, explainer_passes: tuple[int, int] | None, model=None
                          ) -> tuple[int, int] | None:
@@ -42,12 +47,23 @@ class MetricSpec:
             return self.passes({**self.defaults, **params}, explainer_passes, model)
         return None if (self.needs_model or self.needs_explainer) and self.fn is not None else (0, 0)
 
+    def precision(self, precision: str, device: torch.device | str) -> str:
+        """The precision this metric's model passes run at under the run's `run.forward_precision`:
+        resolved ("auto": bf16 where the device runs it fast) for metrics that declare bf16_ok (they
+        only classify perturbed images, and their scores barely move), fp32 for the rest: faithfulness
+        correlation correlates probability drops as small as bf16's rounding, re-explaining metrics
+        take gradients."""
+        if self.fn is None or not self.bf16_ok or not self.needs_model or self.needs_explainer:
+            return "fp32"
+        return resolve_precision(precision, device)
+
 
 METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
-                    needs_model: bool = False, needs_explainer: bool = False, needs_lung: bool = False, passes=None, **defaults):
+                    needs_model: bool = False, needs_explainer: bool = False, needs_lung: bool = False, passes=None, bf16_ok: bool = False,
+                    **defaults):
     if category not in CATEGORIES:
         raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
 
@@ -56,7 +72,7 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
                                    (fn.__doc__ or "").strip().split("\n")[0], needs_explainer, needs_lung,
-                                   passes)
+                                   passes, bf16_ok)
         return fn
     return add
 

@@ -1,5 +1,6 @@
-"""Running a benchmark: the config (config, presets), the runner as a sequence of stage modules
-(train, tune, shards for explain and score, gather, repeat, report_stage) sharing a RunContext
-(context), the shard jobs and what a worker process keeps loaded (jobs), the content-keyed store
+"""Running a benchmark: the config (config, config_merge, presets), the runner as a sequence of
+stage modules (train, tune, shards for explain and score, gather, repeat, randomised_maps and
+perturbed_maps over side_maps, report_stage) sharing a RunContext (context), the shard jobs and what
+a worker process keeps loaded (jobs), test-only kill points (kill_hooks), the content-keyed store
 (store), the executors (executor: in-process; ray_executor: Ray), and the data splits with their
 preprocessing cache (data, data_cache)."""

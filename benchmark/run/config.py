@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_merge import is_resolved, merge, merge_resolved, preset_keys_overridden
 from .presets import PRESETS
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class RunSection:
     # loading it takes its tables as written (a table `--set` replaced whole stays whole) instead of
     # merging them key by key into the defaults as it does for a user's file
     resolved: bool = False
+    # model passes that only classify (LIME's and occlusion's samples, the faithfulness metrics'
+    # perturbed images): "auto" as train.precision; the paper preset sets "fp32". Gradients: always fp32
+    forward_precision: str = "auto"
 
 
 @dataclass
@@ -71,6 +75,8 @@ class TrainSection:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     augment: bool = True
+    # "auto": bf16 autocast where the device runs it fast (CUDA; a CPU with AMX), else "fp32"; or either
+    precision: str = "auto"
 
 
 @dataclass
@@ -83,7 +89,7 @@ class ModelsSection:
         "vgg16_bn": {"head": "compact", "gradcam_layer": "features.32"},
         "resnet50": {"gradcam_layer": "layer2"}})
     train: dict[str, dict[str, Any]] = field(default_factory=lambda: {"vgg16_bn": {"epochs": 2},
-                                                                      "resnet50": {"lr": 2e-3}})
+                                                                      "resnet50": {"lr": 2e-3, "epochs": 2}})
     # model -> a trained classifier's file (our checkpoint, a torchvision state_dict, or, with
     # allow_pickle, a whole pickled model): the model is loaded, not trained (see models.checkpoints)
     checkpoints: dict[str, str] = field(default_factory=dict)
@@ -124,8 +130,8 @@ class MetricsSection:
     # cut to the CPU budget of the default run (each run / percentage / stage is one forward or
     # explain pass per image); the paper preset restores the published settings
     params: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        "faithfulness_correlation": {"nr_runs": 20},
-        "road_morf": {"percentages": [10, 30, 50, 70, 90]}, "road_lerf": {"percentages": [10, 30, 50, 70, 90]},
+        "deletion_auc": {"steps": 8}, "insertion_auc": {"steps": 8}, "faithfulness_correlation": {"nr_runs": 10},
+        "road_morf": {"percentages": [10, 50, 90]}, "road_lerf": {"percentages": [10, 50, 90]},
         "randomisation_ssim": {"max_layers": 3}, "randomisation_spearman": {"max_layers": 3}})
     # metric -> the only explainers it scores (all when absent). Randomisation re-explains every
     # image once per stage: LIME there costs minutes on a CPU, so it is left out by default.
@@ -226,44 +232,6 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = _parse_value(text.strip())
 
 
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, dict) and v:
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _merge_resolved(base: dict, top: dict) -> dict:
-    """A resolved file over `base`: each section key it sets replaces base's value whole (a table
-    too, with no default entries merged back); keys it lacks (added to the code since) keep base's."""
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def is_resolved(file: dict) -> bool:
-    """Whether a loaded TOML file is a run's complete config.toml (run.resolved = true)."""
-    run = file.get("run")
-    return isinstance(run, dict) and run.get("resolved") is True
-
-
-def preset_keys_overridden(preset: dict, file: dict) -> list[str]:
-    """Keys the preset sets that a config file sets to something else (the file wins)."""
-    mine, theirs = _leaves(preset), _leaves(file)
-    return sorted(k for k in mine if k in theirs and theirs[k] != mine[k])
-
-
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a Config from Config.to_dict() output (how shard jobs carry it to workers)."""
     return _build(Config, data, "")
@@ -274,12 +242,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then a preset, then the TOML file, then `--set` overrides, each merged key by key
     into what came before: setting one nested key (`--set data.limit.test=10`) keeps its siblings.
     A file with run.resolved = true (the config.toml of a run) is complete: its tables are taken
-    as written, not merged into the defaults (see _merge_resolved). The result is marked resolved."""
+    as written, not merged into the defaults (see config_merge.merge_resolved). The result is marked resolved."""
     data: dict[str, Any] = Config().to_dict()
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
-        data = _merge(data, PRESETS[preset])
+        data = merge(data, PRESETS[preset])
     if path is not None:
         path = Path(path)
         if not path.exists():
@@ -292,7 +260,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if clash:
             log.warning("config file %s overrides %d key(s) of preset %r (the file wins; use --set to choose): %s",
                         path, len(clash), preset, ", ".join(clash))
-        data = (_merge_resolved if is_resolved(from_file) else _merge)(data, from_file)
+        data = (merge_resolved if is_resolved(from_file) else merge)(data, from_file)
     for assignment in overrides or []:
         apply_override(data, assignment)
     cfg = _build(Config, data, "")

@@ -13,6 +13,7 @@ import torch
 
 from datasets import Batch
 from explainers import EXPLAINERS
+from models.precision import resolve_precision
 
 from .. import metrics as metric_registry
 from .config import Config
@@ -79,7 +80,7 @@ class RunContext:
         cfg = self.cfg
         key = stage_key("explain", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
                         cfg.explain.batch_size, data_key(cfg, "test"), cfg.run.seed, cfg.run.shard_size,
-                        cfg.run.maps_dtype, code_version(*explainer_code(explainer)))
+                        cfg.run.maps_dtype, code_version(*explainer_code(explainer)), *self.explainer_precision(explainer))
         return self.run_dir / "maps" / f"{model}-{explainer}-{key}", key
 
     def metric_params(self, model: str, explainer: str, metric: str) -> dict:
@@ -88,9 +89,22 @@ class RunContext:
             params = {**params, "threshold": self.thresholds[(model, explainer)]}
         return params
 
+    def explainer_precision(self, explainer: str) -> tuple[str, ...]:
+        """Part of a maps key, as metric_precision: bf16 for a forward-only explainer where it resolves so."""
+        if not getattr(EXPLAINERS[explainer], "forward_only", False):
+            return ()
+        p = resolve_precision(self.cfg.run.forward_precision, self.device)
+        return () if p == "fp32" else (p,)
+
+    def metric_precision(self, metric: str) -> tuple[str, ...]:
+        """Part of a score key: the precision its model passes ran at when not fp32 (so fp32 keys
+        stay those of runs before the setting existed)."""
+        p = metric_registry.get_metric(metric).precision(self.cfg.run.forward_precision, self.device)
+        return () if p == "fp32" else (p,)
+
     def scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
         key = stage_key("score", maps_key, metric, self.metric_params(model, explainer, metric),
-                        code_version(*metric_code(metric)))
+                        code_version(*metric_code(metric)), *self.metric_precision(metric))
         return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
 
     def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 from datasets import Batch
 from explainers import build_explainer
 from models import build_model, load_checkpoint, predict_proba
+from models.precision import autocast
 
 from .. import metrics as metric_registry
 from .config import Config, config_from_dict
@@ -160,7 +161,8 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
             _sync(device)
             t0 = time.perf_counter()
             try:
-                m = exp.explain(model, x, targets, **context)
+                with autocast(cfg.run.forward_precision if exp.forward_only else "fp32", device):
+                    m = exp.explain(model, x, targets, **context)
             except FloatingPointError as err:  # a NaN / inf map is never stored: name what produced it
                 raise RuntimeError(f"{job.label}: {err} of the batch of test images {list(test.ids[sl])}; no "
                                    f"map of this shard was stored, and the shards finished so far are kept") from err
@@ -216,9 +218,10 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
             if spec.needs_lung:  # all-False rows where an image has no lung mask: the metric scores NaN there
                 extra["lung_masks"] = test.lung_masks[sl].to(device)
             sink: dict[str, Any] = {}
-            v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
-                                      test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
-                                      sink=sink, **extra, **_batch_seed(spec, params, cfg.run.seed, sl.start))
+            with autocast(spec.precision(cfg.run.forward_precision, device), device):
+                v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
+                                          test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
+                                          sink=sink, **extra, **_batch_seed(spec, params, cfg.run.seed, sl.start))
             values.append(v.float().cpu().numpy())
             sizes.append(len(x))
             for k, a in sink.items():

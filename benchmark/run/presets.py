@@ -10,7 +10,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # for a paper, on a GPU: 224 px, the whole test split, LIME at 1000 samples, 64-step curves.
     # Combine with a dataset config, e.g. --preset paper --config configs/covid-qu-ex.toml
     "paper": {
-        "run": {"name": "paper", "device": "cuda", "shard_size": 128},
+        "run": {"name": "paper", "device": "cuda", "shard_size": 128, "forward_precision": "fp32"},
         "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
         "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
         "models": {"names": ["vgg16_bn", "resnet50"],
@@ -20,8 +20,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "explain": {"batch_size": 32,
                     "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
                                         "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
-        "metrics": {"params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64},
-                               "faithfulness_correlation": {"nr_runs": 100}, "road_morf": {}, "road_lerf": {},
+        # float32 scores (run.forward_precision) for a paper; the published ROAD percentages (every 2% from 1%, Quantus' default)
+        "metrics": {                    "params": {"deletion_auc": {"steps": 64}, "insertion_auc": {"steps": 64},
+                               "faithfulness_correlation": {"nr_runs": 100},
+                               "road_morf": {"percentages": list(range(1, 100, 2))},
+                               "road_lerf": {"percentages": list(range(1, 100, 2))},
                                "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
         "report": {"bootstrap": 1000, "overlay_images": 6},
     },

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from explainers import EXPLAINERS
+from models.precision import autocast
 
 from .. import metrics as metric_registry
 from .context import RunContext, metric_code
@@ -124,9 +125,11 @@ def _score(ctx: RunContext, plan: SidePlan, metric: str, trained, maps: np.ndarr
     values, bs = [], cfg.explain.batch_size
     for i in range(0, len(index), bs):
         idx = torch.as_tensor(index[i:i + bs], dtype=torch.long)
-        v = metric_registry.score(metric, trained, plan.images[idx].to(ctx.device), targets[idx].to(ctx.device),
-                                  torch.from_numpy(maps[i:i + bs]).to(ctx.device), test.lesion_masks[idx].to(ctx.device),
-                                  test.has_mask[idx].to(ctx.device), **_batch_seed(spec, params, cfg.run.seed, int(idx[0])))
+        with autocast(spec.precision(cfg.run.forward_precision, ctx.device), ctx.device):
+            v = metric_registry.score(metric, trained, plan.images[idx].to(ctx.device), targets[idx].to(ctx.device),
+                                      torch.from_numpy(maps[i:i + bs]).to(ctx.device),
+                                      test.lesion_masks[idx].to(ctx.device), test.has_mask[idx].to(ctx.device),
+                                      **_batch_seed(spec, params, cfg.run.seed, int(idx[0])))
         values.append(v.float().cpu().numpy())
     full = np.full(stop - start, np.nan)
     full[index - start] = np.concatenate(values) if values else []
@@ -147,7 +150,8 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
         shard = None
         for metric in plan.metrics:
             params = ctx.metric_params(plan.model, plan.explainer, metric)
-            skey = stage_key(plan.tag, plan.key, metric, params, code_version(*metric_code(metric)), code)
+            skey = stage_key(plan.tag, plan.key, metric, params, code_version(*metric_code(metric)), code,
+                             *ctx.metric_precision(metric))
             out = root / "scores" / f"{plan.model}-{plan.explainer}-{metric}-{plan.tag}-{skey}" / f"shard-{k:05d}.csv"
             if ctx.resume and out.exists():
                 _work(ctx)["reused"] += 1

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from datasets import Batch
+from models.precision import resolve_precision
 from models import (TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint,
                     train_classifier)
 from models.builders import MODELS
@@ -64,6 +65,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
     if name in cfg.models.checkpoints:
         return load_given(ctx, name, params, val, seed)
     tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(name, {}), "seed": seed})
+    tcfg.precision = resolve_precision(tcfg.precision, ctx.device)  # the key holds what "auto" became here
     key = stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"),
                     code_version(*TRAIN_CODE, MODELS[name].__module__))  # + the builder's module (models.xrv)
     path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"

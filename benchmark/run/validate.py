@@ -7,6 +7,7 @@ from __future__ import annotations
 from datasets import DATASETS
 from explainers import EXPLAINERS
 from models import MODELS
+from models.precision import PRECISIONS
 
 from .. import metrics as metric_registry
 from .config import Config
@@ -42,7 +43,10 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat run.seed {cfg.run.seed}")
     if cfg.run.shard_size < 1:
         raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
-    for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS)):
+    precisions = [("train.precision", cfg.train.precision, PRECISIONS), ("run.forward_precision", cfg.run.forward_precision, PRECISIONS)]
+    precisions += [(f"models.train.{m}.precision", t["precision"], PRECISIONS) for m, t in cfg.models.train.items() if "precision" in t]
+    for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS),
+                                *precisions):
         if value not in allowed:
             raise ValueError(f"{key}: {value!r} is not one of {list(allowed)}")
     for metric, names in cfg.metrics.skip.items():

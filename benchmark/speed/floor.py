@@ -60,9 +60,10 @@ def _timed(fn: Callable[[], None], min_seconds: float = 0.3, max_reps: int = 5) 
     return (time.perf_counter() - t0) / reps
 
 
-def measure_throughput(model: torch.nn.Module, size: int, device: torch.device, batch_size: int = 32) -> Throughput:
+def measure_throughput(model: torch.nn.Module, size: int, device: torch.device, batch_size: int = 16) -> Throughput:
     """Forward (no grad) and forward+backward (gradient to the input) of one batch of noise images,
-    in eval mode: a few seconds on a CPU. Weights do not change the cost, so an untrained copy serves."""
+    in eval mode, in float32: a few seconds on a CPU. Weights do not change the cost, so an untrained
+    copy serves. Stages that run in bf16 (train.precision, run.forward_precision) can beat this floor."""
     model = model.to(device).eval()
     x = torch.rand(batch_size, 1, size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -186,7 +187,7 @@ def floor_table(plan: dict[str, dict[str, Passes]], speed: dict[str, Throughput]
 
 def format_floor(rows: list[dict[str, Any]], speed: dict[str, Throughput]) -> str:
     """The floor table as plain text for the run summary and `run --plan`."""
-    lines = ["Model throughput (this device, run image size): " + "; ".join(
+    lines = ["Model throughput (this device, run image size, float32; stages in bf16 can beat it): " + "; ".join(
         f"{m} forward {t.forward_s * 1e3:.2f} ms/img, backward {t.backward_s * 1e3:.2f} ms/img" for m, t in speed.items()),
         f"  {'stage':<20}{'forward':>10}{'backward':>10}{'floor s':>10}{'actual s':>10}{'ratio':>8}"]
     for r in rows:
@@ -209,7 +210,8 @@ def floor_markdown(floor: dict[str, Any] | None) -> list[str]:
              + "; ".join(f"{m}: forward {t['forward_s'] * 1e3:.2f} ms, backward {t['backward_s'] * 1e3:.2f} ms per image"
                          for m, t in speed.items())
              + "), the stage's wall time and their ratio (1 would be a stage doing nothing but model passes at "
-             "full speed). Reused stages keep the time they took when computed.\n",
+             "full speed in float32; stages that run in bf16, see `train.precision` and `run.forward_precision`, can go "
+             "below 1). Reused stages keep the time they took when computed.\n",
              "| stage | forward | backward | floor (s) | actual (s) | ratio |", "|---|---|---|---|---|---|"]
     for r in floor["stages"]:
         actual = "-" if r["actual_s"] is None or math.isnan(r["actual_s"]) else f"{r['actual_s']:.1f}"

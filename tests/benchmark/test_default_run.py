@@ -1,4 +1,4 @@
-"""The default run's promises, checked on the real default config (about 8.5 minutes on 2 cores)."""
+"""The default run's promises, checked on the real default config (about 8 minutes on 2 cores)."""
 import pytest
 
 from benchmark.run.config import load_config
