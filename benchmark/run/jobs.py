@@ -161,7 +161,7 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
             _sync(device)
             t0 = time.perf_counter()
             try:
-                with autocast(cfg.run.forward_precision if exp.forward_only else "fp32", device):
+                with autocast(cfg.run.forward_precision if getattr(exp, "forward_only", False) else "fp32", device):
                     m = exp.explain(model, x, targets, **context)
             except FloatingPointError as err:  # a NaN / inf map is never stored: name what produced it
                 raise RuntimeError(f"{job.label}: {err} of the batch of test images {list(test.ids[sl])}; no "
