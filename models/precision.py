@@ -29,6 +29,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
+def pass_precision(forward_only: bool, precision: str, device: torch.device | str) -> str:
+    """The precision of a method's model passes: `precision` resolved for one that only classifies
+    images (forward_only), "fp32" for one that takes gradients."""
+    return resolve_precision(precision, device) if forward_only else "fp32"
+
+
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """bf16 autocast on `device` when `precision` resolves to bf16; a no-op context otherwise.
     Autocast leaves float64 work (the ROAD imputation) and the ops it does not list in float32."""

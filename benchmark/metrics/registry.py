@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from models.precision import resolve_precision
+from models.precision import pass_precision
 
 CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
 
@@ -53,9 +53,8 @@ class MetricSpec:
         only classify perturbed images, and their scores barely move), fp32 for the rest: faithfulness
         correlation correlates probability drops as small as bf16's rounding, re-explaining metrics
         take gradients."""
-        if self.fn is None or not self.bf16_ok or not self.needs_model or self.needs_explainer:
-            return "fp32"
-        return resolve_precision(precision, device)
+        return pass_precision(self.fn is not None and self.bf16_ok and self.needs_model and not self.needs_explainer,
+                              precision, device)
 
 
 METRICS: dict[str, MetricSpec] = {}

@@ -13,7 +13,7 @@ import torch
 
 from datasets import Batch
 from explainers import EXPLAINERS
-from models.precision import resolve_precision
+from models.precision import pass_precision
 
 from .. import metrics as metric_registry
 from .config import Config
@@ -90,15 +90,14 @@ class RunContext:
         return params
 
     def explainer_precision(self, explainer: str) -> tuple[str, ...]:
-        """Part of a maps key, as metric_precision: bf16 for a forward-only explainer where it resolves so."""
-        if not getattr(EXPLAINERS[explainer], "forward_only", False):
-            return ()
-        p = resolve_precision(self.cfg.run.forward_precision, self.device)
+        """Part of a maps key: the precision its model passes ran at when not fp32 (so fp32 keys stay
+        those of runs before the setting existed)."""
+        p = pass_precision(getattr(EXPLAINERS[explainer], "forward_only", False), self.cfg.run.forward_precision,
+                           self.device)
         return () if p == "fp32" else (p,)
 
     def metric_precision(self, metric: str) -> tuple[str, ...]:
-        """Part of a score key: the precision its model passes ran at when not fp32 (so fp32 keys
-        stay those of runs before the setting existed)."""
+        """Part of a score key, as explainer_precision."""
         p = metric_registry.get_metric(metric).precision(self.cfg.run.forward_precision, self.device)
         return () if p == "fp32" else (p,)
 

@@ -23,7 +23,7 @@ import torch
 from datasets import Batch
 from explainers import build_explainer
 from models import build_model, load_checkpoint, predict_proba
-from models.precision import autocast
+from models.precision import autocast, pass_precision
 
 from .. import metrics as metric_registry
 from .config import Config, config_from_dict
@@ -161,7 +161,7 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
             _sync(device)
             t0 = time.perf_counter()
             try:
-                with autocast(cfg.run.forward_precision if getattr(exp, "forward_only", False) else "fp32", device):
+                with autocast(pass_precision(getattr(exp, "forward_only", False), cfg.run.forward_precision, device), device):
                     m = exp.explain(model, x, targets, **context)
             except FloatingPointError as err:  # a NaN / inf map is never stored: name what produced it
                 raise RuntimeError(f"{job.label}: {err} of the batch of test images {list(test.ids[sl])}; no "
