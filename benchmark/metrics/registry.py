@@ -39,6 +39,13 @@ class MetricSpec:
     # its model passes may run in bf16 (run.forward_precision): declared by metrics whose scores were
     # measured to move less than a stated tolerance (tests/benchmark/test_forward_precision.py)
     bf16_ok: bool = False
+    # (params) -> a key: metrics with equal keys share their model passes on one shard of one explainer
+    # (randomisation_ssim and _spearman re-explain one cascade once); the plan counts them once
+    shares: Callable[[dict], object] | None = None
+
+    def shared_work(self, params: dict) -> object | None:
+        """The key of the work this metric shares with others of equal key (None: shares nothing)."""
+        return None if self.shares is None else self.shares({**self.defaults, **params})
 
     def passes_per_image(self, params: dict, explainer_passes: tuple[int, int] | None, model=None
                          ) -> tuple[int, int] | None:
@@ -62,7 +69,7 @@ METRICS: dict[str, MetricSpec] = {}
 
 def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
                     needs_model: bool = False, needs_explainer: bool = False, needs_lung: bool = False, passes=None, bf16_ok: bool = False,
-                    **defaults):
+                    shares=None, **defaults):
     if category not in CATEGORIES:
         raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
 
@@ -71,7 +78,7 @@ def register_metric(name: str, category: str, higher_is_better: bool, needs_mask
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
                                    (fn.__doc__ or "").strip().split("\n")[0], needs_explainer, needs_lung,
-                                   passes, bf16_ok)
+                                   passes, bf16_ok, shares)
         return fn
     return add
 

@@ -47,6 +47,8 @@ dropped from the mean (a map that collapses under randomisation passes the check
 from __future__ import annotations
 
 import copy
+import hashlib
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -192,13 +194,94 @@ def cascading_randomisation(model: nn.Module, explain_fn: ExplainFn,
     return [name for name, _ in stages], torch.stack(curve, 1).float()
 
 
+def _digest(*parts) -> str:
+    """A content hash of tensors (dtype, shape and bytes) and plain values."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if torch.is_tensor(part):
+            t = part.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+_MODEL_DIGESTS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
+def _model_digest(model: nn.Module) -> str:
+    """The content hash of a model's weights, recomputed only when a tensor was replaced or changed in
+    place (its version counter; hashing VGG16's 0.5 GB on every call would cost seconds)."""
+    tensors = list(model.state_dict().values())
+    stamp = tuple((t.data_ptr(), t._version) for t in tensors)
+    known = _MODEL_DIGESTS.get(model)
+    if known is None or known[0] != stamp:
+        known = (stamp, _digest(*tensors))
+        _MODEL_DIGESTS[model] = known
+    return known[1]
+
+
+class CascadeMemo:
+    """The last cascade this process computed, so the randomisation metrics share one.
+
+    randomisation_ssim and randomisation_spearman compare the same re-explained stages under two
+    similarities; the runner scores a shard's metrics one after the other in one process, so the
+    second finds the first's stages here instead of re-explaining them (half the sanity stage's
+    passes). The key is the content of everything the stages depend on: the model's weights, the
+    explainer (class and attributes), images, targets, context, seed, layers, stages and the
+    autocast state; a miss recomputes, so sharing never changes a number. One entry: memory stays
+    one shard's stages.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.stages: list[tuple[str, torch.Tensor]] = []
+        self.hits = 0
+
+    def clear(self) -> None:
+        self.key, self.stages, self.hits = None, [], 0
+
+    def stages_of(self, model: nn.Module, explainer, images: torch.Tensor, targets: torch.Tensor,
+                  context: dict, seed: int, layers: list[str] | None,
+                  max_layers: int | None) -> list[tuple[str, torch.Tensor]]:
+        device = images.device.type
+        key = _digest(type(explainer).__module__, type(explainer).__qualname__,
+                      sorted((k, v) for k, v in vars(explainer).items() if not torch.is_tensor(v)),
+                      *(v for v in vars(explainer).values() if torch.is_tensor(v)),
+                      _model_digest(model), images, targets,
+                      sorted((k, v is None) for k, v in context.items()),
+                      *(v for _, v in sorted(context.items()) if torch.is_tensor(v)),
+                      seed, layers, max_layers, torch.is_autocast_enabled(device),
+                      torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
+        if key == self.key:
+            self.hits += 1
+            return self.stages
+        self.key, self.stages = None, []  # a failing explainer leaves no half entry
+        stages = cascade_maps(model, lambda m, x, t: explainer.explain(m, x, t, **context), images, targets, seed,
+                              layers, max_layers)
+        self.key, self.stages = key, stages
+        return stages
+
+
+CASCADES = CascadeMemo()
+
+
+def cascade_key(params: dict) -> tuple:
+    """What the stages of a randomisation metric depend on beyond the shard: equal keys share a cascade."""
+    return ("cascade", int(params["seed"]), tuple(params["layers"]), params["max_layers"] or 0)
+
+
 def _randomisation_metric(similarity: str, model, images, targets, maps, explainer, context, sink, seed, max_layers,
                           abs, normalise, layers) -> torch.Tensor:
     if model is None:
         raise ValueError(f"randomisation_{similarity} needs the model")
-    names, curve = cascading_randomisation(
-        model, lambda m, x, t: explainer.explain(m, x, t, **context), images, targets, similarity, seed,
-        layers=list(layers) or None, max_layers=max_layers, original=maps, abs=abs, normalise=normalise)
+    stages = CASCADES.stages_of(model, explainer, images, targets, context, seed, list(layers) or None, max_layers)
+    reference = preprocess(maps.detach(), abs, normalise)
+    curve = torch.stack([map_similarity(reference, preprocess(m, abs, normalise), similarity)
+                         for _, m in stages], 1).float()
+    names = [name for name, _ in stages]
     if sink is not None:
         sink["curve"], sink["layers"] = curve, names
     # every stage counts: map_similarity scores constant maps instead of returning NaN
@@ -217,7 +300,7 @@ def cascade_passes(params: dict, explainer_passes: tuple[int, int] | None, model
 
 
 @register_metric("randomisation_ssim", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 passes=cascade_passes, **_DEFAULTS)
+                 passes=cascade_passes, shares=cascade_key, **_DEFAULTS)
 def randomisation_ssim(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                        max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
                        layers: tuple[str, ...] = (), **_) -> torch.Tensor:
@@ -233,7 +316,7 @@ def randomisation_ssim(model, images, targets, maps, explainer, context, sink: d
 
 
 @register_metric("randomisation_spearman", "sanity", higher_is_better=False, needs_model=True, needs_explainer=True,
-                 passes=cascade_passes, **_DEFAULTS)
+                 passes=cascade_passes, shares=cascade_key, **_DEFAULTS)
 def randomisation_spearman(model, images, targets, maps, explainer, context, sink: dict | None = None, seed: int = 0,
                            max_layers: int | None = 5, abs: bool = True, normalise: bool = True,
                            layers: tuple[str, ...] = (), **_) -> torch.Tensor:

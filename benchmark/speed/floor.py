@@ -135,10 +135,17 @@ def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[s
             if predicted:
                 tune.add((1, 0), counts.get("tune", 0), "predicted targets")
                 explain.add((1, 0), counts["test"], "predicted targets")
+            shared = set()  # work one metric computes and the next of equal key reuses (one cascade)
             for metric in metrics_for(explainer):
                 spec = get_metric(metric)
-                score.add(spec.passes_per_image(cfg.metrics.params.get(metric, {}), per, model), counts["test"],
-                          f"{metric} of {explainer}")
+                params = cfg.metrics.params.get(metric, {})
+                key = spec.shared_work(params)
+                if key is not None and key in shared:
+                    score.add((0, 0), counts["test"], f"{metric} of {explainer} (shares its passes)")
+                else:
+                    score.add(spec.passes_per_image(params, per, model), counts["test"], f"{metric} of {explainer}")
+                if key is not None:
+                    shared.add(key)
                 if predicted and spec.fn is not None:
                     score.add((1, 0), counts["test"], "predicted targets")
         plan["tune"][name], plan["explain"][name], plan["score"][name] = tune, explain, score

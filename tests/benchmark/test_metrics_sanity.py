@@ -238,3 +238,53 @@ def test_equals_quantus_mprt_top_down(batch, np_trapz):
     assert names == [k for k in ref if k != "original"]
     np.testing.assert_allclose(ours.numpy(), np.array([ref[k] for k in names]).T, atol=1e-6, rtol=0)
     assert ours[:, -1].mean() < 0.9
+
+
+class CountingGradXInput:
+    """GradXInput that counts its calls (one per explained cascade stage) on the class: an explainer's
+    own attributes are part of the cascade key, and the runner builds a fresh one per job."""
+    calls = 0
+
+    def explain(self, model, images, targets, **context):
+        type(self).calls += 1
+        return gradient_x_input(model, images, targets)
+
+
+def _calls(fn) -> int:
+    CountingGradXInput.calls = 0
+    fn()
+    return CountingGradXInput.calls
+
+
+def test_ssim_and_spearman_share_one_cascade_and_never_a_stale_one(batch):
+    from benchmark.metrics.sanity import CASCADES
+    x, t = batch
+    model, masks, has = _net(), torch.zeros(6, 10, 10, dtype=torch.bool), torch.ones(6, dtype=torch.bool)
+    original = gradient_x_input(model, x, t)
+    args = (model, x, t, original, masks, has)
+
+    def run(name, *a, **kw):
+        return score(name, *(a or args), explainer=CountingGradXInput(), context={}, **({"seed": 2, "max_layers": 2} | kw))
+    CASCADES.clear()
+    got = {}
+    assert _calls(lambda: got.update(ssim=run("randomisation_ssim"))) == 2
+    assert _calls(lambda: got.update(spearman=run("randomisation_spearman"))) == 0, "the second reuses the stages"
+    assert CASCADES.hits == 1
+    # the shared stages give the numbers each metric gives alone
+    for kind, shared in got.items():
+        CASCADES.clear()
+        assert torch.equal(shared, run(f"randomisation_{kind}"))
+    # anything the stages depend on changed: recomputed
+    changes = {"seed": ((), dict(seed=3)), "stages": ((), dict(max_layers=3)), "layers": ((), dict(layers=("5",))),
+               "images": ((model, x + 0.1, t, original, masks, has), {}),
+               "targets": ((model, x, 1 - t, original, masks, has), {})}
+    for what, (new_args, kw) in changes.items():
+        CASCADES.clear()
+        run("randomisation_ssim")
+        assert _calls(lambda: run("randomisation_spearman", *new_args, **kw)) > 0, what
+    CASCADES.clear()
+    run("randomisation_ssim")
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] += 1e-3  # the same model object, trained further in place
+    assert _calls(lambda: run("randomisation_spearman")) == 2, "weights changed in place"
+    CASCADES.clear()
