@@ -224,24 +224,29 @@ def _model_digest(model: nn.Module) -> str:
 
 
 class CascadeMemo:
-    """The last cascade this process computed, so the randomisation metrics share one.
+    """The cascades this process computed last, so the randomisation metrics share them.
 
     randomisation_ssim and randomisation_spearman compare the same re-explained stages under two
-    similarities; the runner scores a shard's metrics one after the other in one process, so the
-    second finds the first's stages here instead of re-explaining them (half the sanity stage's
-    passes). The key is the content of everything the stages depend on: the model's weights, the
-    explainer (class and attributes), images, targets, context, seed, layers, stages and the
-    autocast state; a miss recomputes, so sharing never changes a number. One entry: memory stays
-    one shard's stages.
+    similarities; the runner scores a shard's metrics one after the other in one process, each over
+    the shard's batches, so the second metric finds every batch's stages here instead of
+    re-explaining them (half the sanity stage's passes). The key is the content of everything the
+    stages depend on: the model's weights, the explainer (class and attributes), images, targets,
+    context, seed, layers, stages and the autocast state; a miss recomputes, so sharing never
+    changes a number. Least recently used entries go first once the stored maps pass `max_bytes`
+    (a shard's stages: 8 stages of 128 maps at 224 px are 200 MB).
     """
 
-    def __init__(self) -> None:
-        self.key: str | None = None
-        self.stages: list[tuple[str, torch.Tensor]] = []
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self.entries: dict[str, list[tuple[str, torch.Tensor]]] = {}
         self.hits = 0
 
     def clear(self) -> None:
-        self.key, self.stages, self.hits = None, [], 0
+        self.entries, self.hits = {}, 0
+
+    @staticmethod
+    def _bytes(stages: list[tuple[str, torch.Tensor]]) -> int:
+        return sum(m.numel() * m.element_size() for _, m in stages)
 
     def stages_of(self, model: nn.Module, explainer, images: torch.Tensor, targets: torch.Tensor,
                   context: dict, seed: int, layers: list[str] | None,
@@ -255,13 +260,15 @@ class CascadeMemo:
                       *(v for _, v in sorted(context.items()) if torch.is_tensor(v)),
                       seed, layers, max_layers, torch.is_autocast_enabled(device),
                       torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
-        if key == self.key:
+        if key in self.entries:
             self.hits += 1
-            return self.stages
-        self.key, self.stages = None, []  # a failing explainer leaves no half entry
+            self.entries[key] = stages = self.entries.pop(key)  # most recently used last
+            return stages
         stages = cascade_maps(model, lambda m, x, t: explainer.explain(m, x, t, **context), images, targets, seed,
                               layers, max_layers)
-        self.key, self.stages = key, stages
+        self.entries[key] = stages
+        while len(self.entries) > 1 and sum(map(self._bytes, self.entries.values())) > self.max_bytes:
+            del self.entries[next(iter(self.entries))]
         return stages
 
 
