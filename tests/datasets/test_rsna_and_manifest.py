@@ -14,7 +14,7 @@ p-two,50,50,10,10,1
 
 
 def _dicom(path, pixels):
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency of the package: a missing one fails, never skips
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     meta = FileMetaDataset()

@@ -13,8 +13,6 @@ CASES = [("densenet121", {}), ("torchvision", {"arch": "efficientnet_b0"}), ("to
 
 @pytest.mark.parametrize("name,params", CASES)
 def test_lrp_refuses_unsupported_architectures(name, params):
-    if name.startswith("xrv"):
-        pytest.importorskip("torchxrayvision")
     m = build_model(name, **params).eval()
     with pytest.raises(ValueError, match=f"lrp does not support architecture '{m.arch}'"):
         build_explainer("lrp").explain(m, torch.rand(2, 1, 32, 32), torch.tensor([0, 1]))

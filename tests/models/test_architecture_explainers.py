@@ -24,8 +24,6 @@ def batch():
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def model(request):
-    if request.param.startswith("xrv"):
-        pytest.importorskip("torchxrayvision")
     torch.manual_seed(0)
     return build_model(request.param, **MODELS[request.param]).eval()
 
