@@ -17,6 +17,7 @@ Writes docs/lrp-on-real-data.csv and prints a Markdown table (docs/lrp-on-real-d
 write-up). Usage, from the project root (about 15 minutes on a 2-core CPU):
 
     python docs/lrp_real_data.py [--out results/lrp-study] [--size 64] [--train 1200] [--epochs 3]
+                                 [--images 120] [--device cpu]
 """
 from __future__ import annotations
 
@@ -44,17 +45,21 @@ REFERENCES = ("gradcam", "integrated_gradients", "random", "lung_prior")
 LOCALISATION = ("pointing_game", "relevance_mass")
 
 
-def config(size: int, n_train: int, epochs: int):
+def config(size: int, n_train: int, epochs: int, extra: tuple[str, ...] = ()):
+    """The COVID-QU-Ex config at `size`; below 128 px the CPU models (VGG's compact head, Grad-CAM on
+    the 8x8 layers), at 128 px and above the config file's own models."""
+    small = ["train.batch_size=32", "models.params.vgg16_bn={head='compact', gradcam_layer='features.32'}",
+             "models.params.resnet50={gradcam_layer='layer2'}",
+             f"models.train={{vgg16_bn={{epochs={epochs}}}, resnet50={{lr=2e-3, epochs={epochs}}}}}"]
+    large = [f"models.train.vgg16_bn.epochs={epochs}"]
     return load_config(ROOT / "configs" / "covid-qu-ex.toml", [
         f"data.size={size}", f"data.limit.train={n_train}", "data.limit.test=40", f"train.epochs={epochs}",
-        "train.batch_size=32", "models.params.vgg16_bn={head='compact', gradcam_layer='features.32'}",
-        "models.params.resnet50={gradcam_layer='layer2'}",
-        f"models.train={{vgg16_bn={{epochs={epochs}}}, resnet50={{lr=2e-3, epochs={epochs}}}}}"], None)
+        *(small if size < 128 else large), *extra], None)
 
 
 def conservation(model, images, targets, preset: str) -> float:
     rel, logits = LRP(preset=preset).relevance(model, images, targets)
-    return float(np.median((rel.flatten(1).sum(1) / logits).detach().numpy()))
+    return float(np.median((rel.flatten(1).sum(1) / logits).detach().cpu().numpy()))
 
 
 def explain(model, name: str, images, targets, context, batch: int = 32, **params) -> torch.Tensor:
@@ -74,12 +79,19 @@ def subset(batch, n: int, seed: int = 0):
                        batch.lung_masks[keep], [batch.ids[i] for i in keep])
 
 
-def study(out: Path, size: int, n_train: int, epochs: int, n_images: int) -> pd.DataFrame:
-    cfg = config(size, n_train, epochs)
-    result = Runner(cfg, out, torch.device("cpu")).run("train")
+def study(out: Path, size: int, n_train: int, epochs: int, n_images: int, device: str = "cpu",
+          extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per model and method; `extra`: more config overrides (e.g. a data.cache_dir)."""
+    cfg = config(size, n_train, epochs, extra)
+    device = torch.device(device)
+    result = Runner(cfg, out, device).run("train")
     select = subset(load_split(cfg, "val"), n_images)  # the hold-out of Train: the selection split
     prior = train_prior(load_split(cfg, "train"))
-    context = {"lung_masks": select.lung_masks, "train_mean_mask": None if prior is None else torch.from_numpy(prior)}
+    select = type(select)(*(t.to(device) if torch.is_tensor(t) else t for t in
+                            (select.images, select.labels, select.lesion_masks, select.has_mask,
+                             select.lung_masks, select.ids)))
+    context = {"lung_masks": select.lung_masks,
+               "train_mean_mask": None if prior is None else torch.from_numpy(prior).to(device)}
     targets = select.labels.clone()
     rows = []
     for (_, _), model in STATE.models.items():
@@ -98,7 +110,7 @@ def study(out: Path, size: int, n_train: int, epochs: int, n_images: int) -> pd.
                 row["conservation"] = conservation(model, select.images[:64], targets[:64], params["preset"])
             for metric in (*LOCALISATION, "lung_mass", "deletion_auc"):
                 v = score(metric, model, select.images, targets, maps, select.lesion_masks, select.has_mask,
-                          lung_masks=select.lung_masks, **({"steps": 8} if metric == "deletion_auc" else {})).numpy()
+                          lung_masks=select.lung_masks, **({"steps": 8} if metric == "deletion_auc" else {})).cpu().numpy()
                 row[metric] = float(np.nanmean(v))
                 if metric == "pointing_game":
                     row["lesion_images"] = int(np.isfinite(v).sum())
@@ -114,8 +126,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=1200)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--images", type=int, default=120, help="selection images explained (0: all)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    table = study(Path(args.out), args.size, args.train, args.epochs, args.images)
+    table = study(Path(args.out), args.size, args.train, args.epochs, args.images, args.device)
     table.to_csv(ROOT / "docs" / "lrp-on-real-data.csv", index=False)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
