@@ -291,19 +291,24 @@ def test_ssim_and_spearman_share_one_cascade_and_never_a_stale_one(batch):
 
 
 def test_the_memo_keeps_every_batch_of_a_shard_within_its_byte_budget(batch):
-    from benchmark.metrics.sanity import CascadeMemo
+    from benchmark.metrics.cascade_memo import CascadeMemo
     x, t = batch
     model = _net()
+
+    def stages(memo, xs, ts):
+        exp = CountingGradXInput()
+        return memo.stages_of(model, exp, xs, ts, {}, 0, None, 2,
+                              lambda: cascade_maps(model, lambda m, im, tt: exp.explain(m, im, tt), xs, ts, 0, None, 2))
     memo = CascadeMemo()
     halves = [(x[:3], t[:3]), (x[3:], t[3:])]
     for xs, ts in halves:  # the first metric over a shard's batches
-        memo.stages_of(model, CountingGradXInput(), xs, ts, {}, 0, None, 2)
-    assert _calls(lambda: [memo.stages_of(model, CountingGradXInput(), xs, ts, {}, 0, None, 2)
-                           for xs, ts in halves]) == 0 and memo.hits == 2, "the second metric, batch by batch"
+        stages(memo, xs, ts)
+    assert _calls(lambda: [stages(memo, xs, ts) for xs, ts in halves]) == 0 and memo.hits == 2, \
+        "the second metric, batch by batch"
     one = 2 * 3 * 10 * 10 * 4  # 2 stages of 3 float32 maps of 10x10
     memo = CascadeMemo(max_bytes=one)
     for xs, ts in halves:
-        memo.stages_of(model, CountingGradXInput(), xs, ts, {}, 0, None, 2)
+        stages(memo, xs, ts)
     assert len(memo.entries) == 1, "over budget: the least recently used batch goes"
-    assert _calls(lambda: memo.stages_of(model, CountingGradXInput(), *halves[1], {}, 0, None, 2)) == 0
-    assert _calls(lambda: memo.stages_of(model, CountingGradXInput(), *halves[0], {}, 0, None, 2)) == 2
+    assert _calls(lambda: stages(memo, *halves[1])) == 0
+    assert _calls(lambda: stages(memo, *halves[0])) == 2
