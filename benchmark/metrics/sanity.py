@@ -188,6 +188,12 @@ def cascading_randomisation(model: nn.Module, explain_fn: ExplainFn,
     stages = cascade_maps(model, explain_fn, images, targets, seed, layers, max_layers)
     if original is None:
         original = explain_fn(model, images, targets)
+    return stage_similarities(original, stages, similarity, abs, normalise)
+
+
+def stage_similarities(original: torch.Tensor, stages: list[tuple[str, torch.Tensor]], similarity: str,
+                       abs: bool = True, normalise: bool = True) -> tuple[list[str], torch.Tensor]:
+    """(stage names, (N, L) float32 similarity of `original` to each stage's maps after preprocess)."""
     reference = preprocess(original.detach(), abs, normalise)
     curve = [map_similarity(reference, preprocess(m, abs, normalise), similarity) for _, m in stages]
     return [name for name, _ in stages], torch.stack(curve, 1).float()
@@ -214,10 +220,7 @@ def _randomisation_metric(similarity: str, model, images, targets, maps, explain
     if model is None:
         raise ValueError(f"randomisation_{similarity} needs the model")
     stages = shared_cascade(model, explainer, images, targets, context, seed, list(layers) or None, max_layers)
-    reference = preprocess(maps.detach(), abs, normalise)
-    curve = torch.stack([map_similarity(reference, preprocess(m, abs, normalise), similarity)
-                         for _, m in stages], 1).float()
-    names = [name for name, _ in stages]
+    names, curve = stage_similarities(maps, stages, similarity, abs, normalise)
     if sink is not None:
         sink["curve"], sink["layers"] = curve, names
     # every stage counts: map_similarity scores constant maps instead of returning NaN
