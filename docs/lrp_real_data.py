@@ -94,7 +94,9 @@ def study(out: Path, size: int, n_train: int, epochs: int, n_images: int, device
                "train_mean_mask": None if prior is None else torch.from_numpy(prior).to(device)}
     targets = select.labels.clone()
     rows = []
-    for (_, _), model in STATE.models.items():
+    # STATE is process-wide: other runs in this process (a test session) leave their models in it
+    mine = [m for (ckpt, _), m in STATE.models.items() if Path(ckpt).parent == Path(out) / "checkpoints"]
+    for model in mine:
         arch = model.arch
         print(f"{arch}: selection accuracy {result.classifiers[arch]['val']}", flush=True)
         methods = {f"lrp:{p}": ("lrp", {"preset": p}) for p in PRESETS}

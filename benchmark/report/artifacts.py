@@ -26,7 +26,9 @@ from ..run.store import atomic_path
 CURVE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "step", "fraction", "mean", "sd",
                  "ci_low", "ci_high", "n"]
 SANITY_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "stage", "layer", "mean", "sd", "n"]
-PREDICTION_COLUMNS = ["dataset", "split", "model", "image_id", "label", "prob_pneumonia"]
+# lesion_share: lesion area / lung area at the run's size, NaN where either mask is unknown (the
+# report's focal-lesion table: share < 0.5, COVID-QU-Ex's "focal" subset)
+PREDICTION_COLUMNS = ["dataset", "split", "model", "image_id", "label", "prob_pneumonia", "lesion_share"]
 PICKS = ("best", "median", "worst")
 
 
@@ -75,13 +77,23 @@ def summarise_sanity(dataset: str, split: str, model: str, explainer: str, metri
 
 
 def predictions_frame(dataset: str, split: str, model: str, image_ids: list[str], labels: np.ndarray,
-                      prob_pneumonia: np.ndarray) -> pd.DataFrame:
+                      prob_pneumonia: np.ndarray, lesion_share: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of predictions.csv for one model."""
     labels, prob = np.asarray(labels).astype(int), np.asarray(prob_pneumonia, dtype=float)
-    if not (len(image_ids) == len(labels) == len(prob)):
-        raise ValueError(f"predictions of {model}: {len(image_ids)} ids, {len(labels)} labels, {len(prob)} probabilities")
+    share = np.full(len(prob), np.nan) if lesion_share is None else np.asarray(lesion_share, dtype=float)
+    if not (len(image_ids) == len(labels) == len(prob) == len(share)):
+        raise ValueError(f"predictions of {model}: {len(image_ids)} ids, {len(labels)} labels, {len(prob)} probabilities, "
+                         f"{len(share)} lesion shares")
     return pd.DataFrame({"dataset": dataset, "split": split, "model": model, "image_id": list(map(str, image_ids)),
-                         "label": labels, "prob_pneumonia": prob}, columns=PREDICTION_COLUMNS)
+                         "label": labels, "prob_pneumonia": prob, "lesion_share": share}, columns=PREDICTION_COLUMNS)
+
+
+def lesion_share(lesion_masks, has_mask, lung_masks) -> np.ndarray:
+    """Per image: lesion pixels / lung pixels; NaN where the lesion mask is unknown or no lung is drawn."""
+    lesion = lesion_masks.flatten(1).sum(1).double().cpu().numpy()
+    lung = lung_masks.flatten(1).sum(1).double().cpu().numpy()
+    known = has_mask.cpu().numpy().astype(bool) & (lung > 0)
+    return np.where(known, lesion / np.where(lung > 0, lung, 1.0), np.nan)
 
 
 def _write(path: Path, frames: list[pd.DataFrame], columns: list[str], keys: list[str]) -> None:
@@ -205,7 +217,7 @@ def load_predictions(path: Path, dataset: str, split: str) -> pd.DataFrame | Non
     df = pd.read_csv(path, dtype={"image_id": str})
     if df.empty:
         return None
-    for col, value in (("dataset", dataset), ("split", split)):
+    for col, value in (("dataset", dataset), ("split", split), ("lesion_share", np.nan)):  # older runs lack them
         if col not in df.columns:
             df[col] = value
     return df[PREDICTION_COLUMNS]

@@ -263,6 +263,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             log.warning("config file %s overrides %d key(s) of preset %r (the file wins; use --set to choose): %s",
                         path, len(clash), preset, ", ".join(clash))
         data = (merge_resolved if is_resolved(from_file) else merge)(data, from_file)
+        named = from_file.get("run", {}).get("name")
+        if preset and named and not is_resolved(from_file):
+            # a dataset file names its runs, the preset their budget: results/covid-qu-ex-paper/
+            data["run"]["name"] = f"{named}-{preset}"
     for assignment in overrides or []:
         apply_override(data, assignment)
     cfg = _build(Config, data, "")

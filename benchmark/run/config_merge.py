@@ -41,4 +41,5 @@ def is_resolved(file: dict) -> bool:
 def preset_keys_overridden(preset: dict, file: dict) -> list[str]:
     """Keys the preset sets that a config file sets to something else (the file wins)."""
     mine, theirs = _leaves(preset), _leaves(file)
-    return sorted(k for k in mine if k in theirs and theirs[k] != mine[k])
+    # run.name is no budget: the file's name and the preset's make the run's name (load_config)
+    return sorted(k for k in mine if k in theirs and theirs[k] != mine[k] and k != "run.name")

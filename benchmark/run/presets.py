@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# the whole explainer set of a paper: attribution methods, then the baselines (floor and ceiling)
+PAPER_EXPLAINERS = ["gradcam", "gradcam_pp", "eigencam", "lrp", "lime", "integrated_gradients", "occlusion",
+                    "sobel", "random", "center", "lung_prior", "mask_prior", "oracle"]
+
+_SANITY_SKIP_CPU = ["lime", "lime_package", "lung_prior", "mask_prior", "oracle", "occlusion"]
+
 PRESETS: dict[str, dict[str, Any]] = {
     # the defaults themselves: the phantom on a laptop CPU in minutes
     "default": {},
@@ -13,11 +19,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "run": {"name": "paper", "device": "cuda", "shard_size": 128, "forward_precision": "fp32"},
         "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
         "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
+        # every per-model entry of the defaults set here: they merge key by key, and the phantom's 3
+        # ResNet50 epochs once leaked into a 224 px run this way
         "models": {"names": ["vgg16_bn", "resnet50"],
                    "params": {"vgg16_bn": {"head": "torchvision", "gradcam_layer": "features.42"},
                               "resnet50": {"gradcam_layer": "layer4"}},
-                   "train": {"vgg16_bn": {"epochs": 40}, "resnet50": {"lr": 1e-3}}},
-        "explain": {"batch_size": 32,
+                   "train": {"vgg16_bn": {"epochs": 40}, "resnet50": {"lr": 1e-3, "epochs": 40}}},
+        "explain": {"names": PAPER_EXPLAINERS, "batch_size": 32,
                     "params": {"lime": {"num_samples": 1000, "batch_size": 500, "segmentation": "slic",
                                         "segmentation_params": {"n_segments": 60, "compactness": 10, "start_label": 0}}}},
         # float32 scores (run.forward_precision) for a paper; the published ROAD percentages (every 2% from 1%, Quantus' default)
@@ -26,6 +34,31 @@ PRESETS: dict[str, dict[str, Any]] = {
                                "road_morf": {"percentages": list(range(1, 100, 2))},
                                "road_lerf": {"percentages": list(range(1, 100, 2))},
                                "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
+        "report": {"bootstrap": 1000, "overlay_images": 6},
+    },
+    # the paper's explainers and every metric in about 90 minutes on a 2-core CPU (float32), sized by
+    # the floor of `--plan`: 64 px and the models that learn there (VGG's compact head, Grad-CAM on
+    # the 8x8 layers) on 2000 training images; a stratified 80 scored images; LIME at 1000 samples;
+    # curves of 16 steps; ROAD at 5 percentages; 3 randomised stages, occlusion (225 forwards a
+    # stage) left out of them; no randomised-maps / noise checks (metrics.reliability)
+    "paper-cpu": {
+        "run": {"name": "paper-cpu", "device": "cpu", "forward_precision": "fp32"},
+        "data": {"size": 64, "limit": {"train": 2000, "val": 0, "test": 80}},
+        "train": {"epochs": 3, "batch_size": 32, "weight_decay": 1e-4},
+        "models": {"names": ["vgg16_bn", "resnet50"],
+                   "params": {"vgg16_bn": {"head": "compact", "gradcam_layer": "features.32"},
+                              "resnet50": {"gradcam_layer": "layer2"}},
+                   "train": {"vgg16_bn": {"epochs": 3}, "resnet50": {"lr": 2e-3, "epochs": 3}}},
+        "explain": {"names": PAPER_EXPLAINERS, "batch_size": 16,
+                    "params": {"lime": {"num_samples": 1000, "batch_size": 500}}},
+        "metrics": {"params": {"deletion_auc": {"steps": 16}, "insertion_auc": {"steps": 16},
+                               "faithfulness_correlation": {"nr_runs": 20},
+                               "road_morf": {"percentages": [10, 30, 50, 70, 90]},
+                               "road_lerf": {"percentages": [10, 30, 50, 70, 90]},
+                               "randomisation_ssim": {"max_layers": 3}, "randomisation_spearman": {"max_layers": 3}},
+                    # config.SANITY_SKIP and occlusion (config imports this module: spelt out, tested)
+                    "skip": {"randomisation_ssim": _SANITY_SKIP_CPU, "randomisation_spearman": _SANITY_SKIP_CPU},
+                    "reliability": False},
         "report": {"bootstrap": 1000, "overlay_images": 6},
     },
     # seconds, for tests: tiny images, few samples, two epochs

@@ -17,7 +17,7 @@ from models import (TrainConfig, build_model, classifier_report, load_checkpoint
 from models.builders import MODELS
 from models.checkpoints import load_trained
 
-from ..report.artifacts import predictions_frame, write_predictions
+from ..report.artifacts import lesion_share, predictions_frame, write_predictions
 from .context import TRAIN_CODE, Models, RunContext
 from .data import data_key
 from .environment import seed_everything
@@ -137,7 +137,8 @@ def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tupl
         if "loaded" in meta:  # a given checkpoint: loaded, not trained
             classifiers[name].update(trained=False, loaded=meta["loaded"], trained_meta=meta["trained_meta"])
         predictions.append(predictions_frame(cfg.data.dataset, cfg.data.splits["test"], name, list(test.ids),
-                                             test.labels.numpy(), probs[:, 1].numpy()))
+                                             test.labels.numpy(), probs[:, 1].numpy(),
+                                             lesion_share(test.lesion_masks, test.has_mask, test.lung_masks)))
         models[name] = (model_key, ckpt)
         ctx.timings[f"train/{name}"] = time.perf_counter() - t0
         ctx.keep_previous_timing(f"train/{name}", trained, "train")

@@ -77,14 +77,52 @@ def test_precedence_defaults_preset_file_set(tmp_path, caplog):
     assert "overrides 3 key(s) of preset 'smoke'" in warned and "data.size" in warned and "data.limit.test" in warned
 
 
-def test_paper_preset_with_the_dataset_file_keeps_the_dataset_choices(caplog):
+def _leaves(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in table.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+    return out
+
+
+@pytest.mark.parametrize("preset", ["paper", "paper-cpu"])
+def test_a_preset_on_the_dataset_file_holds_every_budget_of_the_preset(preset, caplog):
+    """configs/covid-qu-ex.toml describes data; --preset gives budgets: every key the preset sets
+    arrives in the resolved config, nothing is reported as overridden, the dataset's protocol stays."""
     from pathlib import Path
+
+    from benchmark.run.presets import PRESETS
     path = Path(__file__).resolve().parents[2] / "configs" / "covid-qu-ex.toml"
     with caplog.at_level("WARNING"):
-        cfg = load_config(path, preset="paper")
-    assert cfg.models.train["vgg16_bn"]["epochs"] == 40, "the phantom's 2 epochs must not leak into a real run"
-    assert cfg.models.params["vgg16_bn"]["gradcam_layer"] == "features.42"
-    assert "overrides" in " ".join(r.getMessage() for r in caplog.records), "the clash is reported"
+        cfg = load_config(path, preset=preset)
+    assert "overrides" not in " ".join(r.getMessage() for r in caplog.records)
+    resolved = _leaves(cfg.to_dict())
+    for key, value in _leaves(PRESETS[preset]).items():
+        if key != "run.name":
+            assert resolved[key] == value, key
+    assert cfg.run.name == f"covid-qu-ex-{preset}", "the file names the run, the preset its budget"
+    assert cfg.data.dataset == "covid_qu_ex" and cfg.data.splits["test"] == "val" and cfg.data.holdout == 0.1
+    assert set(cfg.explain.names) >= {"gradcam", "gradcam_pp", "eigencam", "lrp", "lime", "integrated_gradients",
+                                       "occlusion", "random", "sobel", "center", "lung_prior", "mask_prior"}
+    assert cfg.explain.params["lime"]["num_samples"] == 1000
+    assert cfg.metrics.names == load_config().metrics.names, "every metric"
+
+
+@pytest.mark.parametrize("preset", ["paper", "paper-cpu"])
+def test_no_per_model_default_leaks_into_a_preset(preset):
+    """Per-model tables merge key by key: a preset must set each model's epochs, or the phantom's
+    (ResNet50: 3) silently cut a 40-epoch run."""
+    from benchmark.run.presets import PRESETS
+    cfg = load_config(preset=preset)
+    for name in cfg.models.names:
+        assert cfg.models.train[name] == PRESETS[preset]["models"]["train"][name], name
+        assert cfg.models.params[name] == PRESETS[preset]["models"]["params"][name], name
+
+
+def test_the_cpu_record_skips_what_the_defaults_skip_and_occlusion():
+    from benchmark.run.config import SANITY_SKIP
+    cfg = load_config(preset="paper-cpu")
+    for metric in ("randomisation_ssim", "randomisation_spearman"):
+        assert set(cfg.metrics.skip[metric]) == {*SANITY_SKIP, "occlusion"}
 
 
 def test_a_run_config_file_is_loaded_as_written(tmp_path):

@@ -16,11 +16,16 @@ def _study_module():
     return module
 
 
-def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path):
+def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path, monkeypatch):
     from datasets.covid_qu_ex import default_root
     if default_root() is None:
         pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
     study = _study_module()
+    # a model another run left in the process-wide state (as earlier tests of a session do) is not studied
+    from benchmark.run.jobs import STATE
+    from models import build_model
+    monkeypatch.setattr(STATE, "models", {(str(tmp_path / "other" / "checkpoints" / "vgg16_bn-x.pt"), "cpu"):
+                                          build_model("vgg16_bn", head="compact")})
     table = study.study(tmp_path / "run", size=32, n_train=24, epochs=1, n_images=12,
                         extra=(f"data.cache_dir='{tmp_path / 'cache'}'",)).set_index(["model", "method"])
     methods = [f"lrp:{p}" for p in study.PRESETS] + list(study.REFERENCES)
