@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..speed.floor import floor_markdown
-from . import figures, findings, latex, overlays, sections, stats, tables, trust
+from . import figures, findings, focal, latex, overlays, sections, stats, tables, trust
 from .artifacts import load_curves, load_predictions, read_cases
 from ..run.store import write_text
 
@@ -147,6 +147,7 @@ def build_report(run_dir: Path) -> str:
         notes.append("- sanity curves: not drawn, the run folder has no `sanity.csv` (no sanity metric was run).")
     predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
     by_class = _by_class(scores, predictions, rep, b, conf, seed, notes)
+    by_class += focal.focal_section(scores, predictions, rep, b, conf, seed, width, notes)
     if predictions is not None:
         figures.roc_figure(predictions, rep / "roc")
         figs += ["### Classifiers: ROC and confusion matrix\n", _img("roc", "ROC and confusion matrices")]
@@ -199,6 +200,7 @@ def build_report(run_dir: Path) -> str:
         lines += ["## Not in this report\n", *notes, ""]
     lines += ["## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
               f"(all models; LaTeX fitting `\\{width}`), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`, `per_class.csv`, "
+              "`focal_leaderboard.csv/.tex`, "
               "`findings.csv` (every method against every baseline), `metric_agreement.csv`, `discrimination.csv`, "
               "`rank_first.csv`. Figures as PNG (200 dpi) and PDF. "
               "Rebuild with `python -m benchmark report RUN_DIR`.\n",

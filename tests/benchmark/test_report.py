@@ -70,7 +70,8 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
     curves, sanity, preds = [], [], []
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
     for model in ("tiny_a", "tiny_b"):
-        preds.append(rd.predictions_frame("phantom", "test", model, ids, labels, rng.random(n)))
+        share = np.where(labels == 1, [0.0, 0.0, 0.0, 0.1, 0.2, 0.6, 0.7, 0.3], 0.0)  # 3 focal lesions of 5
+        preds.append(rd.predictions_frame("phantom", "test", model, ids, labels, rng.random(n), share))
         for e in EXPLAINERS:
             curves.append(rd.summarise_curves("phantom", "test", model, e, "deletion_auc", np.sort(rng.random((n, 5)))[:, ::-1],
                                               np.linspace(0, 1, 5), 50))
@@ -106,7 +107,7 @@ def test_build_report_writes_every_table_and_figure(built):
         for ext in ("png", "pdf"):
             assert (rep / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard_all.md", "leaderboard_all.tex",
-                 "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md", "per_class.csv",
+                 "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md", "per_class.csv", "focal_leaderboard.csv",
                  "findings.csv", "metric_agreement.csv", "discrimination.csv", "rank_first.csv", "metric_agreement.png"):
         assert (rep / name).stat().st_size > 0, name
     report = (rep / "report.md").read_text()
@@ -116,7 +117,7 @@ def test_build_report_writes_every_table_and_figure(built):
                    "`deletion_auc` fill `zero`, order `morf`", "trained on `train`, selected on `val`",
                    "### tiny_a on phantom: faithfulness by class", "deletion_auc ↓ pneumonia",
                    "## How far to trust these metrics", "(metric_agreement.png)", "### What the numbers justify: tiny_a",
-                   "- `relevance_mass`: ", "| tiny_a | gradcam |"):
+                   "- `relevance_mass`: ", "| tiny_a | gradcam |", "## Focal lesions", "(3 of 5 lesion images) and the normals (3)"):
         assert needle in report, needle
     assert "## Not in this report" not in report
     assert report.split("\n## ")[1].startswith("What this run supports")  # the report opens with the findings

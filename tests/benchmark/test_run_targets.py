@@ -46,6 +46,8 @@ def test_targets_are_label_prediction_or_pneumonia(target_echo, tmp_path):
     label = _explained_targets(run, "label")
     pred = pd.read_csv(run / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
     assert label == pred["label"].to_dict() and set(label.values()) == {0, 1}
+    # the lesion share the focal-lesion table reads: the phantom draws every mask
+    assert (pred.loc[pred["label"] == 0, "lesion_share"] == 0).all() and pred.loc[pred["label"] == 1, "lesion_share"].between(0, 1, inclusive="right").all()
     predicted = _explained_targets(run, "predicted")
     assert predicted == (pred["prob_pneumonia"] > 0.5).astype(int).to_dict()
     pneumonia = _explained_targets(run, "pneumonia")

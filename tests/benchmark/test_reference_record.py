@@ -1,0 +1,42 @@
+"""The committed result of record on COVID-QU-Ex (results/reference/covid-qu-ex-paper-cpu/): its
+protocol (selection split is not the scored split), and that its report holds every explainer of
+the paper set and every metric, for both models, with the focal-lesion table."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.run.config import load_config
+from benchmark.run.presets import PAPER_EXPLAINERS
+
+RECORD = Path(__file__).resolve().parents[2] / "results" / "reference" / "covid-qu-ex-paper-cpu"
+
+
+def test_the_record_selected_on_a_holdout_and_scored_val():
+    manifest = json.loads((RECORD / "manifest.json").read_text())
+    roles = manifest["split_roles"]
+    assert roles["train"]["split"] == roles["select"]["split"] == "train"
+    assert roles["train"]["part"] == "rest" and roles["select"]["part"] == "held out"
+    assert roles["score"]["split"] == "val", "scored on a split nothing was selected on"
+    cfg = load_config(RECORD / "config.toml")
+    assert cfg.data.holdout == 0.1 and cfg.data.dataset == "covid_qu_ex"
+    for name in ("vgg16_bn", "resnet50"):
+        assert manifest["classifiers"][name]["test"]["accuracy"] > 0.5, name
+
+
+def test_the_record_reports_every_explainer_and_metric():
+    cfg = load_config(RECORD / "config.toml")
+    assert set(PAPER_EXPLAINERS) <= set(cfg.explain.names)
+    assert cfg.metrics.names == load_config().metrics.names, "every metric"
+    board = pd.read_csv(RECORD / "report" / "leaderboard.csv")
+    for model in ("vgg16_bn", "resnet50"):
+        rows = board[board["model"] == model]
+        assert set(rows["explainer"]) == set(cfg.explain.names), model
+        assert set(rows["metric"]) == set(cfg.metrics.names), model
+        for metric, skipped in cfg.metrics.skip.items():
+            scored = set(rows.loc[rows["metric"] == metric, "explainer"])
+            assert scored == set(cfg.explain.names) - set(skipped), (model, metric)
+    report = (RECORD / "report" / "report.md").read_text()
+    assert "## Focal lesions" in report and (RECORD / "report" / "focal_leaderboard.csv").exists()
+    for e in cfg.explain.names:
+        assert f"| {e} |" in report, e
