@@ -105,12 +105,14 @@ def subset_pixels(subset_size: int | float, n_pixels: int) -> int:
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of every row pair of (N, R) in float64; NaN where a row is constant."""
+    """Pearson correlation of every row pair of (N, R) in float64: 0 where only a row of `a` is
+    constant, NaN where a row of `b` is constant."""
     a, b = a.double(), b.double()
     ac, bc = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     r = (ac * bc).sum(1) / (ac.norm(dim=1) * bc.norm(dim=1))
-    constant = (a.amax(1) == a.amin(1)) | (b.amax(1) == b.amin(1))
-    return torch.where(constant, torch.full_like(r, float("nan")), r.clamp(-1, 1))
+    flat_a, flat_b = a.amax(1) == a.amin(1), b.amax(1) == b.amin(1)
+    r = torch.where(flat_a, torch.zeros_like(r), r.clamp(-1, 1))
+    return torch.where(flat_b, torch.full_like(r, float("nan")), r)
 
 
 @register_metric("faithfulness_correlation", "faithfulness", higher_is_better=True, needs_model=True,
@@ -128,7 +130,11 @@ def faithfulness_correlation(model, images, targets, maps, nr_runs: int = 100, s
     float is a share of them; the default 1/224 is Quantus' 224 pixels at 224x224 px. Subsets
     are drawn on the device from `seed`, batch_size (run, image) pairs at a time, so they depend
     on the images in the call and on batch_size; or they are given as `indices` (nr_runs, N, k)
-    long. NaN when the map (or the output drop) is constant over the subsets. Higher is better.
+    long. A map whose subset sums are all equal (e.g. an all-zero Grad-CAM) predicts nothing of the
+    output drop and scores 0, as degenerate maps do in every metric here, so it stays in the
+    comparison instead of removing the image for every explainer (Quantus returns scipy's NaN
+    there); NaN only where the output drop itself is constant, alike for every explainer. Higher
+    is better.
     """
     check_positive_int("batch_size", batch_size)
     n, hw = images.shape[0], maps[0].numel()

@@ -30,6 +30,24 @@ def load_scores(run_dir: Path) -> pd.DataFrame:
     return scores
 
 
+def load_gaps(run_dir: Path) -> dict[str, list[str]]:
+    """The run's `context_gaps` (explainer -> image ids it lacked context for) from its manifest;
+    empty for a run without them (every NaN then reads as in stats' rules without gaps)."""
+    path = Path(run_dir) / "manifest.json"
+    return (json.loads(path.read_text()).get("context_gaps") or {}) if path.exists() else {}
+
+
+def _gaps_note(gaps: dict) -> str:
+    """Report text on the images an explainer lacked its context for (manifest `context_gaps`)."""
+    if not gaps:
+        return ""
+    listed = ", ".join(f"`{e}` {len(ids)}" for e, ids in sorted(gaps.items()))
+    return (f" Images an explainer lacked its dataset context for (`explain.missing_context = \"nan\"`: {listed}) are "
+            "not applicable to it: they are left out of its own mean, CI and paired tests only, not counted as its "
+            "failures, and they keep the image in the other explainers' common set; that explainer is then left out "
+            "of the cell's Friedman test and ranks.")
+
+
 def _img(stem: str, alt: str) -> str:
     return f"![{alt}]({stem}.png)  \n[PDF]({stem}.pdf)\n"
 
@@ -88,12 +106,12 @@ def _cd_section(fried: pd.DataFrame, ranks: pd.DataFrame, rep: Path, multi: bool
 
 
 def _by_class(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path, b: int, conf: float, seed: int,
-              notes: list[str]) -> list[str]:
+              notes: list[str], gaps=None) -> list[str]:
     """The faithfulness breakdown by class as report lines (and per_class.csv)."""
     if predictions is None:
         notes.append("- faithfulness by class: not reported, the run folder has no `predictions.csv` (the labels).")
         return []
-    table = sections.per_class(scores, predictions, b, conf, seed)
+    table = sections.per_class(scores, predictions, b, conf, seed, gaps)
     if table.empty:
         return []
     tables.write_csv(rep / "per_class.csv", table)
@@ -112,9 +130,11 @@ def build_report(run_dir: Path) -> str:
     cfg = load_config(run_dir / "config.toml")
     scores = load_scores(run_dir)
     b, conf, seed = cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed
-    summary = stats.summarise(scores, b, conf, seed)
-    tests = stats.paired_tests(scores, b, conf, seed)
-    fried, ranks = stats.friedman(scores)
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
+    gaps = load_gaps(run_dir)
+    summary = stats.summarise(scores, b, conf, seed, gaps)
+    tests = stats.paired_tests(scores, b, conf, seed, gaps)
+    fried, ranks = stats.friedman(scores, gaps=gaps)
     leaderboard = tables.write_tables(summary, rep, conf, tests, fried, ranks)
     width = getattr(cfg.report, "latex_width", "textwidth")
     write_text(rep / "leaderboard.tex", latex.leaderboard_tex(summary, tests, conf, width))
@@ -122,7 +142,6 @@ def build_report(run_dir: Path) -> str:
     comparisons, overview = findings.findings(summary, tests)
     tables.write_csv(rep / "findings.csv", comparisons)
     notes: list[str] = []
-    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
 
     figs: list[str] = ["## Figures\n", "### Leaderboard\n", _img(figures.leaderboard_figure(summary, rep / "leaderboard")[0].stem,
                                                                  "leaderboard")]
@@ -146,8 +165,8 @@ def build_report(run_dir: Path) -> str:
     else:
         notes.append("- sanity curves: not drawn, the run folder has no `sanity.csv` (no sanity metric was run).")
     predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
-    by_class = _by_class(scores, predictions, rep, b, conf, seed, notes)
-    by_class += focal.focal_section(scores, predictions, rep, b, conf, seed, width, notes)
+    by_class = _by_class(scores, predictions, rep, b, conf, seed, notes, gaps)
+    by_class += focal.focal_section(scores, predictions, rep, b, conf, seed, width, notes, gaps)
     if predictions is not None:
         figures.roc_figure(predictions, rep / "roc")
         figs += ["### Classifiers: ROC and confusion matrix\n", _img("roc", "ROC and confusion matrices")]
@@ -187,7 +206,7 @@ def build_report(run_dir: Path) -> str:
               + ". Localisation metrics are NaN on images without a lesion mask or with an empty one (`lung_mass`: "
               "only without a lung mask). An image NaN for "
               "some explainers only is their failure (\"k failed\" in the cells, `n_failed` in `leaderboard.csv`) and is "
-              "left out of every explainer's mean, test and rank.\n",
+              "left out of every explainer's mean, test and rank." + _gaps_note(gaps) + "\n",
               "### All models side by side\n", tables.combined_markdown(summary, tests), *by_class,
               "## Ranks, Friedman test and critical differences\n",
               "Average rank per metric over the images every explainer scored (1 = best in the metric's direction; "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..run.config import load_config
-from .build import load_scores
+from .build import load_gaps, load_scores
 from .stats import CELL, bootstrap_ci, holm, rank_biserial, summarise, wilcoxon
 from ..run.store import write_text
 from .tables import arrow, fmt, write_csv
@@ -21,9 +21,11 @@ COLUMNS = CELL + ["n_a", "mean_a", "ci_low_a", "ci_high_a", "n_b", "mean_b", "ci
 
 
 def compare_scores(a: pd.DataFrame, b: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95,
-                   seed: int = 0) -> pd.DataFrame:
-    """The comparison table of two long score tables (one row per cell present in both)."""
-    sa, sb = summarise(a, n_resamples, confidence, seed), summarise(b, n_resamples, confidence, seed)
+                   seed: int = 0, gaps_a=None, gaps_b=None) -> pd.DataFrame:
+    """The comparison table of two long score tables (one row per cell present in both); gaps_a and
+    gaps_b are each run's `context_gaps` (see stats)."""
+    sa = summarise(a, n_resamples, confidence, seed, gaps_a)
+    sb = summarise(b, n_resamples, confidence, seed, gaps_b)
     both = sa.merge(sb, on=CELL, suffixes=("_a", "_b"))
     rows = []
     for r in both.itertuples(index=False):
@@ -68,7 +70,7 @@ def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> str:
     run_a, run_b = Path(run_a), Path(run_b)
     cfg = load_config(run_a / "config.toml") if (run_a / "config.toml").exists() else None
     b, conf, seed = (cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed) if cfg else (1000, 0.95, 0)
-    table = compare_scores(load_scores(run_a), load_scores(run_b), b, conf, seed)
+    table = compare_scores(load_scores(run_a), load_scores(run_b), b, conf, seed, load_gaps(run_a), load_gaps(run_b))
     if table.empty:
         raise ValueError(f"{run_a} and {run_b} share no (dataset, model, explainer, metric) cell")
     md = compare_markdown(table, run_a.name, run_b.name if run_b.name != run_a.name else str(run_b))

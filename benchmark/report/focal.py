@@ -34,7 +34,7 @@ def focal_scores(scores: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFram
 
 
 def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path, n_resamples: int,
-                  confidence: float, seed: int, width: str, notes: list[str]) -> list[str]:
+                  confidence: float, seed: int, width: str, notes: list[str], gaps=None) -> list[str]:
     """Report lines of the focal-lesion leaderboard (and focal_leaderboard.csv / .tex)."""
     if predictions is None or not pd.to_numeric(predictions["lesion_share"], errors="coerce").notna().any():
         notes.append("- focal-lesion table: not reported, `predictions.csv` has no `lesion_share` (a run before it, "
@@ -46,8 +46,8 @@ def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: P
         return []
     share = pd.to_numeric(predictions.drop_duplicates(KEYS)["lesion_share"], errors="coerce")
     lesion = share > 0
-    summary = stats.summarise(sub, n_resamples, confidence, seed)
-    tests = stats.paired_tests(sub, n_resamples, confidence, seed)
+    summary = stats.summarise(sub, n_resamples, confidence, seed, gaps)
+    tests = stats.paired_tests(sub, n_resamples, confidence, seed, gaps)
     tables.write_csv(rep / "focal_leaderboard.csv", summary)
     write_text(rep / "focal_leaderboard.tex", latex.leaderboard_tex(summary, tests, confidence, width))
     n_models = max(predictions["model"].nunique(), 1)

@@ -62,20 +62,21 @@ def settings_lines(cfg) -> list[str]:
 
 
 def per_class(scores: pd.DataFrame, predictions: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95,
-              seed: int = 0) -> pd.DataFrame:
+              seed: int = 0, gaps=None) -> pd.DataFrame:
     """Faithfulness means per class (label 1 pneumonia, 0 normal, from predictions.csv), each cell on
-    its common image set (the images every explainer scored) split by class, with bootstrap CIs."""
+    its common image set (the images every explainer scored or is not applicable to, see
+    stats.common_cells) split by class, with bootstrap CIs."""
     faith = scores[[get_metric(m).category == "faithfulness" for m in scores["metric"]]]
     labels = predictions.drop_duplicates(["dataset", "model", "image_id"]).set_index(
         ["dataset", "model", "image_id"])["label"]
     rows = []
-    for (dataset, model, metric), _, _, common in common_cells(faith):
+    for (dataset, model, metric), _, _, common in common_cells(faith, gaps):
         key = pd.MultiIndex.from_arrays([[dataset] * len(common), [model] * len(common), common.index])
         label = labels.reindex(key).to_numpy()
         for value, name in CLASS_NAMES.items():
             sel = common[label == value]
             for e in common.columns:
-                v = sel[e].to_numpy(dtype=float)
+                v = sel[e].dropna().to_numpy(dtype=float)
                 low, high = bootstrap_ci(v, n_resamples, confidence, seed)
                 rows.append(dict(dataset=dataset, model=model, explainer=e, metric=metric, **{"class": name},
                                  n=len(v), mean=float(v.mean()) if len(v) else float("nan"), ci_low=low, ci_high=high))

@@ -13,6 +13,13 @@ differences. A NaN score is read as follows:
   (degenerate maps score 0, not NaN, so NaN there is a true failure). The image leaves the common
   set, and each explainer's failures are counted (`n_failed` in the summary, `n_dropped` in the
   Friedman table: the images some explainer failed on).
+- NaN because the explainer lacked the dataset context it needs on that image (`gaps`: explainer
+  -> image ids, from the manifest's `context_gaps`, with explain.missing_context = "nan"; e.g. the
+  lesion-mask oracle on a normal image): not applicable. It is neither that explainer's failure
+  nor a reason to drop the image for the others: the common set keeps the image, that explainer's
+  numbers (mean, CI, and its paired tests) use the common images it applies to, and the Friedman
+  test and ranks of a cell leave out any explainer not applicable to some common image, since
+  they need every explainer on every image. Without `gaps`, such NaNs read as failures.
 A cell with no common image keeps its rows with n = 0 (reported "not scored").
 
 One row per image. The table should hold one value per (cell, image); several rows of one image
@@ -34,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Iterator
+from typing import Collection, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -49,6 +56,7 @@ PAIR_COLUMNS = ["dataset", "model", "metric", "a", "b", "n", "mean_diff", "diff_
 FRIEDMAN_COLUMNS = ["dataset", "model", "metric", "k", "n", "n_dropped", "statistic", "p", "cd", "alpha"]
 RANK_COLUMNS = ["dataset", "model", "metric", "explainer", "avg_rank", "n"]
 ZERO_METHOD = "pratt"
+Gaps = Mapping[str, Collection[str]]
 
 
 def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
@@ -103,26 +111,46 @@ def wide_cell(cell: pd.DataFrame) -> pd.DataFrame:
     return grouped.mean().unstack("explainer").sort_index(axis=1)
 
 
-def common_cells(scores: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+def not_applicable(wide: pd.DataFrame, gaps: Gaps | None) -> pd.DataFrame:
+    """Images x explainers of a wide cell: True where the explainer lacked its context (`gaps`)."""
+    out = pd.DataFrame(False, index=wide.index, columns=wide.columns)
+    for e in wide.columns:
+        if gaps and gaps.get(e):
+            out[e] = wide.index.isin(list(gaps[e]))
+    return out
+
+
+def common_cells(scores: pd.DataFrame, gaps: Gaps | None = None
+                 ) -> Iterator[tuple[tuple, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """((dataset, model, metric), wide, scored, common) per cell, each images x explainers: every image
-    of the cell's rows, the images at least one explainer scored, and the common set (every one did)."""
+    of the cell's rows, the images at least one explainer scored, and the common set (every explainer
+    scored it or is not applicable to it; see the module docstring). Without `gaps` the common set
+    has no NaN; with them, NaN marks exactly the not-applicable entries."""
     for key, cell in scores.groupby(GROUP, sort=True):
         wide = wide_cell(cell)
         scored = wide[wide.notna().any(axis=1)]
-        yield key, wide, scored, scored.dropna()
+        na = not_applicable(scored, gaps)
+        yield key, wide, scored, scored[(scored.notna() | na).all(axis=1)]
 
 
-def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def _failed(scored: pd.DataFrame, e: str, gaps: Gaps | None) -> int:
+    """Images of the cell another explainer scored and e did not, though e applied to them."""
+    return int((scored[e].isna() & ~not_applicable(scored, gaps)[e]).sum())
+
+
+def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+              gaps: Gaps | None = None) -> pd.DataFrame:
     """One row per (dataset, model, explainer, metric) on the cell's common image set: n (common
-    images), n_failed (images another explainer scored and this one did not), n_nan (images of the
-    table this explainer did not score, failures included), mean, median and the bootstrap CI."""
+    images the explainer applies to), n_failed (images another explainer scored and this one did not
+    though it applied), n_nan (images of the table this explainer did not score, failures and
+    not-applicable images included), mean, median and the bootstrap CI."""
     rows = []
-    for (dataset, model, metric), wide, scored, common in common_cells(scores):
+    for (dataset, model, metric), wide, scored, common in common_cells(scores, gaps):
         for e in wide.columns:
-            values = common[e].to_numpy(dtype=float)
+            values = common[e].dropna().to_numpy(dtype=float)
             low, high = bootstrap_ci(values, n_resamples, confidence, seed)
             rows.append(dict(dataset=dataset, model=model, explainer=e, metric=metric, n=len(values),
-                             n_failed=int(scored[e].isna().sum()), n_nan=int(wide[e].isna().sum()),
+                             n_failed=_failed(scored, e, gaps), n_nan=int(wide[e].isna().sum()),
                              mean=float(values.mean()) if len(values) else float("nan"),
                              median=float(np.median(values)) if len(values) else float("nan"), ci_low=low, ci_high=high))
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -163,24 +191,27 @@ def wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Every pair of explainers on the common image set of each (dataset, model, metric): Wilcoxon
+def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                 gaps: Gaps | None = None) -> pd.DataFrame:
+    """Every pair of explainers on the common image set of each (dataset, model, metric), less the
+    images one of the two is not applicable to (`gaps`): Wilcoxon
     signed-rank test (Pratt's zeros; Holm-corrected across the pairs of that cell), the matched-pairs
     rank-biserial effect size and a paired bootstrap CI of the mean difference a - b. p = 1 when all
     differences are zero (no evidence either way); p NaN when the cell has no common image."""
     rows = []
-    for (dataset, model, metric), _, _, common in common_cells(scores):
+    for (dataset, model, metric), _, _, common in common_cells(scores, gaps):
         names = list(common.columns)
         pairs = []
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                diff = (common[a] - common[b]).to_numpy(dtype=float)
-                stat, p = wilcoxon(common[a].to_numpy(dtype=float), common[b].to_numpy(dtype=float))
+                both = common[[a, b]].dropna()
+                diff = (both[a] - both[b]).to_numpy(dtype=float)
+                stat, p = wilcoxon(both[a].to_numpy(dtype=float), both[b].to_numpy(dtype=float))
                 low, high = bootstrap_ci(diff, n_resamples, confidence, seed)
                 pairs.append(dict(dataset=dataset, model=model, metric=metric, a=a, b=b, n=len(diff),
                                   mean_diff=float(diff.mean()) if len(diff) else float("nan"),
                                   diff_ci_low=low, diff_ci_high=high, statistic=stat, p=p,
-                                  rank_biserial=rank_biserial(common[a], common[b])))
+                                  rank_biserial=rank_biserial(both[a], both[b])))
         if pairs:
             p = np.array([r["p"] for r in pairs])
             adj = np.full(len(p), np.nan)
@@ -202,18 +233,20 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
 
 
 def friedman(scores: pd.DataFrame, higher_is_better: dict[str, bool] | None = None,
-             alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+             alpha: float = 0.05, gaps: Gaps | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Friedman test across explainers per (dataset, model, metric) on the common image set, with
     average ranks (1 = best in the metric's direction, ties share the mean rank) and the Nemenyi
-    critical difference. n_dropped counts the images some explainer failed on (scored by another).
+    critical difference; an explainer not applicable to some common image (`gaps`) is left out of
+    that cell's test and ranks. n_dropped counts the images some explainer failed on (scored by another).
     Returns (tests, ranks). The test needs k >= 3 explainers and n >= 2 images; otherwise its statistic
     and p are NaN (the ranks are still given when n >= 1)."""
     if higher_is_better is None:
         from ..metrics import get_metric
         higher_is_better = {m: get_metric(m).higher_is_better for m in scores["metric"].unique()}
     tests, ranks = [], []
-    for (dataset, model, metric), _, scored, complete in common_cells(scores):
-        k, n = scored.shape[1], len(complete)
+    for (dataset, model, metric), _, scored, common in common_cells(scores, gaps):
+        complete = common.loc[:, common.notna().all(axis=0)]
+        k, n = complete.shape[1], len(complete)
         values = complete.to_numpy(dtype=float)
         stat = p = float("nan")
         if k >= 3 and n >= 2 and not np.all(values == values[:, :1]):

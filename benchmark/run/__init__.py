@@ -3,4 +3,5 @@ stage modules (train, tune, shards for explain and score, gather, repeat, random
 perturbed_maps over side_maps, report_stage) sharing a RunContext (context), the shard jobs and what
 a worker process keeps loaded (jobs), test-only kill points (kill_hooks), the content-keyed store
 (store), the executors (executor: in-process; ray_executor: Ray), and the data splits with their
-preprocessing cache (data, data_cache)."""
+preprocessing cache (data, data_cache); the dataset context explainers need (missing_context) and
+the images each one lacked it for, recorded for the report (context_gaps)."""

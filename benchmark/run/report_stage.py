@@ -32,6 +32,7 @@ def report_key(ctx: RunContext, manifest: dict) -> str:
         h.update(name.encode() + (p.read_bytes() if p.exists() else b"-"))
     stable = {k: manifest[k] for k in ("versions", "classifiers", "data_counts", "skipped_files", "seed", "device")}
     stable["split_roles"] = manifest.get("split_roles")
+    stable["context_gaps"] = manifest.get("context_gaps")
     h.update(stage_key(stable, code_version(*REPORT_CODE)).encode())
     return h.hexdigest()
 

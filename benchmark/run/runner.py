@@ -28,6 +28,7 @@ from ..speed.floor import floor_table, format_floor, plan_passes, throughputs
 from . import report_stage
 from .config import Config
 from .context import Models, RunContext
+from .context_gaps import context_gaps
 from .data import data_key, load_split, train_prior
 from .environment import git_commit, resolve_device, seed_everything, versions
 from .executor import Executor
@@ -175,6 +176,7 @@ class Runner:
         ctx.timings["throughput"] = time.perf_counter() - t0
         prior_path = _store_prior(ctx, train)
         check_context(cfg, test, prior_path)  # before any training: every explainer gets what it needs
+        gaps = context_gaps(cfg, test, prior_path)
         models, classifiers = train_models(ctx, train, val, test)
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
         summary, leaderboard = pd.DataFrame(), ""
@@ -188,12 +190,13 @@ class Runner:
             randomised_scores(ctx, models, test, prior_path)  # metric reliability: randomised_scores.csv
             stability_scores(ctx, models, test, prior_path)  # and stability.csv (metrics.reliability)
         manifest = _manifest(ctx, classifiers, train, val, test)
+        manifest["context_gaps"] = gaps
         manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
         write_json(ctx.run_dir / "manifest.json", manifest)
         if until == "report":
             t0 = time.perf_counter()
             leaderboard = report_stage.report(ctx, manifest, scores, test, models)
-            summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed)
+            summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed, gaps)
             ctx.timings["report"] = time.perf_counter() - t0
             manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
             write_json(ctx.run_dir / "manifest.json", {**manifest, "timings_s": ctx.timings})

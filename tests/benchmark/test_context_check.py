@@ -1,6 +1,7 @@
 """Context an explainer needs (lung masks, lesion masks, the training prior) is checked right after
 the data is loaded and before any training: the error names the explainer, what is missing and for
 how many test images (issue 12, item 5)."""
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,9 @@ def test_nan_mode_scores_those_images_nan(tmp_path):
     board = pd.read_csv(out / "report" / "leaderboard.csv")
     row = board[board.explainer == "lung_prior"].iloc[0]
     assert row.n_nan == 2
+    # not applicable, not failed: random keeps all four images, lung_prior is scored on its two
+    gaps = json.loads((out / "manifest.json").read_text())["context_gaps"]
+    assert sorted(gaps) == ["lung_prior"] and sorted(gaps["lung_prior"]) == sorted(lung.image_id[labels == 1])
+    assert (row.n, row.n_failed) == (2, 0)
+    assert board[board.explainer == "random"].iloc[0].n == 4
+    assert "not applicable to it" in (out / "report" / "report.md").read_text()

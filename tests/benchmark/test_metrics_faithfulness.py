@@ -144,7 +144,8 @@ def test_bad_curve_parameters_are_named(param, value, match):
 
 def test_faithfulness_correlation_by_hand():
     """MeanModel's logit drop with a zero fill is 8/HW times the removed pixels' sum, so a map equal to
-    the image correlates perfectly, its negation at -1, and a constant map is undefined."""
+    the image correlates perfectly, its negation at -1, and a constant map predicts nothing (0); a
+    model whose output never moves leaves the correlation undefined (NaN) for every map."""
     images, _ = _inputs(4, 8)
     t = torch.ones(4, dtype=torch.long)
     args = dict(model=MeanModel(), images=images, targets=t, nr_runs=20, subset_size=0.1)
@@ -152,8 +153,12 @@ def test_faithfulness_correlation_by_hand():
     assert torch.allclose(_fn("faithfulness_correlation")(maps=-images[:, 0], **args), -torch.ones(4), atol=1e-5)
     flat = torch.full((4, 8, 8), 0.3)
     flat[1] = torch.rand(8, 8)
+    flat[3] = 0.0  # an all-zero map, as Grad-CAM gives when every weighted activation is negative
     v = _fn("faithfulness_correlation")(maps=flat, **args)
-    assert torch.isnan(v[[0, 2, 3]]).all() and torch.isfinite(v[1])
+    assert torch.equal(v[[0, 2, 3]], torch.zeros(3)) and 0 < abs(v[1].item()) <= 1
+    deaf = dict(args, targets=torch.zeros(4, dtype=torch.long))  # MeanModel's class-0 logit never moves
+    assert torch.isnan(_fn("faithfulness_correlation")(maps=images[:, 0], **deaf)).all()
+    assert torch.isnan(_fn("faithfulness_correlation")(maps=flat, **deaf)).all()
 
 
 def test_faithfulness_correlation_subsets():

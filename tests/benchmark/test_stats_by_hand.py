@@ -98,3 +98,26 @@ def test_several_rows_of_one_image_count_once(caplog):
     assert t.loc[("a", "b"), "mean_diff"] == pytest.approx((0.1 + 0.4 + 0.3) / 3)
     _, ranks = friedman(df)  # a beats b and c on i0 only with the mean 0.5 (the first row, 0.2, loses)
     assert ranks.set_index("explainer")["avg_rank"]["a"] == pytest.approx(1.0)
+
+
+def test_not_applicable_images_are_neither_failures_nor_dropped_for_the_others():
+    """The lesion-mask oracle on images without a mask (context_gaps) is not applicable there: the
+    others keep those images; b's NaN on i1 (which it applied to) is a failure that drops i1 for all."""
+    nan = np.nan
+    scores = _long({"a": [1.0, 2.0, 3.0, 5.0], "b": [2.0, nan, 1.0, 1.0], "oracle": [4.0, 4.0, nan, nan]},
+                   metric="deletion_auc")
+    gaps = {"oracle": ["i2", "i3"]}
+    s = summarise(scores, n_resamples=50, gaps=gaps).set_index("explainer")
+    assert s.loc["a", "n"] == 3 and s.loc["a", "mean"] == pytest.approx((1 + 3 + 5) / 3)
+    assert s.loc["b", "n"] == 3 and s.loc["b", "n_failed"] == 1 and s.loc["b", "mean"] == pytest.approx(4 / 3)
+    assert s.loc["oracle", "n"] == 1 and s.loc["oracle", "n_failed"] == 0 and s.loc["oracle", "n_nan"] == 2
+    assert s.loc["oracle", "mean"] == 4.0
+    # without gaps the oracle's NaNs are failures and leave only i0 for everyone
+    plain = summarise(scores, n_resamples=50).set_index("explainer")
+    assert (plain["n"] == 1).all() and plain.loc["oracle", "n_failed"] == 2
+    pairs = paired_tests(scores, n_resamples=50, gaps=gaps).set_index(["a", "b"])["n"]
+    assert pairs[("a", "b")] == 3 and pairs[("a", "oracle")] == 1 and pairs[("b", "oracle")] == 1
+    tests, ranks = friedman(scores, {"deletion_auc": False}, gaps=gaps)
+    assert tests.iloc[0]["k"] == 2 and tests.iloc[0]["n"] == 3 and tests.iloc[0]["n_dropped"] == 1
+    # deletion: lower is better; a vs b on i0, i2, i3: (1 < 2) a first, then b, b -> a 5/3, b 4/3
+    assert ranks.set_index("explainer")["avg_rank"].to_dict() == pytest.approx({"a": 5 / 3, "b": 4 / 3})
