@@ -42,8 +42,11 @@ def ordered_metrics(metrics) -> list[str]:
 
 
 def ranked(df: pd.DataFrame, metric: str) -> list[str]:
-    """Explainers of one (dataset, model) summary ordered best first in the metric's direction."""
+    """Explainers of one (dataset, model) summary ordered best first in the metric's direction; an
+    explainer not applicable to some common image (smaller n, see stats) has its mean on other images
+    and is not ranked."""
     col = df[df.metric == metric].dropna(subset=["mean"])
+    col = col[col["n"] == col["n"].max()]
     return list(col.sort_values(["mean", "explainer"], ascending=[not get_metric(metric).higher_is_better, True],
                                 kind="stable")["explainer"])
 

@@ -121,3 +121,17 @@ def test_not_applicable_images_are_neither_failures_nor_dropped_for_the_others()
     assert tests.iloc[0]["k"] == 2 and tests.iloc[0]["n"] == 3 and tests.iloc[0]["n_dropped"] == 1
     # deletion: lower is better; a vs b on i0, i2, i3: (1 < 2) a first, then b, b -> a 5/3, b 4/3
     assert ranks.set_index("explainer")["avg_rank"].to_dict() == pytest.approx({"a": 5 / 3, "b": 4 / 3})
+
+
+def test_an_explainer_on_fewer_images_is_never_the_bold_best():
+    """The oracle's mean over the images it applies to is not comparable with the column's others:
+    the bold goes to the best explainer scored on every common image."""
+    from benchmark.report.tables import leaderboard_markdown
+    nan = np.nan
+    scores = _long({"a": [1.0, 2.0, 3.0, 5.0], "b": [2.0, 3.0, 4.0, 6.0], "oracle": [9.0, 9.0, nan, nan]},
+                   metric="insertion_auc")
+    gaps = {"oracle": ["i2", "i3"]}
+    summary = summarise(scores, n_resamples=50, gaps=gaps)
+    text = leaderboard_markdown(summary, 0.95, paired_tests(scores, n_resamples=50, gaps=gaps))
+    row = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "**3.750" in row["b"] and "**" not in row["oracle"] and "(n=2)" in row["oracle"]
