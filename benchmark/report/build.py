@@ -44,8 +44,8 @@ def _gaps_note(gaps: dict) -> str:
     listed = ", ".join(f"`{e}` {len(ids)}" for e, ids in sorted(gaps.items()))
     return (f" Images an explainer lacked its dataset context for (`explain.missing_context = \"nan\"`: {listed}) are "
             "not applicable to it: they are left out of its own mean, CI and paired tests only, not counted as its "
-            "failures, and they keep the image in the other explainers' common set; that explainer is then left out "
-            "of the cell's Friedman test and ranks.")
+            "failures, and they keep the image in the other explainers' common set; in a cell whose common set holds "
+            "one of them, that explainer is left out of the Friedman test and ranks and is not eligible for bold.")
 
 
 def _img(stem: str, alt: str) -> str:
