@@ -133,11 +133,6 @@ def common_cells(scores: pd.DataFrame, gaps: Gaps | None = None
         yield key, wide, scored, scored[(scored.notna() | na).all(axis=1)]
 
 
-def _failed(scored: pd.DataFrame, e: str, gaps: Gaps | None) -> int:
-    """Images of the cell another explainer scored and e did not, though e applied to them."""
-    return int((scored[e].isna() & ~not_applicable(scored, gaps)[e]).sum())
-
-
 def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
               gaps: Gaps | None = None) -> pd.DataFrame:
     """One row per (dataset, model, explainer, metric) on the cell's common image set: n (common
@@ -146,11 +141,13 @@ def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float =
     not-applicable images included), mean, median and the bootstrap CI."""
     rows = []
     for (dataset, model, metric), wide, scored, common in common_cells(scores, gaps):
+        # failed: another explainer scored the image, this one did not though it applied
+        failed = (scored.isna() & ~not_applicable(scored, gaps)).sum()
         for e in wide.columns:
             values = common[e].dropna().to_numpy(dtype=float)
             low, high = bootstrap_ci(values, n_resamples, confidence, seed)
             rows.append(dict(dataset=dataset, model=model, explainer=e, metric=metric, n=len(values),
-                             n_failed=_failed(scored, e, gaps), n_nan=int(wide[e].isna().sum()),
+                             n_failed=int(failed[e]), n_nan=int(wide[e].isna().sum()),
                              mean=float(values.mean()) if len(values) else float("nan"),
                              median=float(np.median(values)) if len(values) else float("nan"), ci_low=low, ci_high=high))
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
