@@ -1,10 +1,12 @@
 """Classifiers taking (N,1,H,W) images in [0,1] and returning logits (N,2): builders (a registry),
-training, checkpoints, and precision (bf16 where the device runs it natively)."""
+training, checkpoints, precision (bf16 where the device runs it natively) and layout (channels-last where
+convolutions run faster so)."""
 from . import xrv  # registers xrv_densenet121 (torchxrayvision is imported only when it is built)
 from .builders import MODELS, XrayClassifier, build_model, register_model
 from .checkpoints import load_trained
+from .layout import place_model
 from .training import (TrainConfig, TrainResult, classifier_report, load_checkpoint, predict_proba,
                        save_checkpoint, train_classifier)
 
 __all__ = ["MODELS", "TrainConfig", "TrainResult", "XrayClassifier", "build_model", "classifier_report",
-           "load_checkpoint", "load_trained", "predict_proba", "register_model", "save_checkpoint", "train_classifier"]
+           "load_checkpoint", "load_trained", "place_model", "predict_proba", "register_model", "save_checkpoint", "train_classifier"]

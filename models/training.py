@@ -1,5 +1,5 @@
 """Training loop: bf16 autocast and channels_last where the device runs bf16 fast (CUDA, a CPU with
-AMX; TrainConfig.precision), float32 otherwise."""
+AMX; TrainConfig.precision), float32 otherwise; channels_last on every CPU (models.layout)."""
 from __future__ import annotations
 
 import copy
@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from .layout import place_model
 from .precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model.to(device)
+    place_model(model, device)
     bf16 = resolve_precision(cfg.precision, device) == "bf16"
     if bf16:  # oneDNN and cuDNN run bf16 convolutions fastest on channels-last tensors
         model.to(memory_format=torch.channels_last)
@@ -165,8 +166,8 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
                 "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
                 "seconds": time.perf_counter() - start})
     model.load_state_dict(best_state)
-    if device.type == "cpu":  # the layout a checkpoint loads into: a trained and a loaded model compute alike
-        model.to(memory_format=torch.contiguous_format)
+    if device.type == "cpu":  # the layout a checkpoint loads into (place_model): a trained and a loaded model compute alike
+        place_model(model, device)
     model.eval()
     val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}
     return TrainResult(best_epoch=best_epoch, val=val, history=history, seconds=time.perf_counter() - start)

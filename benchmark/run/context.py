@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 Models = dict[str, tuple[str, Path]]
 
 # the modules whose source decides each stage's output (see store.code_version)
-TRAIN_CODE = ("models.builders", "models.training")
+TRAIN_CODE = ("models.builders", "models.training", "models.layout")
 SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry", "benchmark.run.missing_context")
 SHARD_STAGES = ("train", "explain", "score")
 

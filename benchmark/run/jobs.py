@@ -22,7 +22,7 @@ import torch
 
 from datasets import Batch
 from explainers import build_explainer
-from models import build_model, load_checkpoint, predict_proba
+from models import build_model, load_checkpoint, place_model, predict_proba
 from models.precision import autocast, pass_precision
 
 from .. import metrics as metric_registry
@@ -78,7 +78,7 @@ class WorkerState:
         if key not in self.models:
             model = build_model(name, **cfg.models.params.get(name, {}))
             load_checkpoint(model, checkpoint)
-            self.models[key] = model.to(device).eval()
+            self.models[key] = place_model(model, device).eval()
         return self.models[key]
 
     def prior(self, path: str) -> np.ndarray | None:

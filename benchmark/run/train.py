@@ -12,7 +12,7 @@ import torch
 
 from datasets import Batch
 from models.precision import resolve_precision
-from models import (TrainConfig, build_model, classifier_report, load_checkpoint, predict_proba, save_checkpoint,
+from models import (TrainConfig, build_model, classifier_report, load_checkpoint, place_model, predict_proba, save_checkpoint,
                     train_classifier)
 from models.builders import MODELS
 from models.checkpoints import load_trained
@@ -27,7 +27,7 @@ from .store import atomic_path, code_version, stage_key
 
 log = logging.getLogger(__name__)
 # the code that builds a model and reads a given checkpoint: the key of a loaded (not trained) model
-LOAD_CODE = ("models.builders", "models.checkpoints")
+LOAD_CODE = ("models.builders", "models.checkpoints", "models.layout")
 
 
 def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) -> tuple[torch.nn.Module, str, dict, Path]:
@@ -49,7 +49,7 @@ def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) 
     if not (path.exists() and ctx.resume):
         with atomic_path(path) as tmp:
             save_checkpoint(model, tmp, meta)
-    model.to(ctx.device).eval()
+    place_model(model, ctx.device).eval()
     meta["val"] = classifier_report(val.labels.numpy(), predict_proba(model, val.images)[:, 1].numpy())
     ctx.work["train"]["loaded"] = ctx.work["train"].get("loaded", 0) + 1
     ctx.progress(f"train {name} skipped: loaded {given} ({info['format']}, sha256 {info['sha256'][:12]})")
@@ -105,7 +105,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
         ctx.progress(f"train {name} done")
         ctx.work["train"]["computed"] += 1
         kill_point("train")  # test-only (CXR_TEST_KILL_AFTER="train:N"); a no-op otherwise
-    model.to(ctx.device).eval()
+    place_model(model, ctx.device).eval()
     return model, key, meta, path
 
 

@@ -12,14 +12,14 @@ import torch
 from datasets import collate
 from datasets.phantom import PhantomDataset
 from explainers import EXPLAINERS, build_explainer
-from models import build_model
+from models import build_model, place_model
 
 
 def time_explainers(arch: str, size: int, n_images: int, device: torch.device, names: list[str],
                     params: dict[str, dict]) -> dict[str, float]:
     batch = collate([PhantomDataset("test", size=size)[i] for i in range(1, 2 * n_images, 2)])
     torch.manual_seed(0)
-    model = build_model(arch).to(device).eval()
+    model = place_model(build_model(arch), device).eval()  # the run's layout
     x, t = batch.images.to(device), batch.labels.to(device)
     out = {}
     for name in names:

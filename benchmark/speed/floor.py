@@ -20,10 +20,10 @@ from typing import Any, Callable
 import torch
 
 from explainers import build_explainer
-from models import build_model
+from models import build_model, place_model
 
 from ..metrics import get_metric
-from ..run.store import stage_key, write_json
+from ..run.store import code_version, stage_key, write_json
 
 
 @dataclass
@@ -64,7 +64,7 @@ def measure_throughput(model: torch.nn.Module, size: int, device: torch.device, 
     """Forward (no grad) and forward+backward (gradient to the input) of one batch of noise images,
     in eval mode, in float32: a few seconds on a CPU. Weights do not change the cost, so an untrained
     copy serves. Stages that run in bf16 (train.precision, run.forward_precision) can beat this floor."""
-    model = model.to(device).eval()
+    model = place_model(model, device).eval()  # the layout the run's passes compute in
     x = torch.rand(batch_size, 1, size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -91,7 +91,7 @@ def throughputs(cfg, device: torch.device, cache_dir: Path | None = None, reuse:
     for name in cfg.models.names:
         params = cfg.models.params.get(name, {})
         key = stage_key("throughput", name, params, cfg.data.size, str(device), torch.get_num_threads(),
-                        torch.__version__)
+                        torch.__version__, code_version("models.layout"))
         path = cache_dir / f"throughput-{name}-{key}.json" if cache_dir is not None else None
         if reuse and path is not None and path.exists():
             out[name] = Throughput(**json.loads(path.read_text()))
