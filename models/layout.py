@@ -15,14 +15,9 @@ import torch
 from torch import nn
 
 
-def compute_channels_last(device: torch.device | str) -> bool:
-    """Whether models on `device` compute channels-last (the CPU; CUDA keeps its layout)."""
-    return torch.device(device).type == "cpu"
-
-
 def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
     """`model` moved to `device` in the layout it computes fastest there (in place; returned)."""
     model.to(device)
-    if compute_channels_last(device):
+    if torch.device(device).type == "cpu":  # CUDA keeps its layout
         model.to(memory_format=torch.channels_last)
     return model

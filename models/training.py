@@ -165,9 +165,7 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                 "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
                 "seconds": time.perf_counter() - start})
-    model.load_state_dict(best_state)
-    if device.type == "cpu":  # the layout a checkpoint loads into (place_model): a trained and a loaded model compute alike
-        place_model(model, device)
+    model.load_state_dict(best_state)  # copies into the placed weights: their layout stays place_model's
     model.eval()
     val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}
     return TrainResult(best_epoch=best_epoch, val=val, history=history, seconds=time.perf_counter() - start)
