@@ -16,6 +16,7 @@ import pandas as pd
 from ..speed.floor import floor_markdown
 from . import figures, findings, focal, latex, overlays, sections, stats, tables, trust
 from .artifacts import load_curves, load_predictions, read_cases
+from .figure_pool import FigurePool
 from ..run.store import write_text
 
 
@@ -86,13 +87,16 @@ def _paired_summary(tests: pd.DataFrame) -> str:
             "Holm-adjusted p.\n")
 
 
-def _cd_section(fried: pd.DataFrame, ranks: pd.DataFrame, rep: Path, multi: bool) -> list[str]:
+def _cd_section(fried: pd.DataFrame, ranks: pd.DataFrame, rep: Path, multi: bool, pool: FigurePool) -> list[str]:
     """A critical-difference diagram per (dataset, model) of the metrics whose Friedman test rejects,
     and a line for each metric whose test does not (or could not run)."""
+    groups = list(fried.groupby(["dataset", "model"], sort=True))
+    stems = [f"cd-{dataset}-{model}" if multi else f"cd-{model}" for (dataset, model), _ in groups]
+    drawn = [pool.submit(figures.cd_diagram, fried, ranks, dataset, model, rep / stem)
+             for ((dataset, model), _), stem in zip(groups, stems)]
     out = []
-    for (dataset, model), tests in fried.groupby(["dataset", "model"], sort=True):
-        stem = f"cd-{dataset}-{model}" if multi else f"cd-{model}"
-        if figures.cd_diagram(fried, ranks, dataset, model, rep / stem) is not None:
+    for ((dataset, model), tests), stem, figure in zip(groups, stems, drawn):
+        if figure.result() is not None:
             out.append(_img(stem, f"critical difference {model}"))
         for t in tests.itertuples(index=False):
             if pd.isna(t.p):
@@ -119,9 +123,10 @@ def _by_class(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path,
             "label (from `predictions.csv`): mean [CI] (n). Also in `per_class.csv`.\n", sections.per_class_markdown(table)]
 
 
-def build_report(run_dir: Path) -> str:
+def build_report(run_dir: Path, figure_workers: int | None = None) -> str:
     """Write every table, figure and report.md of a run into run_dir/report/ from its stored files;
-    return the Markdown leaderboard."""
+    return the Markdown leaderboard. `figure_workers` processes draw the figures (default: the
+    config's report.figure_workers; 1: this process), the same bytes either way."""
     from ..run.config import load_config
     run_dir = Path(run_dir)
     rep = run_dir / "report"
@@ -129,58 +134,84 @@ def build_report(run_dir: Path) -> str:
         raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist: is {run_dir} a run folder?")
     cfg = load_config(run_dir / "config.toml")
     scores = load_scores(run_dir)
-    b, conf, seed = cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
     gaps = load_gaps(run_dir)
+    workers = cfg.report.figure_workers if figure_workers is None else figure_workers
+    with FigurePool(workers) as pool:
+        leaderboard, *lines = _report_lines(run_dir, rep, cfg, scores, manifest, gaps, pool)
+    write_text(rep / "report.md", "\n".join(lines))
+    return leaderboard
+
+
+def _report_lines(run_dir: Path, rep: Path, cfg, scores: pd.DataFrame, manifest: dict | None, gaps: dict,
+                  pool: FigurePool) -> list[str]:
+    """[the Markdown leaderboard, *the lines of report.md], writing the tables on the way. Figures go
+    to `pool`, those that need no statistics first, so its workers draw while this process computes."""
+    b, conf, seed = cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed
+    notes: list[str] = []
+    curves, sanity = load_curves(run_dir / "curves.csv", cfg.data.dataset, cfg.data.splits["test"])
+    predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
+    case_files = sorted((run_dir / "cases").glob("*.npz")) if (run_dir / "cases").is_dir() else []
+    curves_png = pool.submit(figures.curves_figure, curves, rep / "curves") if curves is not None else None
+    sanity_png = pool.submit(figures.sanity_figure, sanity, rep / "sanity") if sanity is not None else None
+    roc_png = pool.submit(figures.roc_figure, predictions, rep / "roc") if predictions is not None else None
+    case_pngs = []
+    for path in case_files:
+        cases, model = read_cases(path), path.stem
+        metric = str(cases["case_metric"])
+        case_pngs.append((model, pool.submit(overlays.overlay_figure, cases, f"{model}: heat maps over the same X-rays",
+                                             rep / f"overlay-{model}"),
+                          pool.submit(overlays.case_figure, cases,
+                                      f"{model}: best, median and worst image per explainer by {metric}",
+                                      rep / f"cases-{model}")))
+
     summary = stats.summarise(scores, b, conf, seed, gaps)
+    leaderboard_png = pool.submit(figures.leaderboard_figure, summary, rep / "leaderboard")
+    runtime_png = pool.submit(figures.runtime_quality, summary, rep / "runtime")
     tests = stats.paired_tests(scores, b, conf, seed, gaps)
     fried, ranks = stats.friedman(scores, gaps=gaps)
+    ranks_png = pool.submit(figures.rank_heatmap, ranks, rep / "ranks") if not ranks.empty else None
+    cd_lines = _cd_section(fried, ranks, rep, scores["dataset"].nunique() > 1, pool) if not ranks.empty else []
     leaderboard = tables.write_tables(summary, rep, conf, tests, fried, ranks)
     width = getattr(cfg.report, "latex_width", "textwidth")
     write_text(rep / "leaderboard.tex", latex.leaderboard_tex(summary, tests, conf, width))
     write_text(rep / "leaderboard_all.tex", latex.combined_tex(summary, tests, conf, width))
     comparisons, overview = findings.findings(summary, tests)
     tables.write_csv(rep / "findings.csv", comparisons)
-    notes: list[str] = []
+    by_class = _by_class(scores, predictions, rep, b, conf, seed, notes, gaps)
+    by_class += focal.focal_section(scores, predictions, rep, b, conf, seed, width, notes, gaps)
+    trust_lines = trust.trust_section(summary, scores, rep, b, seed)
 
-    figs: list[str] = ["## Figures\n", "### Leaderboard\n", _img(figures.leaderboard_figure(summary, rep / "leaderboard")[0].stem,
-                                                                 "leaderboard")]
-    if not ranks.empty:
-        figures.rank_heatmap(ranks, rep / "ranks")
+    figs: list[str] = ["## Figures\n", "### Leaderboard\n", _img(leaderboard_png.result()[0].stem, "leaderboard")]
+    if ranks_png is not None:
+        ranks_png.result()
         figs += ["### Average ranks\n", _img("ranks", "rank heat map")]
-        figs += ["### Critical-difference diagrams\n", *_cd_section(fried, ranks, rep, scores["dataset"].nunique() > 1)]
-    if figures.runtime_quality(summary, rep / "runtime") is not None:
+        figs += ["### Critical-difference diagrams\n", *cd_lines]
+    if runtime_png.result() is not None:
         figs += ["### Runtime against localisation\n", _img("runtime", "runtime against localisation")]
     else:
         notes.append("- runtime against localisation: not drawn, the scores lack `seconds_per_image` or a localisation metric.")
-    curves, sanity = load_curves(run_dir / "curves.csv", cfg.data.dataset, cfg.data.splits["test"])
-    if curves is not None:
-        figures.curves_figure(curves, rep / "curves")
+    if curves_png is not None:
+        curves_png.result()
         figs += ["### Deletion and insertion curves\n", _img("curves", "deletion and insertion curves")]
     else:
         notes.append("- deletion and insertion curves: not drawn, the run folder has no `curves.csv`.")
-    if sanity is not None:
-        figures.sanity_figure(sanity, rep / "sanity")
+    if sanity_png is not None:
+        sanity_png.result()
         figs += ["### Sanity: cascading parameter randomisation\n", _img("sanity", "sanity curves")]
     else:
         notes.append("- sanity curves: not drawn, the run folder has no `sanity.csv` (no sanity metric was run).")
-    predictions = load_predictions(run_dir / "predictions.csv", cfg.data.dataset, cfg.data.splits["test"])
-    by_class = _by_class(scores, predictions, rep, b, conf, seed, notes, gaps)
-    by_class += focal.focal_section(scores, predictions, rep, b, conf, seed, width, notes, gaps)
-    if predictions is not None:
-        figures.roc_figure(predictions, rep / "roc")
+    if roc_png is not None:
+        roc_png.result()
         figs += ["### Classifiers: ROC and confusion matrix\n", _img("roc", "ROC and confusion matrices")]
     else:
         notes.append("- ROC curve and confusion matrix: not drawn, the run folder has no `predictions.csv`.")
-    case_files = sorted((run_dir / "cases").glob("*.npz")) if (run_dir / "cases").is_dir() else []
     if not case_files:
         notes.append("- overlays and best/median/worst cases: not drawn, the run folder has no `cases/<model>.npz`.")
-    for path in case_files:
-        cases, model = read_cases(path), path.stem
-        if overlays.overlay_figure(cases, f"{model}: heat maps over the same X-rays", rep / f"overlay-{model}"):
+    for model, overlay_png, cases_png in case_pngs:
+        if overlay_png.result():
             figs += [f"### Overlays: {model}\n", _img(f"overlay-{model}", f"overlay {model}")]
-        metric = str(cases["case_metric"])
-        if overlays.case_figure(cases, f"{model}: best, median and worst image per explainer by {metric}", rep / f"cases-{model}"):
+        if cases_png.result():
             figs += [f"### Best, median and worst cases: {model}\n", _img(f"cases-{model}", f"cases {model}")]
 
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
@@ -214,7 +245,7 @@ def build_report(run_dir: Path) -> str:
               "by less than the Nemenyi critical difference (CD) are not significantly different; the CD diagrams are "
               "drawn only where the Friedman test rejects at p < 0.05.\n",
               tables.rank_markdown(fried, ranks),
-              "## Paired tests\n", _paired_summary(tests), *trust.trust_section(summary, scores, rep, b, seed), *figs]
+              "## Paired tests\n", _paired_summary(tests), *trust_lines, *figs]
     if notes:
         lines += ["## Not in this report\n", *notes, ""]
     lines += ["## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
@@ -224,5 +255,4 @@ def build_report(run_dir: Path) -> str:
               "`rank_first.csv`. Figures as PNG (200 dpi) and PDF. "
               "Rebuild with `python -m benchmark report RUN_DIR`.\n",
               "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
-    write_text(rep / "report.md", "\n".join(lines))
-    return leaderboard
+    return [leaderboard, *lines]

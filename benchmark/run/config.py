@@ -152,6 +152,9 @@ class ReportSection:
     confidence: float = 0.95
     overlay_images: int = 4
     latex_width: str = "textwidth"  # paper tables fit "textwidth" (table*) or "columnwidth" (table)
+    # processes drawing the report's figures while the statistics run (0: one per core, at most 4;
+    # 1: this process); the files are the same bytes either way (report/figure_pool.py)
+    figure_workers: int = 0
 
 
 @dataclass

@@ -43,6 +43,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat run.seed {cfg.run.seed}")
     if cfg.run.shard_size < 1:
         raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
+    if cfg.report.figure_workers < 0:
+        raise ValueError(f"report.figure_workers must be 0 (one per core) or more, got {cfg.report.figure_workers}")
     precisions = [("train.precision", cfg.train.precision, PRECISIONS), ("run.forward_precision", cfg.run.forward_precision, PRECISIONS)]
     precisions += [(f"models.train.{m}.precision", t["precision"], PRECISIONS) for m, t in cfg.models.train.items() if "precision" in t]
     for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS),

@@ -96,7 +96,7 @@ FIGURES = ["leaderboard", "ranks", "cd-tiny_a", "cd-tiny_b", "runtime", "curves"
 def built(tmp_path_factory):
     from benchmark.report.build import build_report
     run = _run_dir(tmp_path_factory.mktemp("run"))
-    md = build_report(run)
+    md = build_report(run, figure_workers=2)  # drawn by two forked workers
     return run, md
 
 
@@ -125,11 +125,12 @@ def test_build_report_writes_every_table_and_figure(built):
 
 
 def test_report_rebuild_is_byte_identical(built, tmp_path):
+    """Also across figure workers: the fixture's figures came from worker processes, these from this one."""
     from benchmark.report.build import build_report
     run, _ = built
     copy = tmp_path / "again"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
-    build_report(copy)
+    build_report(copy, figure_workers=1)
     first = sorted(p.name for p in (run / "report").iterdir())
     assert first == sorted(p.name for p in (copy / "report").iterdir())
     for name in first:
