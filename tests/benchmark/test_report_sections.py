@@ -42,15 +42,18 @@ def test_per_class_breakdown_on_the_common_set():
     assert "| explainer | deletion_auc ↓ pneumonia | deletion_auc ↓ normal |" in md and "(n=2)" in md
 
 
-def test_cd_diagram_only_where_friedman_rejects(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cd_diagram_only_where_friedman_rejects(tmp_path, workers):
     from benchmark.report.build import _cd_section
+    from benchmark.report.figure_pool import FigurePool
     from benchmark.report.figures import cd_diagram
     fried = pd.DataFrame({"dataset": "d", "model": "m", "metric": ["relevance_mass", "deletion_auc", "iou"],
                           "k": [3, 3, 2], "n": [10, 10, 10], "n_dropped": 0, "statistic": [12.0, 1.0, np.nan],
                           "p": [0.002, 0.5, np.nan], "cd": 1.0, "alpha": 0.05})
     ranks = pd.DataFrame({"dataset": "d", "model": "m", "metric": np.repeat(["relevance_mass", "deletion_auc", "iou"], 3),
                           "explainer": ["a", "b", "c"] * 3, "avg_rank": [1.0, 2.0, 3.0] * 3, "n": 10})
-    lines = "\n".join(_cd_section(fried, ranks, tmp_path, False))
+    with FigurePool(workers) as pool:
+        lines = "\n".join(_cd_section(fried, ranks, tmp_path, False, pool))
     assert "![critical difference m](cd-m.png)" in lines and (tmp_path / "cd-m.png").exists()
     assert "deletion_auc: Friedman test does not reject (p=0.500): no critical-difference diagram" in lines
     assert "iou: Friedman test not run" in lines and "relevance_mass" not in lines
