@@ -40,3 +40,11 @@ def test_the_record_reports_every_explainer_and_metric():
     assert "## Focal lesions" in report and (RECORD / "report" / "focal_leaderboard.csv").exists()
     for e in cfg.explain.names:
         assert f"| {e} |" in report, e
+
+
+def test_the_record_is_what_the_readme_command_resolves_to():
+    """README: the record is `--preset paper-cpu --config configs/covid-qu-ex.toml`. A preset edited
+    after the record (3 -> 10 epochs, say) must come with a new record, or this fails."""
+    here = RECORD.parents[2]
+    now = load_config(here / "configs" / "covid-qu-ex.toml", preset="paper-cpu").to_dict()
+    assert load_config(RECORD / "config.toml").to_dict() == now
