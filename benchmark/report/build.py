@@ -138,14 +138,14 @@ def build_report(run_dir: Path, figure_workers: int | None = None) -> str:
     gaps = load_gaps(run_dir)
     workers = cfg.report.figure_workers if figure_workers is None else figure_workers
     with FigurePool(workers) as pool:
-        leaderboard, *lines = _report_lines(run_dir, rep, cfg, scores, manifest, gaps, pool)
+        leaderboard, lines = _report_lines(run_dir, rep, cfg, scores, manifest, gaps, pool)
     write_text(rep / "report.md", "\n".join(lines))
     return leaderboard
 
 
 def _report_lines(run_dir: Path, rep: Path, cfg, scores: pd.DataFrame, manifest: dict | None, gaps: dict,
-                  pool: FigurePool) -> list[str]:
-    """[the Markdown leaderboard, *the lines of report.md], writing the tables on the way. Figures go
+                  pool: FigurePool) -> tuple[str, list[str]]:
+    """The Markdown leaderboard and the lines of report.md, writing the tables on the way. Figures go
     to `pool`, those that need no statistics first, so its workers draw while this process computes."""
     b, conf, seed = cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed
     notes: list[str] = []
@@ -255,4 +255,4 @@ def _report_lines(run_dir: Path, rep: Path, cfg, scores: pd.DataFrame, manifest:
               "`rank_first.csv`. Figures as PNG (200 dpi) and PDF. "
               "Rebuild with `python -m benchmark report RUN_DIR`.\n",
               "## Config\n", "```toml", (run_dir / "config.toml").read_text().rstrip(), "```", ""]
-    return [leaderboard, *lines]
+    return leaderboard, lines
