@@ -128,9 +128,9 @@ def _list(plugins: list[str]) -> int:
     except PluginError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from datasets import DATASETS
-    from explainers import EXPLAINERS
-    from models import MODELS
+    from cxr_xai_bench.datasets import DATASETS
+    from cxr_xai_bench.explainers import EXPLAINERS
+    from cxr_xai_bench.models import MODELS
     from .metrics import METRICS
     print("datasets:   " + ", ".join(sorted(DATASETS)))
     print("models:     " + ", ".join(sorted(MODELS)))

@@ -37,8 +37,8 @@ from benchmark.run.config import load_config  # noqa: E402
 from benchmark.run.data import load_split, train_prior  # noqa: E402
 from benchmark.run.jobs import STATE  # noqa: E402
 from benchmark.run.runner import Runner  # noqa: E402
-from explainers import build_explainer  # noqa: E402
-from explainers.lrp import LRP  # noqa: E402
+from cxr_xai_bench.explainers import build_explainer  # noqa: E402
+from cxr_xai_bench.explainers.lrp import LRP  # noqa: E402
 
 PRESETS = ("epsilon_gamma_box", "epsilon_alpha2beta1_flat", "epsilon_plus_flat")
 REFERENCES = ("gradcam", "integrated_gradients", "random", "lung_prior")

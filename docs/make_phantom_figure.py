@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from datasets.phantom import PhantomDataset  # noqa: E402
+from cxr_xai_bench.datasets.phantom import PhantomDataset  # noqa: E402
 
 
 def main(out: str = "docs/phantom.png", size: int = 128, n: int = 6) -> None:

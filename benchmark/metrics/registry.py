@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from models.precision import pass_precision
+from cxr_xai_bench.models.precision import pass_precision
 
 CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
 

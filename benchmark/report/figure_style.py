@@ -34,7 +34,7 @@ def explainer_styles(names) -> dict[str, dict]:
     names (gradcam, lrp, lime first, then sorted) (solid lines, round markers); the baselines of explainers/baselines.py (the floor and
     ceiling a reader compares against) take shades of grey with their own markers and dashed lines, so
     the ten colours suffice for the methods."""
-    from explainers import EXPLAINERS
+    from cxr_xai_bench.explainers import EXPLAINERS
 
     def baseline(n: str) -> bool:
         return n in EXPLAINERS and EXPLAINERS[n].__module__.endswith(".baselines")

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from datasets import Batch
-from explainers import EXPLAINERS
-from models.precision import pass_precision
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.explainers import EXPLAINERS
+from cxr_xai_bench.models.precision import pass_precision
 
 from .. import metrics as metric_registry
 from .config import Config
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
 Models = dict[str, tuple[str, Path]]
 
 # the modules whose source decides each stage's output (see store.code_version)
-TRAIN_CODE = ("models.builders", "models.training", "models.layout")
+TRAIN_CODE = ("cxr_xai_bench.models.builders", "cxr_xai_bench.models.training", "cxr_xai_bench.models.layout")
 SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry", "benchmark.run.missing_context")
 SHARD_STAGES = ("train", "explain", "score")
 
 
 def explainer_code(name: str) -> tuple[str, ...]:
-    return ("explainers.registry", "benchmark.run.missing_context", EXPLAINERS[name].__module__)
+    return ("cxr_xai_bench.explainers.registry", "benchmark.run.missing_context", EXPLAINERS[name].__module__)
 
 
 def metric_code(name: str) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 from .config import Config
 from .missing_context import missing

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from datasets import Batch, build_dataset, collate
+from cxr_xai_bench.datasets import Batch, build_dataset, collate
 
 from .config import Config
 from .data_cache import cached_split
@@ -77,7 +77,7 @@ def role_pool(cfg: Config, ds, role: str) -> np.ndarray | None:
 
 def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
     """Load one split through the preprocessing cache (data.cache_dir) when it is on."""
-    from datasets import DATASETS
+    from cxr_xai_bench.datasets import DATASETS
     if not cfg.data.cache_dir or not getattr(DATASETS[cfg.data.dataset], "cacheable", True):
         return read_split(cfg, role, skipped)
     key = stage_key("data", data_key(cfg, role))
@@ -93,13 +93,13 @@ def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Bat
 
 
 # the code every dataset's samples pass through (decoding, resizing, the Sample contract, selection)
-SHARED_DATA_CODE = ("datasets.sample", "datasets.imageio", "datasets.registry", "benchmark.run.data")
+SHARED_DATA_CODE = ("cxr_xai_bench.datasets.sample", "cxr_xai_bench.datasets.imageio", "cxr_xai_bench.datasets.registry", "benchmark.run.data")
 
 
 def data_code(dataset: str) -> str:
     """Version of the code that decides a split's content: the dataset's own module and the shared
     loading code, so editing a loader or the phantom invalidates the cache, checkpoints and maps."""
-    from datasets import DATASETS
+    from cxr_xai_bench.datasets import DATASETS
     own = (DATASETS[dataset].__module__,) if dataset in DATASETS else ()
     return code_version(*own, *SHARED_DATA_CODE)
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 FILES = ("images", "lesion_masks", "has_mask", "lung_masks", "labels")
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets import Batch
-from explainers import build_explainer
-from models import build_model, load_checkpoint, place_model, predict_proba
-from models.precision import autocast, pass_precision
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.explainers import build_explainer
+from cxr_xai_bench.models import build_model, load_checkpoint, place_model, predict_proba
+from cxr_xai_bench.models.precision import autocast, pass_precision
 
 from .. import metrics as metric_registry
 from .config import Config, config_from_dict

@@ -24,7 +24,7 @@ def kill_point(stage: str) -> None:
 @contextlib.contextmanager
 def epoch_kill_point() -> Iterator[None]:
     """Around training: kill_point("epoch") after every epoch state that models.training stores."""
-    from models import training
+    from cxr_xai_bench.models import training
     save = training._save_state
     if os.environ.get(KILL_AFTER, "").startswith("epoch:"):
         training._save_state = lambda path, state: (save(path, state), kill_point("epoch"))

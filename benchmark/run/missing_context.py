@@ -13,8 +13,8 @@ import logging
 import numpy as np
 import torch
 
-from datasets import Batch
-from explainers import EXPLAINERS
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.explainers import EXPLAINERS
 
 from .config import Config
 from .data import explain_context

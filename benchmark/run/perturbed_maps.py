@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explainers import build_explainer
-from models import predict_proba
+from cxr_xai_bench.explainers import build_explainer
+from cxr_xai_bench.models import predict_proba
 
 from .context import Models, RunContext
 from .jobs import STATE

@@ -34,9 +34,9 @@ class PluginError(RuntimeError):
 
 
 def _registries() -> dict[str, dict]:
-    from datasets import DATASETS
-    from explainers import EXPLAINERS
-    from models import MODELS
+    from cxr_xai_bench.datasets import DATASETS
+    from cxr_xai_bench.explainers import EXPLAINERS
+    from cxr_xai_bench.models import MODELS
 
     from ..metrics import METRICS
     return {"explainer": EXPLAINERS, "metric": METRICS, "dataset": DATASETS, "model": MODELS}

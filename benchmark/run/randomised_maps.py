@@ -25,7 +25,7 @@ import copy
 import torch
 from torch import nn
 
-from explainers import build_explainer
+from cxr_xai_bench.explainers import build_explainer
 
 from ..metrics import get_metric
 from ..metrics.sanity import randomisable_layers

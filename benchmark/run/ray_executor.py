@@ -24,7 +24,7 @@ from .jobs import ShardJob
 log = logging.getLogger(__name__)
 
 # the modules a worker must share with the driver for its shards to mean what their keys say
-CODE_MODULES = ("benchmark.run.jobs", "benchmark.metrics.registry", "explainers.registry", "models.builders",
+CODE_MODULES = ("benchmark.run.jobs", "benchmark.metrics.registry", "cxr_xai_bench.explainers.registry", "cxr_xai_bench.models.builders",
                 "benchmark.run.data", "benchmark.run.missing_context")
 
 _WORKER_CHECKED: set[str] = set()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 from ..metrics.sanity import map_similarity
 from .context import Models, RunContext

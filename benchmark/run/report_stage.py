@@ -6,8 +6,8 @@ import hashlib
 
 import pandas as pd
 
-from datasets import Batch
-from explainers import EXPLAINERS
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.explainers import EXPLAINERS
 
 from ..report.artifacts import write_cases
 from ..report.build import build_report

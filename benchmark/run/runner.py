@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import tomli_w
 
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 from ..report import stats
 from ..speed.floor import floor_table, format_floor, plan_passes, throughputs

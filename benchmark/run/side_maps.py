@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from explainers import EXPLAINERS
-from models.precision import autocast
+from cxr_xai_bench.explainers import EXPLAINERS
+from cxr_xai_bench.models.precision import autocast
 
 from .. import metrics as metric_registry
 from .context import RunContext, metric_code

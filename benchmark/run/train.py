@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from datasets import Batch
-from models.precision import resolve_precision
-from models import (TrainConfig, build_model, classifier_report, load_checkpoint, place_model, predict_proba, save_checkpoint,
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.models.precision import resolve_precision
+from cxr_xai_bench.models import (TrainConfig, build_model, classifier_report, load_checkpoint, place_model, predict_proba, save_checkpoint,
                     train_classifier)
-from models.builders import MODELS
-from models.checkpoints import load_trained
+from cxr_xai_bench.models.builders import MODELS
+from cxr_xai_bench.models.checkpoints import load_trained
 
 from ..report.artifacts import lesion_share, predictions_frame, write_predictions
 from .context import TRAIN_CODE, Models, RunContext
@@ -27,7 +27,7 @@ from .store import atomic_path, code_version, stage_key
 
 log = logging.getLogger(__name__)
 # the code that builds a model and reads a given checkpoint: the key of a loaded (not trained) model
-LOAD_CODE = ("models.builders", "models.checkpoints", "models.layout")
+LOAD_CODE = ("cxr_xai_bench.models.builders", "cxr_xai_bench.models.checkpoints", "cxr_xai_bench.models.layout")
 
 
 def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) -> tuple[torch.nn.Module, str, dict, Path]:
@@ -111,7 +111,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
 
 def check_given(cfg) -> None:
     """models.checkpoints and models.allow_pickle name configured models, and the files exist."""
-    for key, names in (("models.checkpoints", list(cfg.models.checkpoints)), ("models.allow_pickle", cfg.models.allow_pickle)):
+    for key, names in (("cxr_xai_bench.models.checkpoints", list(cfg.models.checkpoints)), ("models.allow_pickle", cfg.models.allow_pickle)):
         unknown = [n for n in names if n not in cfg.models.names]
         if unknown:
             raise KeyError(f"{key}: {unknown} not in models.names {cfg.models.names}")

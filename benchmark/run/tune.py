@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import torch
 
-from datasets import Batch
-from explainers import build_explainer
+from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.explainers import build_explainer
 
 from ..metrics.segmentation import tune_threshold
 from .context import Models, RunContext, explainer_code

@@ -4,10 +4,10 @@ their names are known; `check_context` checks, right after the data is loaded an
 that every explainer gets the dataset context it needs for every test image."""
 from __future__ import annotations
 
-from datasets import DATASETS
-from explainers import EXPLAINERS
-from models import MODELS
-from models.precision import PRECISIONS
+from cxr_xai_bench.datasets import DATASETS
+from cxr_xai_bench.explainers import EXPLAINERS
+from cxr_xai_bench.models import MODELS
+from cxr_xai_bench.models.precision import PRECISIONS
 
 from .. import metrics as metric_registry
 from .config import Config

@@ -9,10 +9,10 @@ import time
 
 import torch
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import EXPLAINERS, build_explainer
-from models import build_model, place_model
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.models import build_model, place_model
 
 
 def time_explainers(arch: str, size: int, n_images: int, device: torch.device, names: list[str],

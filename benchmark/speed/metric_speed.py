@@ -78,7 +78,7 @@ class TinyNet(torch.nn.Module):
 def build(arch: str) -> torch.nn.Module:
     if arch == "tiny":
         return TinyNet()
-    from models import build_model
+    from cxr_xai_bench.models import build_model
     return build_model(arch)
 
 

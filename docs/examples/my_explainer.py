@@ -8,7 +8,7 @@
 import torch
 
 from benchmark.metrics import register_metric
-from explainers import Explainer, register_explainer
+from cxr_xai_bench.explainers import Explainer, register_explainer
 
 
 @register_explainer("input_x_gradient")

@@ -82,7 +82,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
 
 def test_pretrained_file_of_another_architecture_is_a_clear_error(tmp_path):
     import torch
-    from models import build_model
+    from cxr_xai_bench.models import build_model
     path = tmp_path / "resnet.pt"
     torch.save(torch.nn.Linear(3, 2).state_dict(), path)
     with pytest.raises(ValueError, match="do not fit this architecture"):

@@ -84,7 +84,7 @@ def test_unannotated_images_are_left_out_of_every_export(tmp_path):
 def test_report_stage_exports_annotated_images_only(tmp_path, monkeypatch):
     """The run's report stage passes the test batch's has_mask to both exports."""
     import torch
-    from datasets import Batch
+    from cxr_xai_bench.datasets import Batch
     from benchmark.run import report_stage
 
     n = 4

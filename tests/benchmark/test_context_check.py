@@ -14,7 +14,7 @@ import torch
 
 from benchmark.run.config import Config
 from benchmark.run.validate import check_context, validate
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 
 def _batch(n=5, lungs_missing=(), masks_missing=()):
@@ -67,8 +67,8 @@ def test_missing_context_key_is_validated():
 
 HOLEY = textwrap.dedent('''
     from dataclasses import replace
-    from datasets import register_dataset
-    from datasets.phantom import PhantomDataset
+    from cxr_xai_bench.datasets import register_dataset
+    from cxr_xai_bench.datasets.phantom import PhantomDataset
 
     @register_dataset("holey_phantom")
     class Holey(PhantomDataset):

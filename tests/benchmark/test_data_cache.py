@@ -1,8 +1,8 @@
 import torch
 
 from benchmark.run.data_cache import cached_split
-from datasets import collate
-from datasets.phantom import PhantomDataset
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
 
 
 def _batch():

@@ -119,9 +119,9 @@ def test_changed_metric_rescored_without_reexplaining_and_compared(smoke_run, sm
 def test_list_names_everything_registered(tmp_path):
     from benchmark.metrics import METRICS
     from benchmark.run.presets import PRESETS
-    from datasets import DATASETS
-    from explainers import EXPLAINERS
-    from models import MODELS
+    from cxr_xai_bench.datasets import DATASETS
+    from cxr_xai_bench.explainers import EXPLAINERS
+    from cxr_xai_bench.models import MODELS
     r = _cli(["list"], tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -147,7 +147,7 @@ def test_unknown_explainer_fails_before_any_work(tmp_path):
 
 def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
     """configs/covid-qu-ex.toml, cut down to CPU seconds, on ../shared/data."""
-    from datasets.covid_qu_ex import default_root
+    from cxr_xai_bench.datasets.covid_qu_ex import default_root
     root = default_root()
     if root is None:
         if os.environ.get("CXR_REQUIRE_DATA"):

@@ -18,8 +18,8 @@ from benchmark.metrics.sanity import CASCADES
 from benchmark.run.config import load_config
 from benchmark.run.runner import Runner
 from benchmark.speed.floor import Passes, floor_table, format_floor, measure_throughput
-from explainers import EXPLAINERS, build_explainer
-from models import build_model
+from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.models import build_model
 
 
 class PassCounter:

@@ -10,8 +10,8 @@ from benchmark import metrics as M
 from benchmark.run.config import load_config
 from benchmark.run.context import RunContext
 from benchmark.run.validate import validate
-from explainers import EXPLAINERS
-from models import precision as P
+from cxr_xai_bench.explainers import EXPLAINERS
+from cxr_xai_bench.models import precision as P
 
 
 def test_auto_follows_the_hardware(monkeypatch):

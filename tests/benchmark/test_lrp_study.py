@@ -17,13 +17,13 @@ def _study_module():
 
 
 def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path, monkeypatch):
-    from datasets.covid_qu_ex import default_root
+    from cxr_xai_bench.datasets.covid_qu_ex import default_root
     if default_root() is None:
         pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
     study = _study_module()
     # a model another run left in the process-wide state (as earlier tests of a session do) is not studied
     from benchmark.run.jobs import STATE
-    from models import build_model
+    from cxr_xai_bench.models import build_model
     monkeypatch.setattr(STATE, "models", {(str(tmp_path / "other" / "checkpoints" / "vgg16_bn-x.pt"), "cpu"):
                                           build_model("vgg16_bn", head="compact")})
     table = study.study(tmp_path / "run", size=32, n_train=24, epochs=1, n_images=12,

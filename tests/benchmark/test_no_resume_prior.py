@@ -9,7 +9,7 @@ import torch
 from benchmark.run.config import load_config
 from benchmark.run.context import RunContext
 from benchmark.run.runner import _store_prior
-from datasets import Batch
+from cxr_xai_bench.datasets import Batch
 
 
 def _train(n=6):

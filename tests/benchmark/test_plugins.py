@@ -15,9 +15,9 @@ import torch
 from benchmark.metrics import METRICS
 from benchmark.run import plugins
 from benchmark.run.plugins import PluginError, load_plugins
-from datasets import DATASETS
-from explainers import EXPLAINERS, build_explainer
-from models import MODELS
+from cxr_xai_bench.datasets import DATASETS
+from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "my_explainer.py"
@@ -25,7 +25,7 @@ EXAMPLE = ROOT / "docs" / "examples" / "my_explainer.py"
 PLUGIN = textwrap.dedent('''
     import torch
     from benchmark.metrics import register_metric
-    from explainers import Explainer, register_explainer
+    from cxr_xai_bench.explainers import Explainer, register_explainer
 
     @register_explainer("{exp}")
     class Mine(Explainer):
@@ -110,11 +110,11 @@ def test_import_error_names_the_plugin(tmp_path, clean_registries):
 
 
 @pytest.mark.parametrize("code, what", [
-    ("from explainers import Explainer, register_explainer\n@register_explainer('random')\nclass R(Explainer):\n"
+    ("from cxr_xai_bench.explainers import Explainer, register_explainer\n@register_explainer('random')\nclass R(Explainer):\n"
      "    pass\n", "explainer 'random' registered twice"),
     ("from benchmark.metrics import register_metric\n@register_metric('iou', 'localisation', True)\n"
      "def f(**kw):\n    pass\n", "metric 'iou' registered twice"),
-    ("from models import register_model\n@register_model('resnet50')\ndef f(**kw):\n    pass\n",
+    ("from cxr_xai_bench.models import register_model\n@register_model('resnet50')\ndef f(**kw):\n    pass\n",
      "registers model 'resnet50', which is already taken"),
 ])
 def test_taken_name_names_the_plugin(tmp_path, clean_registries, code, what):
@@ -134,7 +134,7 @@ def test_path_plugin_has_a_stable_module_name_with_source(tmp_path, clean_regist
     assert name == "cxr_plugin_stable_one" and EXPLAINERS["stable_exp"].__module__ == name
     assert load_plugins([str(f)], entry_points=False) == [name]  # once per process
     v = code_version(name)
-    assert v == code_version(name) and v != code_version("explainers.registry")
+    assert v == code_version(name) and v != code_version("cxr_xai_bench.explainers.registry")
 
 
 def test_readme_example_is_the_docs_file_and_runs(clean_registries):
@@ -146,7 +146,7 @@ def test_readme_example_is_the_docs_file_and_runs(clean_registries):
     assert block == EXAMPLE.read_text()
     load_plugins([str(EXAMPLE)], entry_points=False)
     from benchmark.metrics import score_maps
-    from models import build_model
+    from cxr_xai_bench.models import build_model
     torch.manual_seed(0)
     model = build_model("resnet50").eval()
     x = torch.rand(2, 1, 32, 32)

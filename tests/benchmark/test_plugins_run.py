@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 EXPLAINER = textwrap.dedent('''
-    from explainers import Explainer, register_explainer
+    from cxr_xai_bench.explainers import Explainer, register_explainer
 
     @register_explainer("myexp")
     class Mine(Explainer):

@@ -9,10 +9,10 @@ from benchmark.run.data import data_key
 
 
 def test_editing_a_dataset_module_changes_the_data_key(tmp_path, monkeypatch):
-    from datasets import DATASETS
+    from cxr_xai_bench.datasets import DATASETS
     src = tmp_path / "tmp_dataset_for_key.py"
-    src.write_text("from datasets import register_dataset\n"
-                   "import datasets.phantom as p\n\n@register_dataset('tmp_key_ds')\n"
+    src.write_text("from cxr_xai_bench.datasets import register_dataset\n"
+                   "import cxr_xai_bench.datasets.phantom as p\n\n@register_dataset('tmp_key_ds')\n"
                    "class KeyDs(p.PhantomDataset):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(DATASETS, "tmp_key_ds", raising=False)

@@ -8,8 +8,8 @@ import torch
 from benchmark.cli import main
 from benchmark.run.config import load_config
 from benchmark.run.data import load_split
-from explainers import EXPLAINERS, register_explainer
-from explainers.registry import Explainer
+from cxr_xai_bench.explainers import EXPLAINERS, register_explainer
+from cxr_xai_bench.explainers.registry import Explainer
 
 pytestmark = pytest.mark.integration
 

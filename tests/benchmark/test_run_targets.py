@@ -8,8 +8,8 @@ import torch
 from benchmark.run.config import load_config
 from benchmark.run.runner import Runner
 from benchmark.run.store import read_map_shard
-from explainers import EXPLAINERS, register_explainer
-from explainers.registry import Explainer
+from cxr_xai_bench.explainers import EXPLAINERS, register_explainer
+from cxr_xai_bench.explainers.registry import Explainer
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ def _roles(cfg):
 
 
 def _covid_root():
-    from datasets.covid_qu_ex import default_root
+    from cxr_xai_bench.datasets.covid_qu_ex import default_root
     root = default_root()
     if root is None:
         pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
@@ -93,7 +93,7 @@ def test_covid_qu_ex_roles_never_overlap(tmp_path):
     assert len(train) == 24 and len(val) == 12 and len(test) == 12
     assert not train & val and not val & test and not train & test
     # the selection images are Train images, the scored ones Val images
-    from datasets import build_dataset
+    from cxr_xai_bench.datasets import build_dataset
     ds_train = build_dataset("covid_qu_ex", split="train", size=32, root=str(root))
     ds_val = build_dataset("covid_qu_ex", split="val", size=32, root=str(root))
     train_ids = {f"{c}/{Path(n).stem}" for c, n in ds_train.items}

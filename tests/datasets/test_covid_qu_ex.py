@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import build_dataset
-from datasets.covid_qu_ex import default_root
+from cxr_xai_bench.datasets import build_dataset
+from cxr_xai_bench.datasets.covid_qu_ex import default_root
 
 
 @pytest.fixture(scope="module")

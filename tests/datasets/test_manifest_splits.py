@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import build_dataset
+from cxr_xai_bench.datasets import build_dataset
 
 SPLITS = ("train", "val", "test")
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datasets import build_dataset, collate
-from datasets.phantom import PhantomDataset
+from cxr_xai_bench.datasets import build_dataset, collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
 
 
 def test_deterministic_by_seed_split_index():
@@ -86,7 +86,7 @@ def test_collate_flags_unknown_masks_and_rejects_mismatch():
 
 def test_normal_render_of_a_pneumonia_sample_is_its_exact_counterfactual():
     """Lesions draw from their own stream: removing them changes nothing else in the X-ray."""
-    from datasets.phantom import render
+    from cxr_xai_bench.datasets.phantom import render
     with_lesion = render(0, "test", 7, 64, label=1)
     without = render(0, "test", 7, 64, label=0)
     changed = (with_lesion["image"] - without["image"]).abs() > 1e-3

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import build_dataset
+from cxr_xai_bench.datasets import build_dataset
 
 LABELS = """patientId,x,y,width,height,Target
 p-normal,,,,,0

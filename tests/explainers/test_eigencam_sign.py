@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from explainers import build_explainer
+from cxr_xai_bench.explainers import build_explainer
 
 _svd = np.linalg.svd
 
@@ -69,7 +69,7 @@ def test_eigencam_map_does_not_depend_on_the_svd_sign(images, monkeypatch):
 def test_projection_is_the_package_one_up_to_sign_and_agrees_with_the_mean_activation():
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-    from explainers.cam_family import oriented_2d_projection
+    from cxr_xai_bench.explainers.cam_family import oriented_2d_projection
     rng = np.random.default_rng(0)
     acts = rng.random((3, 8, 5, 5)).astype(np.float32)
     acts[:, :, 1:3, 1:3] += 2.0  # a strongly activated region

@@ -22,10 +22,10 @@ from pytorch_grad_cam import GradCAM as ReferenceGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import build_explainer
-from models import build_model
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import build_explainer
+from cxr_xai_bench.models import build_model
 
 TARGETS = torch.tensor([0, 1, 1])  # both classes, neither always the phantom's label
 LAYERS_AT_64 = {"vgg16": "features.22", "resnet50": "layer2"}  # 8x8 at 64 px

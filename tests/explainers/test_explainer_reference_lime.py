@@ -13,9 +13,9 @@ import torch
 from lime import lime_image
 from torch import nn
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import build_explainer
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import build_explainer
 
 SIZE, SAMPLES = 64, 50
 TARGETS = torch.tensor([0, 1, 1])

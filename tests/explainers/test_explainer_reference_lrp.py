@@ -35,11 +35,11 @@ from captum.attr import LRP as CaptumLRP
 from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
 from torch import nn
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import build_explainer
-from models import build_model
-from models.builders import XrayClassifier
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import build_explainer
+from cxr_xai_bench.models import build_model
+from cxr_xai_bench.models.builders import XrayClassifier
 
 # the published constants, rounded to float32 as a model built in float32 holds them
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).double().view(1, 3, 1, 1)

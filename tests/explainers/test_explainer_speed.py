@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import EXPLAINERS, build_explainer
-from models import build_model
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.models import build_model
 
 PARAMS = {"lime": {"num_samples": 200, "batch_size": 200}, "lime_package": {"num_samples": 200, "batch_size": 200}}
 

@@ -4,8 +4,8 @@ the supported ones still conserve relevance (test_explainer_contract.test_lrp_co
 import pytest
 import torch
 
-from explainers import build_explainer
-from models import build_model
+from cxr_xai_bench.explainers import build_explainer
+from cxr_xai_bench.models import build_model
 
 CASES = [("densenet121", {}), ("torchvision", {"arch": "efficientnet_b0"}), ("torchvision", {"arch": "resnet18"}),
          ("xrv_densenet121", {"weights": "", "resolution": 0})]

@@ -4,10 +4,10 @@ deterministic, batched equals one by one); LRP refuses them (tests/explainers/te
 import pytest
 import torch
 
-from datasets import collate
-from datasets.phantom import PhantomDataset
-from explainers import EXPLAINERS, build_explainer
-from models import build_model
+from cxr_xai_bench.datasets import collate
+from cxr_xai_bench.datasets.phantom import PhantomDataset
+from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.models import build_model
 
 FAST = {"lime": {"num_samples": 16, "batch_size": 16}, "integrated_gradients": {"n_steps": 4},
         "occlusion": {"window": 0.25, "stride": 0.25}}

@@ -2,7 +2,7 @@
 layout to float32 rounding, and a trained model computes exactly as its loaded checkpoint does."""
 import torch
 
-from models import TrainConfig, build_model, load_checkpoint, place_model, save_checkpoint, train_classifier
+from cxr_xai_bench.models import TrainConfig, build_model, load_checkpoint, place_model, save_checkpoint, train_classifier
 
 
 def _first_conv(model):

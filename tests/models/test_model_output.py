@@ -6,7 +6,7 @@ import pytest
 import torch
 from captum.attr import LayerGradCam
 
-from models import MODELS, build_model, load_checkpoint, save_checkpoint
+from cxr_xai_bench.models import MODELS, build_model, load_checkpoint, save_checkpoint
 
 BUILDERS = [("vgg16", {"head": "compact"}), ("vgg16_bn", {"head": "compact"}), ("resnet50", {})]
 

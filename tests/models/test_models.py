@@ -3,8 +3,8 @@ import logging
 import pytest
 import torch
 
-from models import TrainConfig, build_model, load_checkpoint, save_checkpoint, train_classifier
-from models.training import classifier_report
+from cxr_xai_bench.models import TrainConfig, build_model, load_checkpoint, save_checkpoint, train_classifier
+from cxr_xai_bench.models.training import classifier_report
 
 
 @pytest.mark.parametrize("name", ["vgg16", "vgg16_bn", "resnet50"])

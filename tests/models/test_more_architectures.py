@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from models import build_model, load_trained
+from cxr_xai_bench.models import build_model, load_trained
 
 
 @pytest.mark.parametrize("name,params", [("densenet121", {}), ("densenet121", {"output": "centred"}),
