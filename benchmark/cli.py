@@ -174,7 +174,8 @@ def summary_screen(result, elapsed: float) -> str:
 def _run(args) -> int:
     from .run.executor import make_executor
     from .run.runner import Runner, resolve_device
-    from .run.store import StoreError
+    from .run.run_lock import RunFolderBusy
+    from .store.files import StoreError
     try:
         cfg = load_config(args.config, args.overrides, args.preset)
     except ConfigError as err:
@@ -204,6 +205,14 @@ def _run(args) -> int:
             return 0
         until = "report" if args.command == "run" else args.command
         result = Runner(cfg, run_dir, device, executor=executor, resume=args.resume).run(until=until)
+    except RunFolderBusy as err:  # another run holds the folder: this one touched nothing, one line says who
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:  # refused before any stage ran: nothing was kept, no traceback to offer
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (KeyError, ValueError, FileNotFoundError, RuntimeError, StoreError) as err:
         if args.verbose:
             raise
@@ -225,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("benchmark.run.data_summary").setLevel(logging.INFO)  # what a run loaded: for the user
     if args.command == "list":
         return _list(args.plugins)
     if args.command == "report":

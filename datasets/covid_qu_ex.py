@@ -5,14 +5,15 @@
 Label: pneumonia (1) for COVID-19 and Non-COVID, normal (0) for Normal. Lesion mask: the
 infection mask for COVID-19 and Normal (all-zero on Normal is a true negative). Non-COVID
 infection masks are all zero because they were never annotated, so they load as None (unknown),
-never as empty. A split without mask folders loads images and labels only.
+never as empty. A split without mask folders loads images and labels only. Files are read by
+imageio (8-bit grey PNGs, 0/255 masks; `mask_values` applies to the infection masks only).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .imageio import decode, read_image, resize
+from .imageio import DEFAULT_RESIZE, check_resize, decode, decode_mask, read_mask, resize
 from .registry import register_dataset
 from .sample import Sample
 
@@ -40,7 +41,8 @@ class CovidQuEx:
     normals and those annotated pneumonia images whose lesion covers under half the lung."""
 
     def __init__(self, split: str = "val", size: int = 224, seed: int = 0, root: str | None = None,
-                 classes: list[str] | None = None, subset: str = "all"):
+                 classes: list[str] | None = None, subset: str = "all", resize: str = DEFAULT_RESIZE,
+                 mask_values: list[int] | None = None):
         if split not in SPLITS:
             raise ValueError(f"unknown COVID-QU-Ex split {split!r}; allowed: {sorted(SPLITS)}")
         if subset not in SUBSETS:
@@ -57,6 +59,7 @@ class CovidQuEx:
         if unknown:
             raise ValueError(f"unknown COVID-QU-Ex classes {sorted(unknown)}; allowed: {sorted(CLASSES)}")
         self.split, self.size = split, size
+        self.resize, self.mask_values = check_resize(resize), list(mask_values or [])
         self.items: list[tuple[str, str]] = []
         for cls in classes:
             folder = self.root / cls / "images"
@@ -87,24 +90,24 @@ class CovidQuEx:
         les, lung = self._mask_path(cls, name, "infection masks"), self._mask_path(cls, name, "lung masks")
         if les is None or lung is None:
             return False
-        lesion_area = read_image(les, 64, mask=True).sum()
-        return bool(lesion_area < 0.5 * read_image(lung, 64, mask=True).sum())
+        lesion_area = read_mask(les, 64, self.resize, self.mask_values).sum()
+        return bool(lesion_area < 0.5 * read_mask(lung, 64, self.resize).sum())
 
     def __getitem__(self, index: int) -> Sample:
         cls, name = self.items[index]
         raw = decode(self.root / cls / "images" / name)
-        image = resize(raw, self.size)
+        image = resize(raw.pixels, self.size, mode=self.resize)
         masks = {}
         for kind in ("infection masks", "lung masks"):
             p = self._mask_path(cls, name, kind)
             if p is None:
                 masks[kind] = None
                 continue
-            m = decode(p)
-            if m.shape != raw.shape:
-                raise ValueError(f"{p}: mask size {m.shape[::-1]} differs from its image {raw.shape[::-1]}")
-            masks[kind] = resize(m, self.size, mask=True)
+            m = decode_mask(p, self.mask_values if kind == "infection masks" else None)
+            if m.shape != raw.pixels.shape:
+                raise ValueError(f"{p}: mask size {m.shape[::-1]} differs from its image {raw.pixels.shape[::-1]}")
+            masks[kind] = resize(m, self.size, mask=True, mode=self.resize)
         lesion = masks["infection masks"] if cls in ANNOTATED else None
         return Sample(image=image[None], label=CLASSES[cls], lesion_mask=lesion, lung_mask=masks["lung masks"],
                       id=f"{cls}/{Path(name).stem}",
-                      metadata={"source": "covid_qu_ex", "split": self.split, "class": cls})
+                      metadata={"source": "covid_qu_ex", "split": self.split, "class": cls, **raw.metadata()})

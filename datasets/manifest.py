@@ -32,6 +32,10 @@ Parameters (`data.params` in the config), with defaults:
     columns = { image = "path", label = "finding", split = "fold" }   # our column -> yours, for any of
                               # image, label, split, mask, lung_mask, id, patient (patient overrides patient_column)
 
+Files are read by imageio (formats, bit depth, DICOM LUTs, masks) and made square by `resize`
+(data.resize); `mask_values` (data.mask_values) applies to the `mask` column, while lung masks must
+be two-valued (any non-zero is lung).
+
 Checked for every split mode: ids must be unique (an id listed in two splits names the ids and
 their splits) and the same image file may not be listed twice. When the patient column is present,
 a patient with images in two splits is refused, except with split_by = "image", which the user
@@ -45,7 +49,7 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from .imageio import decode, resize
+from .imageio import DEFAULT_RESIZE, check_resize, decode, decode_mask, resize
 from .registry import register_dataset
 from .sample import Sample
 
@@ -133,7 +137,8 @@ def column_names(columns: dict | None, present: list[str], csv_path) -> dict[str
 class ManifestDataset:
     def __init__(self, split: str = "test", size: int = 224, seed: int = 0, root: str = "", path: str = "",
                  split_by: str = "column", split_fractions: dict[str, float] | None = None, split_seed: int = 0,
-                 patient_column: str = "patient", labels: dict | None = None, columns: dict | None = None):
+                 patient_column: str = "patient", labels: dict | None = None, columns: dict | None = None,
+                 resize: str = DEFAULT_RESIZE, mask_values: list[int] | None = None):
         csv_path = Path(path or root)
         if csv_path.is_dir():
             csv_path = csv_path / "manifest.csv"
@@ -142,6 +147,7 @@ class ManifestDataset:
         if split_by not in SPLIT_BY:
             raise ValueError(f"manifest split_by {split_by!r} is not one of {list(SPLIT_BY)}")
         self.base, self.size, self.split, self.csv_path = csv_path.parent, size, split, csv_path
+        self.resize, self.mask_values = check_resize(resize), list(mask_values or [])
         mapping = label_mapping(labels, csv_path)
         with open(csv_path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -266,17 +272,18 @@ class ManifestDataset:
         value = (row.get(column) or "").strip()
         if not value:
             return None
-        arr = decode(self.base / value)
+        arr = decode_mask(self.base / value, self.mask_values if column == "mask" else None)
         if arr.shape != shape:
             raise ValueError(f"manifest {self.csv_path} line {line}: {column} {self.base / value} has size "
                              f"{arr.shape[::-1]}, its image {shape[::-1]}")
-        return resize(arr, self.size, mask=True)
+        return resize(arr, self.size, mask=True, mode=self.resize)
 
     def __getitem__(self, index: int) -> Sample:
         line, row, label = self.rows[index]
         raw = decode(self.base / row["image"])
-        return Sample(image=resize(raw, self.size)[None], label=label,
-                      lesion_mask=self._mask(row, "mask", raw.shape, line),
-                      lung_mask=self._mask(row, "lung_mask", raw.shape, line),
+        shape = raw.pixels.shape
+        return Sample(image=resize(raw.pixels, self.size, mode=self.resize)[None], label=label,
+                      lesion_mask=self._mask(row, "mask", shape, line),
+                      lung_mask=self._mask(row, "lung_mask", shape, line),
                       id=(row.get("id") or "").strip() or Path(row["image"]).stem,
-                      metadata={"source": "manifest", "split": self.split, "line": line})
+                      metadata={"source": "manifest", "split": self.split, "line": line, **raw.metadata()})

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .imageio import DEFAULT_RESIZE, check_resize
 from .registry import register_dataset
 from .sample import Sample
 
@@ -161,7 +162,12 @@ class PhantomDataset:
 
     cacheable = False  # rendering (about 1.5 ms an image at 64 px) is cheaper than a cache round trip
 
-    def __init__(self, split: str = "test", size: int = 64, seed: int = 0, n: int = 10_000):
+    def __init__(self, split: str = "test", size: int = 64, seed: int = 0, n: int = 10_000,
+                 resize: str = DEFAULT_RESIZE, mask_values: list[int] | None = None):
+        check_resize(resize)  # rendered square at `size`: every mode gives the same image
+        if mask_values:
+            raise ValueError(f"data.mask_values {mask_values} does not apply to the phantom: its masks are drawn, "
+                             f"not read from files")
         if n <= 0:
             raise ValueError(f"phantom split {split!r} needs n > 0, got {n}")
         if size < 32:

@@ -6,7 +6,8 @@
 Target 1 rows carry a box each; their union is the lesion mask. Target 0 images are normal with
 an empty mask (every image was read by radiologists, so empty is a true negative). The challenge
 publishes labels for its training images only, so train/val/test are a deterministic split of
-patients by a hash of their id (fractions configurable).
+patients by a hash of their id (fractions configurable). Images are decoded by imageio/dicom.py
+(modality LUT, window, MONOCHROME1); the masks are drawn from boxes, so data.mask_values does not apply.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .imageio import decode, resize
+from .imageio import DEFAULT_RESIZE, check_resize, decode, resize
 from .registry import register_dataset
 from .sample import Sample
 
@@ -31,7 +32,12 @@ def _bucket(patient_id: str) -> float:
 @register_dataset("rsna")
 class RSNAPneumonia:
     def __init__(self, split: str = "val", size: int = 224, seed: int = 0, root: str = "",
-                 fractions: dict[str, float] | None = None):
+                 fractions: dict[str, float] | None = None, resize: str = DEFAULT_RESIZE,
+                 mask_values: list[int] | None = None):
+        if mask_values:
+            raise ValueError(f"data.mask_values {mask_values} does not apply to rsna: its lesion masks are drawn "
+                             f"from the boxes of {LABEL_FILE}, not read from files")
+        self.resize = check_resize(resize)
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
         if split not in fractions:
             raise ValueError(f"unknown RSNA split {split!r}; allowed: {sorted(fractions)}")
@@ -74,10 +80,11 @@ class RSNAPneumonia:
     def __getitem__(self, index: int) -> Sample:
         pid = self.ids[index]
         raw = decode(self.base / IMAGE_DIR / f"{pid}.dcm")
-        mask = np.zeros(raw.shape, dtype=np.uint8)
+        mask = np.zeros(raw.pixels.shape, dtype=bool)
         for x, y, w, h in self.boxes[pid]:
             x0, y0 = max(int(round(x)), 0), max(int(round(y)), 0)
-            mask[y0:int(round(y + h)), x0:int(round(x + w))] = 255
-        return Sample(image=resize(raw, self.size)[None], label=self.targets[pid],
-                      lesion_mask=resize(mask, self.size, mask=True), lung_mask=None, id=pid,
-                      metadata={"source": "rsna", "split": self.split, "boxes": len(self.boxes[pid])})
+            mask[y0:int(round(y + h)), x0:int(round(x + w))] = True
+        return Sample(image=resize(raw.pixels, self.size, mode=self.resize)[None], label=self.targets[pid],
+                      lesion_mask=resize(mask, self.size, mask=True, mode=self.resize), lung_mask=None, id=pid,
+                      metadata={"source": "rsna", "split": self.split, "boxes": len(self.boxes[pid]),
+                                **raw.metadata()})

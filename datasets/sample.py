@@ -37,18 +37,21 @@ class Batch:
     has_mask: torch.Tensor
     lung_masks: torch.Tensor
     ids: list[str]
+    # per-row Sample.metadata (source, original size, bit depth...): the run's data summary reads it
+    metadata: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(self.images.to(device), self.labels.to(device), self.lesion_masks.to(device),
-                     self.has_mask.to(device), self.lung_masks.to(device), list(self.ids))
+                     self.has_mask.to(device), self.lung_masks.to(device), list(self.ids), list(self.metadata))
 
     def subset(self, index: Sequence[int] | torch.Tensor) -> "Batch":
         index = torch.as_tensor(index, dtype=torch.long)
         return Batch(self.images[index], self.labels[index], self.lesion_masks[index],
-                     self.has_mask[index], self.lung_masks[index], [self.ids[i] for i in index.tolist()])
+                     self.has_mask[index], self.lung_masks[index], [self.ids[i] for i in index.tolist()],
+                     [self.metadata[i] for i in index.tolist()] if self.metadata else [])
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
@@ -71,4 +74,5 @@ def collate(samples: Sequence[Sample]) -> Batch:
         has_mask=torch.tensor([s.lesion_mask is not None for s in samples]),
         lung_masks=torch.stack([s.lung_mask if s.lung_mask is not None else empty for s in samples]),
         ids=[s.id for s in samples],
+        metadata=[dict(s.metadata) for s in samples],
     )

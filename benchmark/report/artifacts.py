@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import bootstrap_ci_columns
-from ..run.store import atomic_path
+from ..store.files import atomic_path
 
 CURVE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "step", "fraction", "mean", "sd",
                  "ci_low", "ci_high", "n"]

@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..speed.floor import floor_markdown
-from . import figures, findings, focal, latex, overlays, sections, stats, tables, trust
+from . import data_section, figures, findings, focal, latex, overlays, sections, stats, tables, trust
 from .artifacts import load_curves, load_predictions, read_cases
 from .figure_pool import FigurePool
-from ..run.store import write_text
+from ..store.files import write_text
+from ..store.runfolder import read_config
 
 
 def load_scores(run_dir: Path) -> pd.DataFrame:
@@ -127,16 +128,14 @@ def build_report(run_dir: Path, figure_workers: int | None = None) -> str:
     """Write every table, figure and report.md of a run into run_dir/report/ from its stored files;
     return the Markdown leaderboard. `figure_workers` processes draw the figures (default: the
     config's report.figure_workers; 1: this process), the same bytes either way."""
-    from ..run.config import load_config
     run_dir = Path(run_dir)
     rep = run_dir / "report"
-    if not (run_dir / "config.toml").exists():
-        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist: is {run_dir} a run folder?")
-    cfg = load_config(run_dir / "config.toml")
+    cfg = read_config(run_dir)  # the resolved config.toml, read by the store (reporting never imports running)
     scores = load_scores(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else None
     gaps = load_gaps(run_dir)
-    workers = cfg.report.figure_workers if figure_workers is None else figure_workers
+    # a run folder written before report.figure_workers existed draws in this process
+    workers = getattr(cfg.report, "figure_workers", 0) if figure_workers is None else figure_workers
     with FigurePool(workers) as pool:
         leaderboard, lines = _report_lines(run_dir, rep, cfg, scores, manifest, gaps, pool)
     write_text(rep / "report.md", "\n".join(lines))
@@ -226,9 +225,7 @@ def _report_lines(run_dir: Path, rep: Path, cfg, scores: pd.DataFrame, manifest:
     if manifest is None:
         notes.append("- classifiers, data counts and environment: not reported, the run folder has no `manifest.json`.")
     else:
-        counts = manifest.get("data_counts", {})
-        lines += ["## Data\n", "| " + " | ".join(counts) + " |", "|" + "---|" * len(counts),
-                  "| " + " | ".join(str(v) for v in counts.values()) + " |", "",
+        lines += [*data_section.data_lines(run_dir, rep, manifest, pool, notes),
                   "## Classifiers\n", *_classifier_lines(manifest), "", "## Environment\n", *_environment_lines(manifest), "",
                   *floor_markdown(manifest.get("floor"))]
     lines += ["## Leaderboard\n", leaderboard,

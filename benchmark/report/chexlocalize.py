@@ -23,7 +23,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from ..metrics.segmentation import segment
-from ..run.store import write_text
+from ..store.files import write_text
 
 LOCALIZATION_TASKS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Airspace Opacity", "Edema",
                       "Consolidation", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Support Devices")

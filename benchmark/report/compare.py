@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..run.config import load_config
 from .build import load_gaps, load_scores
 from .stats import CELL, bootstrap_ci, holm, rank_biserial, summarise, wilcoxon
-from ..run.store import write_text
+from ..store.files import write_text
+from ..store.runfolder import read_config
 from .tables import arrow, fmt, write_csv
 
 COLUMNS = CELL + ["n_a", "mean_a", "ci_low_a", "ci_high_a", "n_b", "mean_b", "ci_low_b", "ci_high_b", "delta",
@@ -68,7 +68,7 @@ def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> str:
     """Markdown comparison of two run folders (statistics settings from run A's config); with `out`,
     also writes out/compare.md and out/compare.csv."""
     run_a, run_b = Path(run_a), Path(run_b)
-    cfg = load_config(run_a / "config.toml") if (run_a / "config.toml").exists() else None
+    cfg = read_config(run_a) if (run_a / "config.toml").exists() else None
     b, conf, seed = (cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed) if cfg else (1000, 0.95, 0)
     table = compare_scores(load_scores(run_a), load_scores(run_b), b, conf, seed, load_gaps(run_a), load_gaps(run_b))
     if table.empty:

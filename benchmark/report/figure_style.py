@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..run.store import atomic_path  # noqa: E402
+from ..store.files import atomic_path  # noqa: E402
 
 DPI = 200
 MARKERS = ("o", "s", "^", "D")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..metrics import get_metric
 from . import latex, stats, tables
-from ..run.store import write_text
+from ..store.files import write_text
 
 FOCAL_SHARE = 0.5  # lesion area / lung area under which a lesion is focal (datasets.covid_qu_ex)
 CATEGORIES = ("localisation", "faithfulness")

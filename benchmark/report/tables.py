@@ -9,7 +9,7 @@ from typing import Iterator
 import pandas as pd
 
 from ..metrics import CATEGORIES, get_metric
-from ..run.store import atomic_path, write_text
+from ..store.files import atomic_path, write_text
 
 SIG_NOTE = ("† the best is significantly better than the runner-up (its paired differences favour the best and a "
             "paired Wilcoxon signed-rank test, Holm-corrected across the pairs of explainers, gives p < 0.05)")

@@ -65,7 +65,18 @@ class DataSection:
     limit: dict[str, int] = field(default_factory=lambda: {"train": 2400, "val": 200, "test": 40})
     params: dict[str, Any] = field(default_factory=dict)
     skip_bad: bool = False  # skip unreadable files (listed in manifest.json) instead of stopping
-    cache_dir: str = "results/cache"  # preprocessed uint8 splits; "" turns the cache off
+    # preprocessed uint8 splits; "" turns the cache off. A 16-bit image is stored after its mapping to
+    # [0,1] and the resize, as 256 levels (an 8-bit display of its window); without the cache it keeps all
+    cache_dir: str = "results/cache"
+    # how a non-square image and its masks (identically) become size x size: "pad" centres it in a
+    # square of its long side, black (0) around; "crop" keeps the centred square (the long side's ends
+    # are lost, lesions there too); "squash" stretches it (the aspect ratio is lost). Default "pad": it
+    # neither distorts anatomy nor drops any of it, and square images (COVID-QU-Ex, RSNA, the phantom)
+    # come out exactly as with "squash", the old behaviour, so their numbers do not change
+    resize: str = "pad"
+    # the values of a lesion mask file that mean lesion, for label maps with more than two values;
+    # [] (default): 0/1, 0/255 and boolean masks, any non-zero is lesion; other masks are refused
+    mask_values: list[int] = field(default_factory=list)
 
 
 @dataclass

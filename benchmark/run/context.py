@@ -18,7 +18,8 @@ from cxr_xai_bench.models.precision import pass_precision
 from .. import metrics as metric_registry
 from .config import Config
 from .data import data_key
-from .store import code_version, read_map_shard, stage_key
+from ..store.code import code_closure
+from ..store.files import read_map_shard, stage_key
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -26,19 +27,28 @@ if TYPE_CHECKING:
 # model name -> (its training stage key, its checkpoint path)
 Models = dict[str, tuple[str, Path]]
 
-# the modules whose source decides each stage's output (see store.code_version)
-TRAIN_CODE = ("cxr_xai_bench.models.builders", "cxr_xai_bench.models.training", "cxr_xai_bench.models.layout")
-SCORE_CODE_SHARED = ("benchmark.run.jobs", "benchmark.metrics.registry", "benchmark.run.missing_context")
 SHARD_STAGES = ("train", "explain", "score")
+
+# A stage's code version is the source of its root modules and of every project module they import
+# (store.code.code_closure); the roots are the modules whose functions the stage runs. The shard
+# jobs (explain and score) run in benchmark.run.jobs; training runs models.training's loop.
 
 
 def explainer_code(name: str) -> tuple[str, ...]:
-    return ("cxr_xai_bench.explainers.registry", "benchmark.run.missing_context", EXPLAINERS[name].__module__)
+    """Roots of an explain key: the explainer's module and the explain shard job."""
+    return ("benchmark.run.jobs", EXPLAINERS[name].__module__)
 
 
 def metric_code(name: str) -> tuple[str, ...]:
+    """Roots of a score key: the metric function's module and the score shard job."""
     fn = metric_registry.get_metric(name).fn
-    return SCORE_CODE_SHARED + ((fn.__module__,) if fn is not None else ())
+    return ("benchmark.run.jobs",) + ((fn.__module__,) if fn is not None else ())
+
+
+def train_code(model: str) -> str:
+    """Code version of a train key: the training loop, the model's builder module and the seeding."""
+    from cxr_xai_bench.models.builders import MODELS
+    return code_closure("cxr_xai_bench.models.training", "benchmark.run.environment", MODELS[model].__module__)
 
 
 @dataclass
@@ -80,7 +90,7 @@ class RunContext:
         cfg = self.cfg
         key = stage_key("explain", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
                         cfg.explain.batch_size, data_key(cfg, "test"), cfg.run.seed, cfg.run.shard_size,
-                        cfg.run.maps_dtype, code_version(*explainer_code(explainer)), *self.explainer_precision(explainer))
+                        cfg.run.maps_dtype, code_closure(*explainer_code(explainer)), *self.explainer_precision(explainer))
         return self.run_dir / "maps" / f"{model}-{explainer}-{key}", key
 
     def metric_params(self, model: str, explainer: str, metric: str) -> dict:
@@ -103,7 +113,7 @@ class RunContext:
 
     def scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
         key = stage_key("score", maps_key, metric, self.metric_params(model, explainer, metric),
-                        code_version(*metric_code(metric)), *self.metric_precision(metric))
+                        code_closure(*metric_code(metric)), *self.metric_precision(metric))
         return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
 
     def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:

@@ -11,9 +11,10 @@ from tqdm.auto import tqdm
 
 from cxr_xai_bench.datasets import Batch, build_dataset, collate
 
-from .config import Config
+from .config import Config, DataSection
 from .data_cache import cached_split
-from .store import code_version, stage_key
+from ..store.code import code_closure
+from ..store.files import stage_key
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,13 @@ def load_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Bat
     return batch
 
 
-# the code every dataset's samples pass through (decoding, resizing, the Sample contract, selection)
-SHARED_DATA_CODE = ("cxr_xai_bench.datasets.sample", "cxr_xai_bench.datasets.imageio", "cxr_xai_bench.datasets.registry", "benchmark.run.data")
-
-
 def data_code(dataset: str) -> str:
-    """Version of the code that decides a split's content: the dataset's own module and the shared
-    loading code, so editing a loader or the phantom invalidates the cache, checkpoints and maps."""
+    """Version of the code that decides a split's content: the import closure of the dataset's own
+    module and of this loading module, so editing a loader or the phantom invalidates the cache,
+    checkpoints and maps."""
     from cxr_xai_bench.datasets import DATASETS
     own = (DATASETS[dataset].__module__,) if dataset in DATASETS else ()
-    return code_version(*own, *SHARED_DATA_CODE)
+    return code_closure(*own, "benchmark.run.data")
 
 
 def data_key(cfg: Config, role: str) -> dict:
@@ -109,11 +107,36 @@ def data_key(cfg: Config, role: str) -> dict:
     d = cfg.data
     key = {"dataset": d.dataset, "root": d.root, "split": d.splits[role], "size": d.size,
            "limit": d.limit.get(role), "params": d.params, "skip_bad": d.skip_bad, "seed": cfg.run.seed,
-           "code": data_code(d.dataset)}
+           "resize": d.resize, "mask_values": d.mask_values, "code": data_code(d.dataset)}
     if uses_holdout(cfg) and role in ("train", "val"):
         # only where it applies, so runs without a hold-out keep their stored stages
         key["holdout"] = {"fraction": d.holdout, "part": "held out" if role == "val" else "rest"}
     return key
+
+
+FILE_KEYS = ("resize", "mask_values")  # data.* keys the built-in datasets take beside split, size and seed
+
+
+def file_params(cfg: Config) -> dict:
+    """data.resize and data.mask_values for the dataset's builder. A plug-in dataset whose builder
+    takes neither is given them only when set away from their defaults, and is then refused by name."""
+    import inspect
+    from cxr_xai_bench.datasets import DATASETS
+    d = cfg.data
+    try:
+        sig = inspect.signature(DATASETS[d.dataset])
+    except (KeyError, TypeError, ValueError):
+        return {key: getattr(d, key) for key in FILE_KEYS}
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    out = {}
+    for key in FILE_KEYS:
+        default = getattr(DataSection(), key)
+        if takes_all or key in sig.parameters:
+            out[key] = getattr(d, key)
+        elif getattr(d, key) != default:
+            raise ValueError(f"data.{key} = {getattr(d, key)!r}: dataset {d.dataset!r} does not take {key!r}; "
+                             f"leave data.{key} at its default {default!r} or add the argument to the dataset")
+    return out
 
 
 def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Batch:
@@ -121,7 +144,7 @@ def read_split(cfg: Config, role: str, skipped: list[dict] | None = None) -> Bat
     d = cfg.data
     split = d.splits[role]
     params = {**d.params, **({"root": d.root} if d.root else {})}
-    ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **params)
+    ds = build_dataset(d.dataset, split=split, size=d.size, seed=cfg.run.seed, **file_params(cfg), **params)
     idx = select_indices(ds, d.limit.get(role), cfg.run.seed, role_pool(cfg, ds, role))
     samples = []
     for i in tqdm(idx, desc=f"load {role}", unit="img", leave=False):

@@ -42,7 +42,8 @@ def _read(folder: Path) -> tuple[Batch, dict]:
 
     batch = Batch(images=images, labels=torch.from_numpy(np.array(a["labels"])),
                   lesion_masks=unpack("lesion_masks"), has_mask=torch.from_numpy(np.array(a["has_mask"], dtype=bool)),
-                  lung_masks=unpack("lung_masks"), ids=meta["ids"])
+                  lung_masks=unpack("lung_masks"), ids=meta["ids"],
+                  metadata=meta.get("metadata") or [{} for _ in meta["ids"]])
     return batch, meta
 
 
@@ -61,7 +62,10 @@ def cached_split(cache_dir: Path, key: str, build: Callable[[], tuple[Batch, lis
     try:
         for name, arr in _to_arrays(batch).items():
             np.save(tmp / f"{name}.npy", arr)
-        (tmp / "meta.json").write_text(json.dumps({"ids": batch.ids, "skipped": skipped}))
+        # per-sample metadata as JSON (tuples come back as lists, anything else unusual as its str):
+        # the first run reads it back from here too, so cached and uncached runs summarise alike
+        (tmp / "meta.json").write_text(json.dumps({"ids": batch.ids, "skipped": skipped,
+                                                   "metadata": batch.metadata}, default=str))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

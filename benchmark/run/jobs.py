@@ -13,27 +13,26 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
-import pandas as pd
 import torch
 
 from cxr_xai_bench.datasets import Batch
-from cxr_xai_bench.explainers import build_explainer
 from cxr_xai_bench.models import build_model, load_checkpoint, place_model, predict_proba
 from cxr_xai_bench.models.precision import autocast, pass_precision
 
 from .. import metrics as metric_registry
+from . import scoring
+from ..explainer_factory import explainer_from_config
 from .config import Config, config_from_dict
 from .data import data_key, load_split
 from .kill_hooks import kill_in_job
-from .missing_context import job_context, nan_where_missing
-from .store import MapShard, atomic_path, read_map_shard, stage_key, write_map_shard
+from .missing_context import job_context
+from ..store.files import MapShard, read_map_shard, stage_key, write_map_shard
+from .scoring import SCORE_COLUMNS, aux_path, score_frame, write_scores  # noqa: F401  (gather, runner read them here)
 
 log = logging.getLogger(__name__)
-SCORE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
     cfg, device = config_from_dict(job.config), torch.device(job.device)
     test = state.test_split(cfg)
     model = state.model(cfg, job.model, job.checkpoint, device)
-    exp = build_explainer(job.explainer, seed=cfg.run.seed, **cfg.explain.params.get(job.explainer, {}))
+    exp = explainer_from_config(cfg, job.explainer)
     prior = state.prior(job.prior_path)
     bs = cfg.explain.batch_size
     maps, seconds, memory = [], [], []
@@ -177,81 +176,25 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
     return job.out_path
 
 
-RUNNER_MEASURED = {"seconds_per_image": "seconds", "peak_memory_mb": "peak_memory_mb"}
-
-
-def _batch_seed(spec, params: dict, run_seed: int, first_image: int) -> dict:
-    """Metric params with a per-batch `seed` (random subsets, ROAD noise) unless the config sets one:
-    drawn from the run seed and the batch's first test image, so image i of every batch does not
-    get the same draws, and a resume (same shards, same batches) gets the same numbers."""
-    if "seed" not in spec.defaults or "seed" in params:
-        return params
-    return {**params, "seed": int(np.random.SeedSequence([run_seed, first_image]).generate_state(1)[0] >> 1)}
-
-
 def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
+    """Score one metric on one map shard through the shared loop (scoring.score_images), then write its rows."""
     cfg, device = config_from_dict(job.config), torch.device(job.device)
     test = state.test_split(cfg)
     shard = read_map_shard(job.maps_path)
     spec = metric_registry.get_metric(job.metric)
     params = job.metric_params if job.metric_params is not None else cfg.metrics.params.get(job.metric, {})
-    aux: dict[str, list] = {}
-    if spec.fn is None:
-        values = np.asarray(getattr(shard, RUNNER_MEASURED[job.metric]), dtype=float)
-    else:
-        needs_model = spec.needs_model or spec.needs_explainer or cfg.explain.target == "predicted"
-        model = state.model(cfg, job.model, job.checkpoint, device) if needs_model else None
-        extra: dict[str, Any] = {}
-        if spec.needs_explainer:
-            extra["explainer"] = build_explainer(job.explainer, seed=cfg.run.seed, **cfg.explain.params.get(job.explainer, {}))
-        prior = state.prior(job.prior_path)
-        bs = cfg.explain.batch_size
-        values, sizes = [], []
-        for i in range(job.start, job.stop, bs):
-            sl = slice(i, min(i + bs, job.stop))
-            local = slice(sl.start - job.start, sl.stop - job.start)
-            x = test.images[sl].to(device)
-            targets = targets_for(cfg.explain.target, test.labels[sl], model, x).to(device)
-            if "explainer" in extra:
-                extra["context"] = {k: None if v is None else v.to(device)
-                                    for k, v in job_context(cfg, test, sl, prior).items()}
-            if spec.needs_lung:  # all-False rows where an image has no lung mask: the metric scores NaN there
-                extra["lung_masks"] = test.lung_masks[sl].to(device)
-            sink: dict[str, Any] = {}
-            with autocast(spec.precision(cfg.run.forward_precision, device), device):
-                v = metric_registry.score(job.metric, model, x, targets, torch.from_numpy(shard.maps[local]).to(device),
-                                          test.lesion_masks[sl].to(device), test.has_mask[sl].to(device),
-                                          sink=sink, **extra, **_batch_seed(spec, params, cfg.run.seed, sl.start))
-            values.append(v.float().cpu().numpy())
-            sizes.append(len(x))
-            for k, a in sink.items():
-                aux.setdefault(k, []).append(a.detach().float().cpu().numpy() if torch.is_tensor(a) else a)
-        values = np.concatenate(values) if values else np.zeros(0)
-    values = nan_where_missing(cfg, job.explainer, test, job.start, job.stop, job.prior_path, values)
+    needs_model = spec.fn is not None and (spec.needs_model or spec.needs_explainer or cfg.explain.target == "predicted")
+    model = state.model(cfg, job.model, job.checkpoint, device) if needs_model else None
+
+    def targets(idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return targets_for(cfg.explain.target, test.labels[idx], model, x)
+    task = scoring.ScoreTask(cfg, device, job.model, job.explainer, job.metric, params, model, test, test.images,
+                             np.arange(job.start, job.stop), (job.start, job.stop), shard, targets,
+                             state.prior(job.prior_path), job.prior_path, keep_aux=True)
+    scored = scoring.score_images(task)
     kill_in_job(job)
-    if aux:
-        write_score_aux(Path(job.out_path), aux, sizes)
-    df = pd.DataFrame({"dataset": cfg.data.dataset, "split": cfg.data.splits["test"], "model": job.model,
-                       "explainer": job.explainer, "metric": job.metric, "image_id": shard.ids, "value": values})
-    with atomic_path(job.out_path) as tmp:
-        df.to_csv(tmp, index=False)
+    write_scores(job.out_path, score_frame(task, scored.values), scored)
     return job.out_path
-
-
-def aux_path(score_path: Path) -> Path:
-    return score_path.with_name(score_path.name + ".aux.npz")
-
-
-def write_score_aux(score_path: Path, aux: dict[str, list], sizes: list[int]) -> None:
-    """Per-image curves a metric handed back (deletion curves, randomisation stages), beside its
-    scores: per-image arrays of the batches are joined, shared ones (fractions, layer names) kept once."""
-    arrays = {}
-    for k, parts in aux.items():
-        per_image = all(isinstance(a, np.ndarray) and a.ndim >= 2 and len(a) == n for a, n in zip(parts, sizes))
-        arrays[k] = np.concatenate(parts) if per_image else np.asarray(parts[0])
-    with atomic_path(aux_path(score_path)) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
 
 
 def run_job(job: ShardJob, state: WorkerState = STATE) -> str:

@@ -28,7 +28,8 @@ from .context import Models, RunContext
 from .jobs import STATE
 from .side_maps import (SidePlan, metrics_of, record_time, reliability_explainers, side_scores, work_before,
                         write_table)
-from .store import code_version, stage_key
+from ..store.code import code_closure
+from ..store.files import stage_key
 
 TABLE = "stability.csv"
 CATEGORIES = ("localisation",)
@@ -71,7 +72,7 @@ def stability_scores(ctx: RunContext, models: Models, test, prior_path: str) -> 
             _, mkey = ctx.maps_dir(model_name, model_key, explainer)
             # the kept images are keyed too: a prediction that flips on another device gives another set
             key = stage_key("perturbed", mkey, sigma, np.flatnonzero(keep).tolist(),
-                            code_version("benchmark.run.perturbed_maps", "benchmark.run.side_maps"))
+                            code_closure("benchmark.run.perturbed_maps", "benchmark.run.side_maps"))
             exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
 
             def explain(x, t, context, exp=exp):

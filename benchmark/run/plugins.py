@@ -4,7 +4,7 @@ decorators as the built-ins (`register_explainer`, `register_metric`, `register_
 
 A plug-in is named by a dotted module name (`my_pkg.methods`, imported from sys.path) or a `.py`
 path (`./my_methods.py`, imported under the stable name `cxr_plugin_<stem>` and kept in
-sys.modules, so `store.code_version` reads its source like ours: editing a plug-in explainer
+sys.modules, so `store.code.code_closure` reads its source like ours: editing a plug-in explainer
 invalidates its maps and nothing else). Sources: `--plugin` on the CLI, `run.plugins` in the
 config, and every entry point of the installed packages in the group `cxr_xai_bench.plugins`
 (loaded in every process that loads plug-ins: the driver, and each Ray worker before its first job).

@@ -18,7 +18,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "run": {"name": "paper", "device": "cuda", "shard_size": 128, "forward_precision": "fp32"},
         "data": {"size": 224, "limit": {"train": 0, "val": 0, "test": 0}},
-        "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4},
+        # presets that make records pin every precision ("auto" would follow the machine): bf16 autocast
+        # training on the GPU, what "auto" has always resolved to on CUDA (so the keys of paper runs made
+        # before stay valid), about 2x faster than fp32 at 224 px with fp32 master weights; a GPU without
+        # native bf16 (before Ampere) is not one to make the record on. Scores stay fp32 (forward_precision)
+        "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4, "precision": "bf16"},
         # every per-model entry of the defaults set here: they merge key by key, and the phantom's 3
         # ResNet50 epochs once leaked into a 224 px run this way
         "models": {"names": ["vgg16_bn", "resnet50"],
@@ -46,7 +50,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"size": 64, "limit": {"train": 2000, "val": 0, "test": 80}},
         # 10 epochs, not 3: scored-Val accuracy 0.838 -> 0.912 (VGG16-BN), 0.688 -> 0.800 (ResNet50),
         # AUROC 0.926 -> 0.968, 0.759 -> 0.884, for ~460 s more training (docs/cpu-training.md)
-        "train": {"epochs": 10, "batch_size": 32, "weight_decay": 1e-4},
+        # fp32 pinned: "auto" trained bf16 on an AMX CPU and fp32 elsewhere, so the record's models depended
+        # on the CPU; the record was made on the 2-core EPYC (AVX2), where "auto" was fp32 (same keys)
+        "train": {"epochs": 10, "batch_size": 32, "weight_decay": 1e-4, "precision": "fp32"},
         "models": {"names": ["vgg16_bn", "resnet50"],
                    "params": {"vgg16_bn": {"head": "compact", "gradcam_layer": "features.32"},
                               "resnet50": {"gradcam_layer": "layer2"}},

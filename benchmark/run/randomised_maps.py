@@ -33,7 +33,8 @@ from .context import Models, RunContext
 from .jobs import STATE
 from .side_maps import (RANDOMISATION, SidePlan, metrics_of, record_time, reliability_explainers, side_scores,
                         work_before, write_table)
-from .store import code_version, stage_key
+from ..store.code import code_closure
+from ..store.files import stage_key
 
 TABLE = "randomised_scores.csv"
 CATEGORIES = ("faithfulness", "localisation")
@@ -82,7 +83,7 @@ def randomised_scores(ctx: RunContext, models: Models, test, prior_path: str) ->
         for explainer, metrics in todo:
             _, mkey = ctx.maps_dir(model_name, model_key, explainer)
             key = stage_key("randomised", mkey, params,
-                            code_version("benchmark.run.randomised_maps", "benchmark.run.side_maps",
+                            code_closure("benchmark.run.randomised_maps", "benchmark.run.side_maps",
                                          "benchmark.metrics.sanity"))
             exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
 

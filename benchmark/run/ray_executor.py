@@ -23,18 +23,25 @@ from .jobs import ShardJob
 
 log = logging.getLogger(__name__)
 
-# the modules a worker must share with the driver for its shards to mean what their keys say
-CODE_MODULES = ("benchmark.run.jobs", "benchmark.metrics.registry", "cxr_xai_bench.explainers.registry", "cxr_xai_bench.models.builders",
-                "benchmark.run.data", "benchmark.run.missing_context")
 
 _WORKER_CHECKED: set[str] = set()
 
 
 def _code_fingerprint() -> str:
-    """The source of CODE_MODULES and of every plug-in this process loaded (run.plugins, entry points)."""
+    """The code a worker must share with the driver for its shards to mean what their keys say: the
+    import closure of the shard jobs, the training a worker may run, every registered explainer,
+    metric, dataset and model builder, and every plug-in this process loaded (run.plugins, entry points)."""
+    from cxr_xai_bench.datasets import DATASETS
+    from cxr_xai_bench.explainers import EXPLAINERS
+    from cxr_xai_bench.models.builders import MODELS
+
+    from ..metrics import METRICS
+    from ..store.code import code_closure
     from .plugins import loaded_modules
-    from .store import code_version
-    return code_version(*CODE_MODULES, *loaded_modules())
+    components = [*EXPLAINERS.values(), *DATASETS.values(), *MODELS.values()]
+    metrics = [s.fn for s in METRICS.values() if s.fn is not None]
+    return code_closure("benchmark.run.jobs", "benchmark.run.train", *loaded_modules(),
+                        *{c.__module__ for c in components + metrics})
 
 
 def _check_code(fingerprint: str) -> None:
@@ -50,24 +57,48 @@ def _check_code(fingerprint: str) -> None:
     _WORKER_CHECKED.add(fingerprint)
 
 
-def _mirror_settings(config: dict) -> None:
-    """The driver's torch settings: its thread count (RayExecutor writes it into run.threads: float sums
-    split over another number of threads round differently), determinism."""
-    import torch
-    run = config.get("run", {})
-    if run.get("threads"):
-        torch.set_num_threads(int(run["threads"]))
-    if run.get("deterministic", True):
-        torch.use_deterministic_algorithms(True, warn_only=True)
+def _flush_denormal() -> bool:
+    """Whether this process flushes float32 denormals to zero (torch has a setter, no getter)."""
+    return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0)
 
 
-def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
+def driver_settings(threads: int = 0) -> dict:
+    """The driver's torch settings that decide the bits of a computation, read once per submission and
+    set in every worker before its job (_mirror_settings): the thread count (float sums split over
+    another number of threads round differently), deterministic algorithms, flushing denormals, the
+    float32 matmul precision, oneDNN on or off and the cuDNN / TF32 switches. The precision policy is
+    in the job's config: the driver resolved every "auto" (runner.resolve_precisions), so a worker never
+    resolves it for its own CPU. The layout needs nothing: every model is placed by models.layout."""
+    return {"threads": int(threads or torch.get_num_threads()),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "flush_denormal": _flush_denormal(),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "mkldnn": torch.backends.mkldnn.enabled,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+
+
+def _mirror_settings(settings: dict) -> None:
+    """Set the driver's settings (driver_settings) in this worker process."""
+    torch.set_num_threads(int(settings["threads"]))
+    torch.use_deterministic_algorithms(bool(settings["deterministic"]), warn_only=bool(settings["deterministic_warn_only"]))
+    torch.set_flush_denormal(bool(settings["flush_denormal"]))
+    torch.set_float32_matmul_precision(settings["matmul_precision"])
+    torch.backends.mkldnn.enabled = bool(settings["mkldnn"])
+    torch.backends.cudnn.benchmark = bool(settings["cudnn_benchmark"])
+    torch.backends.cudnn.deterministic = bool(settings["cudnn_deterministic"])
+    torch.backends.cudnn.allow_tf32 = bool(settings["cudnn_tf32"])
+    torch.backends.cuda.matmul.allow_tf32 = bool(settings["matmul_tf32"])
+
+
+def _run_shard(job: ShardJob, fingerprint: str, settings: dict) -> tuple[str, int]:
     """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
     from .jobs import STATE, run_job
     from .plugins import load_plugins
     load_plugins(job.config.get("run", {}).get("plugins", []))  # before the check: it covers their source
     _check_code(fingerprint)
-    _mirror_settings(job.config)
+    _mirror_settings(settings)
     if job.uses_gpu:
         # Ray hides every GPU but the one(s) it gave this task: that one is always "cuda" here,
         # whatever index the driver's device named
@@ -75,12 +106,12 @@ def _run_shard(job: ShardJob, fingerprint: str) -> tuple[str, int]:
     return run_job(job, STATE), os.getpid()
 
 
-def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, threads: int = 0,
+def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, settings: dict,
           plugins: tuple = ()) -> Any:
     from .plugins import load_plugins
     load_plugins(list(plugins))
     _check_code(fingerprint)
-    _mirror_settings({"run": {"threads": threads}})
+    _mirror_settings(settings)
     return fn(*args, **kwargs)
 
 
@@ -157,7 +188,9 @@ class RayExecutor:
         """Submit every job at once, then collect them as they finish (in any order); return paths in job order."""
         jobs_out = [self._for_workers(job) for job in jobs]
         self.fingerprint = _code_fingerprint()  # with the plug-ins loaded since __init__
-        refs = [_run_shard_remote.options(**self._options(job)).remote(job, self.fingerprint) for job in jobs_out]
+        refs = [_run_shard_remote.options(**self._options(job)).remote(job, self.fingerprint,
+                                                                       driver_settings(job.config["run"]["threads"]))
+                for job in jobs_out]
         index = {ref: k for k, ref in enumerate(refs)}
         out: list[str | None] = [None] * len(jobs)
         pending = list(refs)
@@ -198,7 +231,7 @@ class RayExecutor:
         ref = _call_remote.options(num_cpus=self._cpus(threads, uses_gpu), num_gpus=1 if uses_gpu else 0,
                                    max_retries=self.max_retries, retry_exceptions=False,
                                    name=label or getattr(fn, "__name__", "call")).remote(fn, self.fingerprint, args,
-                                                                                         kwargs, threads,
+                                                                                         kwargs, driver_settings(threads),
                                                                                          tuple(loaded_specs()))
         try:
             return ray.get(ref)

@@ -12,7 +12,8 @@ from cxr_xai_bench.datasets import Batch
 
 from ..metrics.sanity import map_similarity
 from .context import Models, RunContext
-from .store import as_stored, atomic_path, code_version, stage_key
+from ..store.code import code_closure
+from ..store.files import as_stored, atomic_path, stage_key
 from .train import train_or_load
 from .tune import explain_here
 
@@ -46,7 +47,7 @@ def seed_repeatability(ctx: RunContext, models: Models, train: Batch, val: Batch
                 if explainer in cfg.metrics.skip.get("seed_repeatability", ()):
                     continue
                 _, mkey = ctx.maps_dir(name, model_key, explainer)
-                key = stage_key("repeat", mkey, other_key, code_version("benchmark.metrics.sanity", "benchmark.run.repeat"))
+                key = stage_key("repeat", mkey, other_key, code_closure("benchmark.metrics.sanity", "benchmark.run.repeat"))
                 path = ctx.run_dir / "scores" / f"{name}-{explainer}-seed_repeatability-{key}" / f"seed-{seed}.csv"
                 frames = per_seed.setdefault((name, explainer), [])
                 if path.exists() and ctx.resume:

@@ -13,15 +13,17 @@ from ..report.artifacts import write_cases
 from ..report.build import build_report
 from ..report.chexlocalize import export_ground_truth, export_segmentations
 from .context import Models, RunContext
-from .store import code_version, stage_key, write_text
+from ..store.code import code_closure
+from ..store.files import stage_key, write_text
 
-REPORT_CODE = ("benchmark.report.build", "benchmark.report.tables", "benchmark.report.figures",
-               "benchmark.report.figure_style", "benchmark.report.overlays", "benchmark.report.stats",
-               "benchmark.report.artifacts", "benchmark.report.sections", "benchmark.report.chexlocalize",
-               "benchmark.report.latex", "benchmark.report.findings", "benchmark.report.reliability",
-               "benchmark.report.trust", "benchmark.report.reliability_checks", "benchmark.speed.floor")
 REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml", "randomised_scores.csv",
-                 "stability.csv")
+                 "stability.csv", "data_preview.npz")
+
+
+def report_code() -> str:
+    """Code version of the report: the builder (which imports every report section) and the writers
+    of the report's stored inputs that this stage calls, with all they import."""
+    return code_closure("benchmark.report.build", "benchmark.report.artifacts", "benchmark.report.chexlocalize")
 
 
 def report_key(ctx: RunContext, manifest: dict) -> str:
@@ -33,7 +35,8 @@ def report_key(ctx: RunContext, manifest: dict) -> str:
     stable = {k: manifest[k] for k in ("versions", "classifiers", "data_counts", "skipped_files", "seed", "device")}
     stable["split_roles"] = manifest.get("split_roles")
     stable["context_gaps"] = manifest.get("context_gaps")
-    h.update(stage_key(stable, code_version(*REPORT_CODE)).encode())
+    stable["data_summary"] = manifest.get("data_summary")
+    h.update(stage_key(stable, report_code()).encode())
     return h.hexdigest()
 
 

@@ -9,6 +9,7 @@ executor (in-process, or Ray across machines) that writes each shard's piece of 
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ import torch
 import tomli_w
 
 from cxr_xai_bench.datasets import Batch
+from cxr_xai_bench.models.precision import PRECISIONS, resolve_precision
 
 from ..report import stats
 from ..speed.floor import floor_table, format_floor, plan_passes, throughputs
@@ -30,6 +32,7 @@ from .config import Config
 from .context import Models, RunContext
 from .context_gaps import context_gaps
 from .data import data_key, load_split, train_prior
+from .data_summary import data_summary, show as show_data, summary_text, write_preview
 from .environment import git_commit, resolve_device, seed_everything, versions
 from .executor import Executor
 from .gather import gather_scores, write_curves_and_sanity
@@ -37,9 +40,10 @@ from .jobs import SCORE_COLUMNS
 from .perturbed_maps import stability_scores
 from .randomised_maps import randomised_scores
 from .repeat import seed_repeatability
+from .run_lock import RunLock
 from .shards import run_sharded
 from .side_maps import metrics_of, reliability_explainers
-from .store import atomic_path, stage_key, sweep_temp_files, write_json, write_text
+from ..store.files import atomic_path, stage_key, sweep_temp_files, write_json, write_text
 from .train import train_models
 from .tune import tune_thresholds
 from .validate import check_context, validate
@@ -73,6 +77,28 @@ def _store_prior(ctx: RunContext, train: Batch) -> str:
             with open(tmp, "wb") as fh:
                 np.save(fh, prior)
     return str(p)
+
+
+def resolve_precisions(cfg: Config, device: torch.device) -> dict[str, dict[str, str]]:
+    """Every "auto" precision (train.precision, models.train.<m>.precision, run.forward_precision) resolved
+    once, here in the driver, for `device`, written into `cfg` (a Runner's own copy): the shard jobs, Ray
+    workers and worker-trained models get the resolved value and never resolve again on their own CPU
+    (an AMX worker would run bf16 where the driver's keys say fp32). The train key holds the resolved
+    train precision, the maps and score keys the resolved pass precision where it is not fp32; the
+    manifest records both {"asked", "resolved"}. A value validate() will refuse is left for it to name."""
+    asked = {"run.forward_precision": cfg.run.forward_precision, "train.precision": cfg.train.precision,
+             **{f"models.train.{m}.precision": t["precision"] for m, t in cfg.models.train.items() if "precision" in t}}
+
+    def resolved(p):
+        return resolve_precision(p, device) if p in PRECISIONS else p
+    cfg.run.forward_precision = resolved(cfg.run.forward_precision)
+    cfg.train.precision = resolved(cfg.train.precision)
+    for t in cfg.models.train.values():
+        if "precision" in t:
+            t["precision"] = resolved(t["precision"])
+    got = {"run.forward_precision": cfg.run.forward_precision, "train.precision": cfg.train.precision,
+           **{f"models.train.{m}.precision": t["precision"] for m, t in cfg.models.train.items() if "precision" in t}}
+    return {"asked": asked, "resolved": got}
 
 
 def tune_count(cfg: Config, val: Batch) -> int:
@@ -123,7 +149,8 @@ def plan_text(cfg: Config, device: torch.device) -> str:
     speed = throughputs(cfg, device)
     rows = floor_table(plan_for(ctx, train, val, test), speed, {})
     total = sum(r["floor_s"] for r in rows)
-    return "\n".join([tomli_w.dumps(cfg.to_dict()), f"Images: train {len(train)}, select {len(val)}, score {len(test)}. "
+    loaded = data_summary(cfg.data.dataset, cfg.data.splits, {"train": train, "val": val, "test": test}, ctx.skipped)
+    return "\n".join([tomli_w.dumps(cfg.to_dict()), summary_text(loaded), f"Images: train {len(train)}, select {len(val)}, score {len(test)}. "
                       f"Work planned (nothing stored is assumed; a resumed run does less):", format_floor(rows, speed),
                       f"Floor of the whole run: {total:.0f} s of model passes on {device}."])
 
@@ -133,6 +160,9 @@ class Runner:
 
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, executor: Executor | None = None,
                  resume: bool = True):
+        self.asked_config = tomli_w.dumps(cfg.to_dict())  # config.toml: the config as asked ("auto" stays)
+        cfg = copy.deepcopy(cfg)
+        self.precision = resolve_precisions(cfg, device)
         self.ctx = RunContext(cfg, Path(run_dir), device, executor, resume)
 
     def _metrics_for(self, explainer: str) -> list[str]:
@@ -145,7 +175,7 @@ class Runner:
         swept = sweep_temp_files(ctx.run_dir)
         if swept:
             log.info("removed %d temp files left by an interrupted run", swept)
-        write_text(ctx.run_dir / "config.toml", tomli_w.dumps(ctx.cfg.to_dict()))
+        write_text(ctx.run_dir / "config.toml", self.asked_config)
         manifest = ctx.run_dir / "manifest.json"
         if ctx.resume and manifest.exists():
             ctx.previous_timings = json.loads(manifest.read_text()).get("timings_s", {})
@@ -165,11 +195,18 @@ class Runner:
     def run(self, until: str = "report") -> RunResult:
         if until not in STAGES:
             raise ValueError(f"until={until!r} not in {STAGES}")
+        with RunLock(self.ctx.run_dir):  # one run per folder: a second one refuses here, before any work
+            return self._run(until)
+
+    def _run(self, until: str) -> RunResult:
         ctx, cfg = self.ctx, self.ctx.cfg
         self._start()
         t0 = time.perf_counter()
         train, val, test = (load_split(cfg, role, ctx.skipped) for role in ("train", "val", "test"))
         ctx.test = test
+        loaded = data_summary(cfg.data.dataset, cfg.data.splits, {"train": train, "val": val, "test": test}, ctx.skipped)
+        show_data(loaded)
+        write_preview(ctx.run_dir, test)  # the report's preview figure reads it from the run folder
         ctx.timings["data"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         speed = throughputs(cfg, ctx.device, ctx.run_dir / "context", ctx.resume)  # stored: a resumed run does not measure again
@@ -191,6 +228,8 @@ class Runner:
             stability_scores(ctx, models, test, prior_path)  # and stability.csv (metrics.reliability)
         manifest = _manifest(ctx, classifiers, train, val, test)
         manifest["context_gaps"] = gaps
+        manifest["precision"] = self.precision
+        manifest["data_summary"] = loaded
         manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
         write_json(ctx.run_dir / "manifest.json", manifest)
         if until == "report":

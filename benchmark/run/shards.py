@@ -12,7 +12,7 @@ from .data import data_key
 from .executor import LocalExecutor
 from .jobs import STATE, ShardJob
 from .kill_hooks import kill_point
-from .store import CorruptShardError, map_shard_complete, read_map_shard, remove_map_shard, stage_key
+from ..store.files import CorruptShardError, map_shard_complete, read_map_shard, remove_map_shard, stage_key
 
 log = logging.getLogger(__name__)
 SHARDED = ("explain", "score")

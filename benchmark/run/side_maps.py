@@ -28,14 +28,17 @@ import pandas as pd
 import torch
 
 from cxr_xai_bench.explainers import EXPLAINERS
-from cxr_xai_bench.models.precision import autocast
 
 from .. import metrics as metric_registry
 from .context import RunContext, metric_code
-from .jobs import SCORE_COLUMNS, STATE, _batch_seed, targets_for
-from .missing_context import job_context, nan_where_missing
-from .store import (CorruptShardError, MapShard, atomic_path, code_version, map_shard_complete, read_map_shard,
+from . import scoring
+from .jobs import STATE, targets_for
+from .missing_context import job_context
+from ..store.code import code_closure
+from ..store.files import (CorruptShardError, MapShard, atomic_path, map_shard_complete, read_map_shard,
                     remove_map_shard, stage_key, write_map_shard)
+
+from .scoring import SCORE_COLUMNS
 
 WORK = "reliability"
 RANDOMISATION = ("randomisation_ssim", "randomisation_spearman")
@@ -117,23 +120,15 @@ def _maps(ctx: RunContext, plan: SidePlan, path: Path, index: np.ndarray, target
     return read_map_shard(path)  # score what is stored, as the main stage does
 
 
-def _score(ctx: RunContext, plan: SidePlan, metric: str, trained, maps: np.ndarray, index: np.ndarray,
-           targets: torch.Tensor, test, start: int, stop: int, prior_path: str) -> np.ndarray:
-    """Values of `metric` for the images `index` (absolute test positions in [start, stop))."""
-    cfg, spec = ctx.cfg, metric_registry.get_metric(metric)
-    params = ctx.metric_params(plan.model, plan.explainer, metric)
-    values, bs = [], cfg.explain.batch_size
-    for i in range(0, len(index), bs):
-        idx = torch.as_tensor(index[i:i + bs], dtype=torch.long)
-        with autocast(spec.precision(cfg.run.forward_precision, ctx.device), ctx.device):
-            v = metric_registry.score(metric, trained, plan.images[idx].to(ctx.device), targets[idx].to(ctx.device),
-                                      torch.from_numpy(maps[i:i + bs]).to(ctx.device),
-                                      test.lesion_masks[idx].to(ctx.device), test.has_mask[idx].to(ctx.device),
-                                      **_batch_seed(spec, params, cfg.run.seed, int(idx[0])))
-        values.append(v.float().cpu().numpy())
-    full = np.full(stop - start, np.nan)
-    full[index - start] = np.concatenate(values) if values else []
-    return nan_where_missing(cfg, plan.explainer, test, start, stop, prior_path, full)[index - start]
+def _score(ctx: RunContext, plan: SidePlan, metric: str, trained, shard: MapShard, index: np.ndarray,
+           targets: torch.Tensor, test, span: tuple[int, int], prior, prior_path: str) -> pd.DataFrame:
+    """Rows of `metric` for the images `index` (absolute test positions in the shard `span`), scored by
+    the main stage's loop on the TRAINED model, with the targets of the clean images."""
+    task = scoring.ScoreTask(ctx.cfg, ctx.device, plan.model, plan.explainer, metric,
+                             ctx.metric_params(plan.model, plan.explainer, metric), trained, test, plan.images,
+                             index, span, shard, lambda idx, x: targets[idx], prior, prior_path)
+    # side tables have always been stored as float64 text (the main scores as float32): kept
+    return scoring.score_frame(task, scoring.score_images(task).values.astype(float))
 
 
 def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test, prior_path: str) -> pd.DataFrame:
@@ -143,14 +138,14 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
     prior = STATE.prior(prior_path)
     targets = clean_targets(ctx, trained, test)
     mdir = root / "maps" / f"{plan.model}-{plan.explainer}-{plan.tag}-{plan.key}"
-    code = code_version("benchmark.run.side_maps")
+    code = code_closure("benchmark.run.side_maps")
     frames = []
     for k, (a, b) in enumerate(ctx.shards(len(test))):
         index = np.flatnonzero(plan.keep[a:b]) + a
         shard = None
         for metric in plan.metrics:
             params = ctx.metric_params(plan.model, plan.explainer, metric)
-            skey = stage_key(plan.tag, plan.key, metric, params, code_version(*metric_code(metric)), code,
+            skey = stage_key(plan.tag, plan.key, metric, params, code_closure(*metric_code(metric)), code,
                              *ctx.metric_precision(metric))
             out = root / "scores" / f"{plan.model}-{plan.explainer}-{metric}-{plan.tag}-{skey}" / f"shard-{k:05d}.csv"
             if ctx.resume and out.exists():
@@ -159,12 +154,8 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
                 continue
             if shard is None:
                 shard = _maps(ctx, plan, mdir / f"shard-{k:05d}.npy", index, targets, test, prior)
-            values = _score(ctx, plan, metric, trained, shard.maps, index, targets, test, a, b, prior_path)
-            df = pd.DataFrame({"dataset": cfg.data.dataset, "split": cfg.data.splits["test"], "model": plan.model,
-                               "explainer": plan.explainer, "metric": metric,
-                               "image_id": [test.ids[i] for i in index], "value": values}, columns=SCORE_COLUMNS)
-            with atomic_path(out) as tmp:
-                df.to_csv(tmp, index=False)
+            df = _score(ctx, plan, metric, trained, shard, index, targets, test, (a, b), prior, prior_path)
+            scoring.write_scores(out, df)
             _work(ctx)["computed"] += 1
             frames.append(df)
     return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS] if frames else pd.DataFrame(columns=SCORE_COLUMNS)

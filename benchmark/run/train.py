@@ -18,16 +18,16 @@ from cxr_xai_bench.models.builders import MODELS
 from cxr_xai_bench.models.checkpoints import load_trained
 
 from ..report.artifacts import lesion_share, predictions_frame, write_predictions
-from .context import TRAIN_CODE, Models, RunContext
+from .config import Config
+from .context import Models, RunContext, train_code
 from .data import data_key
 from .environment import seed_everything
 from .jobs import STATE
 from .kill_hooks import epoch_kill_point, kill_point
-from .store import atomic_path, code_version, stage_key
+from ..store.code import code_closure
+from ..store.files import atomic_path, stage_key
 
 log = logging.getLogger(__name__)
-# the code that builds a model and reads a given checkpoint: the key of a loaded (not trained) model
-LOAD_CODE = ("cxr_xai_bench.models.builders", "cxr_xai_bench.models.checkpoints", "cxr_xai_bench.models.layout")
 
 
 def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) -> tuple[torch.nn.Module, str, dict, Path]:
@@ -42,7 +42,7 @@ def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) 
     model = build_model(name, **params)
     info = load_trained(model, given, allow_pickle=name in cfg.models.allow_pickle)
     own = info.pop("meta")
-    key = stage_key("load", name, params, info["sha256"], code_version(*LOAD_CODE, MODELS[name].__module__))
+    key = stage_key("load", name, params, info["sha256"], code_closure("cxr_xai_bench.models.checkpoints", MODELS[name].__module__))
     path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
     meta = {"loaded": info, "params": params, "best_epoch": "loaded", "seconds": 0.0,
             "trained_meta": {k: own[k] for k in ("val", "best_epoch", "train_config") if k in own}}
@@ -56,6 +56,11 @@ def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) 
     return model, key, meta, path
 
 
+def train_key(cfg: Config, name: str, params: dict, tcfg: TrainConfig) -> str:
+    """The stored checkpoint's key: the model, its settings, the data it learns from, its code."""
+    return stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"), train_code(name))
+
+
 def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: int | None = None
                   ) -> tuple[torch.nn.Module, str, dict, Path]:
     """The trained model `name` (training it unless its checkpoint is stored), its key, meta and path."""
@@ -66,8 +71,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
         return load_given(ctx, name, params, val, seed)
     tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(name, {}), "seed": seed})
     tcfg.precision = resolve_precision(tcfg.precision, ctx.device)  # the key holds what "auto" became here
-    key = stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"),
-                    code_version(*TRAIN_CODE, MODELS[name].__module__))  # + the builder's module (models.xrv)
+    key = train_key(cfg, name, params, tcfg)
     path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
     remote = cfg.run.train_on_workers and getattr(ctx.executor, "name", "local") == "ray"
     if remote and not (path.exists() and ctx.resume):

@@ -15,7 +15,8 @@ from ..metrics.segmentation import tune_threshold
 from .context import Models, RunContext, explainer_code
 from .data import data_key, explain_context
 from .jobs import STATE, targets_for
-from .store import code_version, stage_key, write_json
+from ..store.code import code_closure
+from ..store.files import stage_key, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def tune_thresholds(ctx: RunContext, models: Models, val: Batch, prior: np.ndarr
         for explainer in cfg.explain.names:
             key = stage_key("tune", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
                             data_key(cfg, "val"), cfg.metrics.tune_images,
-                            code_version(*explainer_code(explainer), "benchmark.metrics.segmentation"))
+                            code_closure(*explainer_code(explainer), "benchmark.metrics.segmentation"))
             path = ctx.run_dir / "thresholds" / f"{model_name}-{explainer}-{key}.json"
             if path.exists() and ctx.resume:
                 ctx.thresholds[(model_name, explainer)] = json.loads(path.read_text())["threshold"]

@@ -14,8 +14,9 @@ from .config import Config
 from .executor import EXECUTORS
 from .missing_context import MODES as MISSING_CONTEXT
 from .missing_context import check_context
+from .param_check import check_params
 from .plugins import load_plugins, normalise
-from .store import MAP_DTYPES
+from ..store.files import MAP_DTYPES
 
 __all__ = ["check_context", "check_split_roles", "validate"]
 
@@ -30,6 +31,7 @@ def validate(cfg: Config) -> None:
         for name in names:
             if name not in registry:
                 raise KeyError(f"{key}: unknown name {name!r}; registered: {sorted(registry)}")
+    check_params(cfg)
     for role in ("train", "val", "test"):
         if role not in cfg.data.splits:
             raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")

@@ -23,7 +23,8 @@ from cxr_xai_bench.explainers import build_explainer
 from cxr_xai_bench.models import build_model, place_model
 
 from ..metrics import get_metric
-from ..run.store import code_version, stage_key, write_json
+from ..store.code import code_closure
+from ..store.files import stage_key, write_json
 
 
 @dataclass
@@ -91,7 +92,7 @@ def throughputs(cfg, device: torch.device, cache_dir: Path | None = None, reuse:
     for name in cfg.models.names:
         params = cfg.models.params.get(name, {})
         key = stage_key("throughput", name, params, cfg.data.size, str(device), torch.get_num_threads(),
-                        torch.__version__, code_version("cxr_xai_bench.models.layout"))
+                        torch.__version__, code_closure("cxr_xai_bench.models.layout"))
         path = cache_dir / f"throughput-{name}-{key}.json" if cache_dir is not None else None
         if reuse and path is not None and path.exists():
             out[name] = Throughput(**json.loads(path.read_text()))

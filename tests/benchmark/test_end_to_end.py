@@ -145,14 +145,9 @@ def test_unknown_explainer_fails_before_any_work(tmp_path):
     assert not (tmp_path / "x" / "checkpoints").exists()
 
 
-def test_covid_qu_ex_config_runs_on_real_data(tmp_path):
+def test_covid_qu_ex_config_runs_on_real_data(tmp_path, covid_root):
     """configs/covid-qu-ex.toml, cut down to CPU seconds, on ../shared/data."""
-    from cxr_xai_bench.datasets.covid_qu_ex import default_root
-    root = default_root()
-    if root is None:
-        if os.environ.get("CXR_REQUIRE_DATA"):
-            pytest.fail("CXR_REQUIRE_DATA is set but COVID-QU-Ex was not found")
-        pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
+    root = covid_root
     out = tmp_path / "covid"
     r = _cli(["run", "--config", str(ROOT / "configs" / "covid-qu-ex.toml"), "--out", str(out),
               "--set", f"data.root='{root}'", "--set", "data.size=32", "--set", "data.limit={train=24, val=12, test=12}",

@@ -1,8 +1,7 @@
 """Paper tables fit their declared width: compiled with pdflatex (booktabs, graphicx) in a minimal
 document of that width, the log has no overfull box. Skipped only where pdflatex is missing and
-CXR_REQUIRE_LATEX is unset (CI sets it, so a missing TeX fails there)."""
+CXR_REQUIRE_LATEX is unset (CI sets it, so a missing TeX fails there): the `pdflatex` fixture of conftest."""
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -14,15 +13,6 @@ from benchmark.report.stats import paired_tests, summarise
 
 EXPLAINERS = ("gradcam", "lrp", "lime", "integrated_gradients", "sobel", "random", "center", "lung_prior",
               "mask_prior", "oracle")
-
-
-def _engine() -> str:
-    engine = shutil.which("pdflatex")
-    if engine is None:
-        if os.environ.get("CXR_REQUIRE_LATEX"):
-            pytest.fail("CXR_REQUIRE_LATEX is set but pdflatex is not installed")
-        pytest.skip("pdflatex is not installed (set CXR_REQUIRE_LATEX=1 to make this a failure)")
-    return engine
 
 
 def _wide_run(metrics=None, models=("vgg16_bn", "resnet50"), n=12):
@@ -48,9 +38,8 @@ def wide():
 
 
 @pytest.mark.parametrize("width", ["columnwidth", "textwidth"])
-def test_tables_fit_their_width_without_the_guard(wide, width, tmp_path):
+def test_tables_fit_their_width_without_the_guard(wide, width, tmp_path, pdflatex):
     """The width estimate alone keeps every block inside the width (the scale-down guard removed)."""
-    _engine()
     summary, tests = wide
     for name, text in (("leaderboard", latex.leaderboard_tex(summary, tests, width=width)),
                        ("all", latex.combined_tex(summary, tests, width=width))):
@@ -71,9 +60,8 @@ def test_blocks_split_columns_and_repeat_row_labels():
         latex.leaderboard_tex(summary, tests, width="pagewidth")
 
 
-def test_every_tex_of_a_report_compiles_without_overfull_boxes(tmp_path):
+def test_every_tex_of_a_report_compiles_without_overfull_boxes(tmp_path, pdflatex):
     """The .tex files build_report writes, at the width the config declares."""
-    _engine()
     import sys
     sys.path.insert(0, os.path.dirname(__file__))
     from test_report import _run_dir

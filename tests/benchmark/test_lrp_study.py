@@ -4,7 +4,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,10 +15,7 @@ def _study_module():
     return module
 
 
-def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path, monkeypatch):
-    from cxr_xai_bench.datasets.covid_qu_ex import default_root
-    if default_root() is None:
-        pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
+def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path, monkeypatch, covid_root):
     study = _study_module()
     # a model another run left in the process-wide state (as earlier tests of a session do) is not studied
     from benchmark.run.jobs import STATE

@@ -127,14 +127,14 @@ def test_taken_name_names_the_plugin(tmp_path, clean_registries, code, what):
 
 
 def test_path_plugin_has_a_stable_module_name_with_source(tmp_path, clean_registries):
-    from benchmark.run.store import code_version
+    from benchmark.store.code import code_closure
     f = tmp_path / "stable_one.py"
     f.write_text(PLUGIN.format(exp="stable_exp", metric="stable_metric"))
     (name,) = load_plugins([str(f)], entry_points=False)
     assert name == "cxr_plugin_stable_one" and EXPLAINERS["stable_exp"].__module__ == name
     assert load_plugins([str(f)], entry_points=False) == [name]  # once per process
-    v = code_version(name)
-    assert v == code_version(name) and v != code_version("cxr_xai_bench.explainers.registry")
+    v = code_closure(name)
+    assert v == code_closure(name) and v != code_closure("cxr_xai_bench.explainers.registry")
 
 
 def test_readme_example_is_the_docs_file_and_runs(clean_registries):

@@ -10,7 +10,6 @@ Kills are deterministic test hooks (see benchmark.run.kill_hooks): CXR_TEST_KILL
 driver SIGKILL itself after its 3rd finished explain shard; CXR_TEST_KILL_JOB="lime" makes the worker
 running the first LIME shard SIGKILL itself mid-shard, once per run folder.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -22,13 +21,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-if os.environ.get("CXR_REQUIRE_RAY"):
-    import ray  # noqa: F401  (CI: a missing Ray is an error, never a skip)
-HAVE_RAY = importlib.util.find_spec("ray") is not None
-
 
 def needs_ray(test):
-    return pytest.mark.ray(pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install '.[ray]')")(test))
+    """The `ray` marker: conftest skips without Ray, and fails under CXR_REQUIRE_RAY (CI)."""
+    return pytest.mark.ray(test)
 
 
 # float32 throughout: the executors are compared exactly, and a Ray worker's oneDNN may pick other bf16

@@ -28,7 +28,6 @@ def test_dagger_marks_a_significant_lead_only():
 
 
 import json  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -172,13 +171,9 @@ def test_tables_by_category_combined_and_ranks(built):
     assert r[("deletion_auc", "oracle")] > r[("deletion_auc", "gradcam")]
 
 
-def test_latex_compiles_when_an_engine_is_present(built, tmp_path):
-    """Every .tex of the report fits its declared width (test_latex.py fails instead of skipping in CI)."""
+def test_latex_compiles_when_an_engine_is_present(built, tmp_path, pdflatex):
+    """Every .tex of the report fits its declared width (the pdflatex fixture fails instead of skipping in CI)."""
     from benchmark.report.latex import compile_check
-    if shutil.which("pdflatex") is None:
-        if os.environ.get("CXR_REQUIRE_LATEX"):
-            pytest.fail("CXR_REQUIRE_LATEX is set but pdflatex is not installed")
-        pytest.skip("no pdflatex installed (set CXR_REQUIRE_LATEX=1 to make this a failure)")
     run, _ = built
     for p in sorted((run / "report").glob("*.tex")):
         assert compile_check(p.read_text(), tmp_path / p.stem) == [], p.name

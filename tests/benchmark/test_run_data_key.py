@@ -6,6 +6,7 @@ import sys
 
 from benchmark.run.config import load_config
 from benchmark.run.data import data_key
+from benchmark.store.code import clear_code_cache
 
 
 def test_editing_a_dataset_module_changes_the_data_key(tmp_path, monkeypatch):
@@ -23,6 +24,7 @@ def test_editing_a_dataset_module_changes_the_data_key(tmp_path, monkeypatch):
         assert data_key(cfg, "test") == before, "stable while nothing changes"
         src.write_text(src.read_text() + "# a change to how samples are made\n")
         os.utime(src, ns=(1, 10**18))
+        clear_code_cache()  # code versions are cached per process; this one edited a file in it
         after = data_key(cfg, "test")
         assert after["code"] != before["code"] and {**after, "code": 0} == {**before, "code": 0}
         other = data_key(load_config(), "test")

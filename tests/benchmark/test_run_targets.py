@@ -7,7 +7,7 @@ import torch
 
 from benchmark.run.config import load_config
 from benchmark.run.runner import Runner
-from benchmark.run.store import read_map_shard
+from benchmark.store.files import read_map_shard
 from cxr_xai_bench.explainers import EXPLAINERS, register_explainer
 from cxr_xai_bench.explainers.registry import Explainer
 

@@ -27,14 +27,6 @@ def _roles(cfg):
     return {role: load_split(cfg, role) for role in ("train", "val", "test")}
 
 
-def _covid_root():
-    from cxr_xai_bench.datasets.covid_qu_ex import default_root
-    root = default_root()
-    if root is None:
-        pytest.skip("COVID-QU-Ex not found (../shared/data or $CXR_DATA_ROOT)")
-    return root
-
-
 # --- the hold-out ------------------------------------------------------------------------------
 
 def test_phantom_holdout_is_disjoint_stratified_and_limited_after_carving(tmp_path):
@@ -82,8 +74,8 @@ def test_holdout_is_part_of_the_data_key(tmp_path):
     assert "holdout" not in data_key(load_config(preset="smoke"), "val"), "runs without a hold-out keep their keys"
 
 
-def test_covid_qu_ex_roles_never_overlap(tmp_path):
-    root = _covid_root()
+def test_covid_qu_ex_roles_never_overlap(tmp_path, covid_root):
+    root = covid_root
     cfg = load_config(COVID_CONFIG, [f"data.root='{root}'", "data.size=32", "data.limit={train=24, val=12, test=12}",
                                      f"data.cache_dir='{tmp_path / 'cache'}'"])
     validate(cfg)

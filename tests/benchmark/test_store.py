@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from benchmark.run import store
-from benchmark.run.store import (CorruptShardError, MapShard, StoreError, atomic_path, code_version, map_shard_complete,
-                             read_map_shard, sweep_temp_files, write_map_shard, write_text)
+from benchmark.store import files as store
+from benchmark.store.code import clear_code_cache, code_closure
+from benchmark.store.files import (CorruptShardError, MapShard, StoreError, atomic_path, map_shard_complete,
+                                   read_map_shard, sweep_temp_files, write_map_shard, write_text)
 
 
 def _shard(seed=0, n=3, scale=1.0):
@@ -74,14 +75,16 @@ def test_temp_files_of_a_killed_write_are_swept(tmp_path):
 def test_code_version_follows_the_source(tmp_path, monkeypatch):
     (tmp_path / "stage_mod_a.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    v1 = code_version("stage_mod_a")
-    assert v1 == code_version("stage_mod_a")
+    v1 = code_closure("stage_mod_a")
+    assert v1 == code_closure("stage_mod_a")
     import importlib
     import sys
     (tmp_path / "stage_mod_a.py").write_text("X = 2\n")
-    sys.modules.pop("stage_mod_a")
+    sys.modules.pop("stage_mod_a", None)
     importlib.invalidate_caches()
+    clear_code_cache()  # sources are cached per process: a file edited in it must be re-read
     try:
-        assert code_version("stage_mod_a") != v1
+        assert code_closure("stage_mod_a") != v1
     finally:
         sys.modules.pop("stage_mod_a", None)  # leave no module of a deleted folder behind
+        clear_code_cache()

@@ -1,4 +1,4 @@
-"""The run store: stage keys hashed from their inputs, atomic writes, compact checksummed map shards.
+"""The run store's files: stage keys hashed from their inputs, atomic writes, compact checksummed map shards.
 
 A stage output is complete when its file exists under its final name: every write goes to a temp
 file beside it, is fsynced and renamed into place, so a killed run leaves only temp files (swept on
@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import importlib
-import inspect
 import json
 import os
 import tempfile
@@ -31,18 +29,6 @@ def stage_key(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable inputs (config slices, upstream keys, code versions)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def code_version(*modules: str) -> str:
-    """Hash of the source of the named modules: editing a stage's code invalidates its stored outputs."""
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        module = importlib.import_module(name)
-        try:
-            h.update(inspect.getsource(module).encode())
-        except (OSError, TypeError):  # no source (frozen or compiled-only install): fall back to the version
-            h.update(str(getattr(module, "__version__", name)).encode())
-    return h.hexdigest()[:12]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,5 @@
+"""The run folder's formats, shared by running and reporting and importing neither: stage keys,
+atomic writes, checksummed map shards (files), code versions computed from the import closure of a
+stage's modules (code), and the run folder's top-level files and their readers (runfolder).
+Importers name the submodule (`from benchmark.store.files import write_text`): this file imports
+nothing, so a stage's code closure holds only the parts of the store it uses."""
