@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cxr_xai_bench.explainers import build_explainer
 from cxr_xai_bench.models import predict_proba
 
+from ..explainer_factory import explainer_from_config
 from .context import Models, RunContext
 from .jobs import STATE
 from .side_maps import (SidePlan, metrics_of, record_time, reliability_explainers, side_scores, work_before,
@@ -73,7 +73,7 @@ def stability_scores(ctx: RunContext, models: Models, test, prior_path: str) -> 
             # the kept images are keyed too: a prediction that flips on another device gives another set
             key = stage_key("perturbed", mkey, sigma, np.flatnonzero(keep).tolist(),
                             code_closure("benchmark.run.perturbed_maps", "benchmark.run.side_maps"))
-            exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+            exp = explainer_from_config(cfg, explainer)
 
             def explain(x, t, context, exp=exp):
                 return exp.explain(trained, x, t, **context)

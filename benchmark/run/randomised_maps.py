@@ -25,8 +25,7 @@ import copy
 import torch
 from torch import nn
 
-from cxr_xai_bench.explainers import build_explainer
-
+from ..explainer_factory import explainer_from_config
 from ..metrics import get_metric
 from ..metrics.sanity import randomisable_layers
 from .context import Models, RunContext
@@ -85,7 +84,7 @@ def randomised_scores(ctx: RunContext, models: Models, test, prior_path: str) ->
             key = stage_key("randomised", mkey, params,
                             code_closure("benchmark.run.randomised_maps", "benchmark.run.side_maps",
                                          "benchmark.metrics.sanity"))
-            exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+            exp = explainer_from_config(cfg, explainer)
 
             def explain(x, t, context, exp=exp):
                 nonlocal randomised

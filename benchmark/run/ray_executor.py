@@ -76,7 +76,7 @@ def driver_settings(threads: int = 0) -> dict:
             "matmul_precision": torch.get_float32_matmul_precision(),
             "mkldnn": torch.backends.mkldnn.enabled,
             "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic,
-            "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32}  # matmul TF32: matmul_precision (mixing the APIs is an error)
 
 
 def _mirror_settings(settings: dict) -> None:
@@ -89,7 +89,6 @@ def _mirror_settings(settings: dict) -> None:
     torch.backends.cudnn.benchmark = bool(settings["cudnn_benchmark"])
     torch.backends.cudnn.deterministic = bool(settings["cudnn_deterministic"])
     torch.backends.cudnn.allow_tf32 = bool(settings["cudnn_tf32"])
-    torch.backends.cuda.matmul.allow_tf32 = bool(settings["matmul_tf32"])
 
 
 def _run_shard(job: ShardJob, fingerprint: str, settings: dict) -> tuple[str, int]:

@@ -10,11 +10,11 @@ atomically: a killed run resumes, a rerun computes nothing, and a changed metric
 re-explaining. They live apart from maps/ and scores/, which hold the main stages only (and what
 the tests and `benchmark compare` enumerate there). Work is counted in manifest `work.reliability`.
 
-Scoring follows jobs.run_score: the same metric functions through the registry, always on the
+Scoring is jobs.run_score's own loop (scoring.score_images): the same metric functions, always on the
 TRAINED model (faithfulness measures how well a map explains the model the benchmark is about,
 whichever model made the map), with the same params (a tuned threshold included), per-batch seeds
-from the batch's first test image, and the maps read back from their stored dtype, as the main
-scores read theirs. Maps run in this process (like threshold tuning and seed repeatability).
+from the batch's first test image, lung masks for a metric that needs them, and the maps read
+back from their stored dtype, as the main scores read theirs. Maps run in this process (like threshold tuning and seed repeatability).
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def _score(ctx: RunContext, plan: SidePlan, metric: str, trained, shard: MapShar
 def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test, prior_path: str) -> pd.DataFrame:
     """Explain (or reuse) and score (or reuse) the kept images of every shard; the long table of
     their values (SCORE_COLUMNS), kept images only, in test order."""
-    cfg, root = ctx.cfg, ctx.run_dir / "reliability"
+    root = ctx.run_dir / "reliability"
     prior = STATE.prior(prior_path)
     targets = clean_targets(ctx, trained, test)
     mdir = root / "maps" / f"{plan.model}-{plan.explainer}-{plan.tag}-{plan.key}"

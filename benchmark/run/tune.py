@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from cxr_xai_bench.datasets import Batch
-from cxr_xai_bench.explainers import build_explainer
 
+from ..explainer_factory import explainer_from_config
 from ..metrics.segmentation import tune_threshold
 from .context import Models, RunContext, explainer_code
 from .data import data_key, explain_context
@@ -26,7 +26,7 @@ def explain_here(ctx: RunContext, model: torch.nn.Module, explainer: str, split:
     """Maps (N,H,W) on the CPU of split images `index`, explained in this process (side stages
     that are not sharded: threshold tuning, seed repeatability)."""
     cfg = ctx.cfg
-    exp = build_explainer(explainer, seed=cfg.run.seed, **cfg.explain.params.get(explainer, {}))
+    exp = explainer_from_config(cfg, explainer)
     maps = []
     for i in range(0, len(index), cfg.explain.batch_size):
         idx = index[i:i + cfg.explain.batch_size]

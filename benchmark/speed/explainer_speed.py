@@ -11,8 +11,10 @@ import torch
 
 from cxr_xai_bench.datasets import collate
 from cxr_xai_bench.datasets.phantom import PhantomDataset
-from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
+from cxr_xai_bench.explainers import EXPLAINERS
 from cxr_xai_bench.models import build_model, place_model
+
+from ..explainer_factory import explainer_with
 
 
 def time_explainers(arch: str, size: int, n_images: int, device: torch.device, names: list[str],
@@ -23,7 +25,7 @@ def time_explainers(arch: str, size: int, n_images: int, device: torch.device, n
     x, t = batch.images.to(device), batch.labels.to(device)
     out = {}
     for name in names:
-        exp = build_explainer(name, **params.get(name, {}))
+        exp = explainer_with(name, params.get(name, {}))
         exp.explain(model, x[:1], t[:1])  # warm-up: kernels, caches
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-from cxr_xai_bench.explainers import build_explainer
 from cxr_xai_bench.models import build_model, place_model
 
+from ..explainer_factory import explainer_from_config
 from ..metrics import get_metric
 from ..store.code import code_closure
 from ..store.files import stage_key, write_json
@@ -105,7 +105,7 @@ def throughputs(cfg, device: torch.device, cache_dir: Path | None = None, reuse:
 
 
 def _explainer_passes(cfg, name: str) -> tuple[int, int] | None:
-    return build_explainer(name, seed=cfg.run.seed, **cfg.explain.params.get(name, {})).passes(cfg.data.size)
+    return explainer_from_config(cfg, name).passes(cfg.data.size)
 
 
 def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[str]],

@@ -110,7 +110,9 @@ def test_ray_run_equals_the_in_process_run(reference, tmp_path, run_store):
                                    "explain": {"computed": N_EXPLAIN, "reused": 0},
                                    "score": {"computed": N_SCORE, "reused": 0},
                                    "reliability": {"computed": N_RELIABILITY, "reused": 0}}
-    run_store.assert_same_numbers(out, reference)
+    # within the stated bound (conftest: scores rtol 1e-5, atol 1e-7; maps one float16 step), not bit for
+    # bit: equal here, but AVX-512/AMX workers differed below the sixth digit
+    run_store.assert_close_numbers(out, reference)
 
 
 @pytest.mark.integration
@@ -132,7 +134,7 @@ def test_a_killed_driver_resumes_submitting_only_missing_shards(reference, tmp_p
     assert work["train"] == {"computed": 0, "reused": 2}
     assert work["explain"] == {"computed": N_EXPLAIN - len(explained), "reused": len(explained)}
     assert work["score"] == {"computed": N_SCORE, "reused": 0}
-    run_store.assert_same_numbers(out, reference)
+    run_store.assert_close_numbers(out, reference)  # the bound of test_ray_run_equals_the_in_process_run
 
 
 # -- in this process, on a local Ray instance of 2 CPUs it starts (and the executors join)

@@ -81,6 +81,10 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
         maps = {e: rng.random((n, size, size)).astype(np.float32) for e in EXPLAINERS}
         rd.write_cases(tmp / "cases" / f"{model}.npz", images, masks, ids, maps, {e: e == "random" for e in EXPLAINERS},
                        scores, model, "relevance_mass", 2)
+    # the test split's preview images, as the runner stores them (benchmark/run/data_summary.py)
+    np.savez_compressed(tmp / "data_preview.npz", images=(images[:4] * 255).astype(np.uint8), lesion_masks=masks[:4],
+                        has_mask=np.ones(4, bool), lung_masks=np.zeros((4, size, size), bool), labels=labels[:4],
+                        ids=np.array(ids[:4], dtype=str))
     rd.write_curves(tmp / "curves.csv", curves)
     rd.write_sanity(tmp / "sanity.csv", sanity)
     rd.write_predictions(tmp / "predictions.csv", preds)

@@ -44,7 +44,7 @@ def test_per_class_breakdown_on_the_common_set():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cd_diagram_only_where_friedman_rejects(tmp_path, workers):
-    from benchmark.report.build import _cd_section
+    from benchmark.report.report_sections import cd_lines
     from benchmark.report.figure_pool import FigurePool
     from benchmark.report.figures import cd_diagram
     fried = pd.DataFrame({"dataset": "d", "model": "m", "metric": ["relevance_mass", "deletion_auc", "iou"],
@@ -53,7 +53,7 @@ def test_cd_diagram_only_where_friedman_rejects(tmp_path, workers):
     ranks = pd.DataFrame({"dataset": "d", "model": "m", "metric": np.repeat(["relevance_mass", "deletion_auc", "iou"], 3),
                           "explainer": ["a", "b", "c"] * 3, "avg_rank": [1.0, 2.0, 3.0] * 3, "n": 10})
     with FigurePool(workers) as pool:
-        lines = "\n".join(_cd_section(fried, ranks, tmp_path, False, pool))
+        lines = "\n".join(cd_lines(fried, ranks, tmp_path, False, pool)[0])
     assert "![critical difference m](cd-m.png)" in lines and (tmp_path / "cd-m.png").exists()
     assert "deletion_auc: Friedman test does not reject (p=0.500): no critical-difference diagram" in lines
     assert "iou: Friedman test not run" in lines and "relevance_mass" not in lines

@@ -3,7 +3,7 @@ same random subsets (faithfulness correlation) or noise (ROAD)."""
 import torch
 
 from benchmark.metrics import get_metric, score
-from benchmark.run.jobs import _batch_seed
+from benchmark.run.scoring import batch_seed as _batch_seed
 
 
 def test_each_batch_gets_its_own_seed_unless_the_config_fixes_one():

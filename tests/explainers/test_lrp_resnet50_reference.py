@@ -21,14 +21,20 @@ folded into each convolution by hand, and every rule of the composite is written
 - the relevance starts at the explained logit (the model's raw target logit here; with
   output="centred" the centring is folded into the dense layer by hand) and is summed over the three
   colour channels of the normalised input.
-Tolerance: relative to each map's largest magnitude, 1e-7 (float64; the only differences are
-summation order).
+Tolerance: 1e-6 of each map's largest magnitude (float64 through 53 layers whose activations grow
+to O(100) with these random statistics: the reference's logit already differs from the model's by a
+relative 1e-8 from summation order alone). The first-order errors the checks target (a wrong
+alpha/beta, a missed merge, epsilon where alpha-beta belongs) move the maps by percents.
+Run time: about 5-15 s per test on the shared 2-core CPU (ResNet50 in float64); the centred
+variant and the zero-bias reconstruction are marked slow.
 
 Conservation, checked too: with `zero_bias=True` the rules ignore biases and the relevance of the
 input sums to the explained logit (alpha-beta and epsilon lose only where a denominator is zero or
 the 1e-6 stabiliser matters); with the default biases, the relevance the biases absorb (summed by
 the hand reconstruction: alpha * b+ R / z+ - beta * b- R / z- per convolution output, b R / z at the
-dense layer) plus the input's relevance is the logit.
+dense layer) plus the input's relevance is the logit. Both hold to a relative 4e-6 here (the
+stabilisers and the float32 map); the tolerance is 2e-5, so zennit's own batch-norm merge (each
+merged layer scaling by 1 - eps/2, a relative 1.4e-4 on the logit) still fails it.
 """
 import pytest
 import torch
@@ -76,9 +82,21 @@ def images():
     return x.clamp(0, 1)
 
 
-def _model(output: str):
+@pytest.fixture(scope="module")
+def resnet50():
+    """One build for the module (constructing ResNet50 costs seconds here); `output_kind` is a plain
+    attribute (see models.builders), switched per test and restored."""
     torch.manual_seed(0)
-    return non_degenerate(build_model("resnet50", output=output))
+    return non_degenerate(build_model("resnet50"))
+
+
+@pytest.fixture
+def model_for(resnet50):
+    def get(output: str):
+        resnet50.output_kind = output
+        return resnet50
+    yield get
+    resnet50.output_kind = "raw"
 
 
 class Conv:
@@ -178,9 +196,9 @@ def two_threads():
     torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("output", ["raw", "centred"])
-def test_lrp_resnet50_equals_hand_reconstruction_and_conserves_with_bias_absorption(output, images):
-    model = _model(output)
+@pytest.mark.parametrize("output", ["raw", pytest.param("centred", marks=pytest.mark.slow)])
+def test_lrp_resnet50_equals_hand_reconstruction_and_conserves_with_bias_absorption(output, images, model_for):
+    model = model_for(output)
     ours = build_explainer("lrp").explain(model, images, TARGETS)
     ref = Reference(model)
     hand, logit = ref.relevance(images, TARGETS)
@@ -193,18 +211,24 @@ def test_lrp_resnet50_equals_hand_reconstruction_and_conserves_with_bias_absorpt
     assert (spread > 0.05).all(), f"reference maps nearly constant: std/max {spread}"
     torch.testing.assert_close(ours.double() / scale, hand / scale, rtol=0, atol=1e-6)
     # conservation of the reference: input relevance plus what the biases absorbed is the logit
-    torch.testing.assert_close(hand.sum((1, 2)) + ref.absorbed, out, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(hand.sum((1, 2)) + ref.absorbed, out, rtol=2e-5, atol=1e-6)
     assert (ref.absorbed.abs() > 1e-3 * out.abs()).all()  # the biases matter: without them no conservation
 
 
-def test_lrp_resnet50_zero_bias_conserves_the_logit(images):
-    """zero_bias=True: the explainer's input relevance sums to the explained logit, and still equals
-    the hand reconstruction with biases left out of every rule."""
-    model = _model("raw")
+def test_lrp_resnet50_zero_bias_conserves_the_logit(images, model_for):
+    """zero_bias=True: the explainer's input relevance sums to the explained logit (and, with
+    --runslow, still equals the hand reconstruction with biases left out of every rule)."""
+    model = model_for("raw")
     ours = build_explainer("lrp", zero_bias=True).explain(model, images, TARGETS).double()
     with torch.no_grad():
         out = model(images).gather(1, TARGETS[:, None])[:, 0]
-    torch.testing.assert_close(ours.sum((1, 2)), out, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.sum((1, 2)), out, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_lrp_resnet50_zero_bias_equals_hand_reconstruction(images, model_for):
+    model = model_for("raw")
+    ours = build_explainer("lrp", zero_bias=True).explain(model, images, TARGETS).double()
     ref = Reference(model, use_bias=False)
     hand, _ = ref.relevance(images, TARGETS)
     assert ref.absorbed.abs().max() == 0

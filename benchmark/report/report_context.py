@@ -1,0 +1,43 @@
+"""What every report section reads (a frozen ReportContext): its own module, so the sections and the
+builder that lists them both import it without importing each other."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .figure_pool import FigurePool
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every section reads, computed once: the run's files, the statistics, and the figures
+    already started (those needing no statistics first, so the pool's workers draw while this
+    process computes). Sections write into `rep` and never change the context."""
+    run_dir: Path
+    rep: Path
+    cfg: Any                        # the resolved config (store.runfolder.read_config)
+    scores: pd.DataFrame
+    manifest: dict | None
+    gaps: dict
+    pool: FigurePool
+    predictions: pd.DataFrame | None
+    summary: pd.DataFrame
+    tests: pd.DataFrame
+    fried: pd.DataFrame
+    ranks: pd.DataFrame
+    comparisons: pd.DataFrame
+    overview: Any
+    figures: dict[str, Future | None]          # name (the file stem) -> drawn paths
+    cases: list[tuple[str, Future, Future]]    # (model, overlay figure, best/median/worst figure)
+
+    @property
+    def bootstrap(self) -> tuple[int, float, int]:
+        return self.cfg.report.bootstrap, self.cfg.report.confidence, self.cfg.run.seed
+
+    @property
+    def width(self) -> str:
+        return getattr(self.cfg.report, "latex_width", "textwidth")
