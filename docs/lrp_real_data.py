@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from benchmark.metrics import score  # noqa: E402
 from benchmark.run.config import load_config  # noqa: E402
 from benchmark.run.data import load_split, train_prior  # noqa: E402
-from benchmark.run.jobs import STATE  # noqa: E402
 from benchmark.run.runner import Runner  # noqa: E402
 from cxr_xai_bench.explainers import build_explainer  # noqa: E402
 from cxr_xai_bench.explainers.lrp import LRP  # noqa: E402
@@ -83,7 +82,8 @@ def study(out: Path, size: int, n_train: int, epochs: int, n_images: int, device
     """One row per model and method; `extra`: more config overrides (e.g. a data.cache_dir)."""
     cfg = config(size, n_train, epochs, extra)
     device = torch.device(device)
-    result = Runner(cfg, out, device).run("train")
+    runner = Runner(cfg, out, device)
+    result = runner.run("train")
     select = subset(load_split(cfg, "val"), n_images)  # the hold-out of Train: the selection split
     prior = train_prior(load_split(cfg, "train"))
     select = type(select)(*(t.to(device) if torch.is_tensor(t) else t for t in
@@ -93,8 +93,7 @@ def study(out: Path, size: int, n_train: int, epochs: int, n_images: int, device
                "train_mean_mask": None if prior is None else torch.from_numpy(prior).to(device)}
     targets = select.labels.clone()
     rows = []
-    # STATE is process-wide: other runs in this process (a test session) leave their models in it
-    mine = [m for (ckpt, _), m in STATE.models.items() if Path(ckpt).parent == Path(out) / "checkpoints"]
+    mine = [m for _, m in runner.ctx.state.loaded_models()]  # this run's models (each run holds its own)
     for model in mine:
         arch = model.arch
         print(f"{arch}: selection accuracy {result.classifiers[arch]['val']}", flush=True)

@@ -8,6 +8,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,13 +94,16 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
                      val_images: torch.Tensor, val_labels: torch.Tensor, cfg: TrainConfig,
                      device: torch.device | str = "cpu", desc: str = "train",
-                     state_path: str | Path | None = None) -> TrainResult:
+                     state_path: str | Path | None = None,
+                     on_epoch_saved: Callable[[int], None] | None = None) -> TrainResult:
     """AdamW with a one-cycle schedule and class-weighted loss; keeps the best epoch on Val accuracy.
 
     The model is left holding the best epoch's weights, in eval mode, on `device`. With
     `state_path`, the whole training state (weights, optimiser, schedule, random generators, best
     epoch so far) is written there atomically after every epoch, and a later call with the same
     path continues after the last finished epoch: on the CPU the result equals an uninterrupted run.
+    `on_epoch_saved(epoch)`, when given, is called after each epoch state is stored (a caller's progress
+    or a test's kill point); it changes nothing in the training.
     """
     if len(train_images) == 0 or len(val_images) == 0:
         raise ValueError("training needs a non-empty train and val split")
@@ -165,6 +169,8 @@ def train_classifier(model: nn.Module, train_images: torch.Tensor, train_labels:
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                 "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
                 "seconds": time.perf_counter() - start})
+            if on_epoch_saved is not None:  # after the state is stored: e.g. a test's kill point
+                on_epoch_saved(epoch)
     model.load_state_dict(best_state)  # copies into the placed weights: their layout stays place_model's
     model.eval()
     val = {k.removeprefix("val_"): v for k, v in history[best_epoch].items() if k.startswith("val_")}

@@ -87,7 +87,7 @@ def test_ray():
 '''
 
 
-def test_the_helpers_skip_and_fail_as_ci_asks(tmp_path):
+def test_the_helpers_skip_and_fail_as_ci_asks(tmp_path, monkeypatch):
     """conftest's helpers on a machine without the data, Ray and pdflatex: three skips, and three
     failures (setup errors) once the CXR_REQUIRE_* variables are set."""
     (tmp_path / "test_probe.py").write_text(PROBE)
@@ -98,11 +98,12 @@ def test_the_helpers_skip_and_fail_as_ci_asks(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q", "-rs", "--rootdir",
            str(tmp_path), "-c", os.devnull, str(tmp_path / "test_probe.py")]
     from cxr_xai_bench.datasets.covid_qu_ex import default_root
-    data_here = default_root() is not None and (Path(default_root()).parents[1] != tmp_path / "none")
+    monkeypatch.setenv("CXR_DATA_ROOT", env["CXR_DATA_ROOT"])  # what the probe sees: only a source checkout's
+    data_here = default_root() is not None  # ../shared/data can still be found (not an installed package's)
     loose = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     strict = subprocess.run(cmd, cwd=tmp_path, env={**env, "CXR_REQUIRE_DATA": "1", "CXR_REQUIRE_RAY": "1",
                                                     "CXR_REQUIRE_LATEX": "1"}, capture_output=True, text=True, timeout=300)
-    expect = 2 if data_here else 3  # the data beside the project (../shared/data) is found whatever CXR_DATA_ROOT says
+    expect = 2 if data_here else 3
     assert f"{expect} skipped" in loose.stdout and "failed" not in loose.stdout, loose.stdout[-2000:]
     # a failure in a fixture or setup hook is an "error": the session fails all the same
     assert f"{expect} error" in strict.stdout and strict.returncode != 0, strict.stdout[-2000:]

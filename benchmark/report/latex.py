@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import roles
 from .tables import _cells, _failed, _groups, _tex_arrow, _tex_failures, fmt, ordered_metrics, significant_leads, tex
 
 WIDTHS_PT = {"columnwidth": 240.0, "textwidth": 465.0}
@@ -90,8 +91,33 @@ def _block(head: list[str], rows: list[list[str]], cols: list[int], top: str = "
     if top:
         lines += [top + " \\\\", rules]
     lines += [" & ".join([head[0], *(head[c + 1] for c in cols)]) + " \\\\", "\\midrule"]
-    lines += [" & ".join([r[0], *(r[c + 1] for c in cols)]) + " \\\\" for r in rows]
+    # None: the rule between the methods and the baselines' block (reference rows)
+    lines += ["\\midrule" if r is None else " & ".join([r[0], *(r[c + 1] for c in cols)]) + " \\\\" for r in rows]
     return lines + ["\\bottomrule", "\\end{tabular}}"]
+
+
+def _ruled(rows: list, base: list[bool]) -> list:
+    """Rows of the explainers (methods first), with a rule (None) before the first baseline's row."""
+    out = []
+    for r, b in zip(rows, base):
+        if b and (not out or out[-1] is not None) and any(not x for x in base):
+            out.append(None)
+        out.append(r)
+    return out
+
+
+def _column_blocks(kinds: list) -> tuple[str, str]:
+    """(top header row, its cmidrules) over explainer columns: "methods" and "baselines (reference)";
+    kinds holds True for a baseline, False for a method, None for another column (n)."""
+    top, rules, col = [""], [], 2
+    for k, label in ((False, "methods"), (True, "baselines (reference)")):
+        n = sum(1 for x in kinds if x is k)
+        if n:
+            top.append(f"\\multicolumn{{{n}}}{{c}}{{{label}}}")
+            rules.append(f"\\cmidrule(lr){{{col}-{col + n - 1}}}")
+            col += n
+    top += [""] * sum(1 for x in kinds if x is None)
+    return (" & ".join(top), " ".join(rules)) if any(x is True for x in kinds) else ("", "")
 
 
 def _float(width: str) -> str:
@@ -100,7 +126,8 @@ def _float(width: str) -> str:
 
 def category_table(df: pd.DataFrame, metrics: list[str], lead: set[str], width: str) -> tuple[list[str], list]:
     """Blocks of one (dataset, model, category) table and the summary rows shown (for the footnote)."""
-    explainers = sorted(df["explainer"].unique())
+    explainers = roles.ordered(df["explainer"].unique())
+    base = [roles.is_baseline(e) for e in explainers]
     grid = {e: row for e, row in _cells(df, explainers, metrics, lead)}
     cells = {(e, m): cell(*c) for e in explainers for m, c in zip(metrics, grid[e])}
     ns = {m: int(df[df.metric == m]["n"].max()) for m in metrics}
@@ -116,16 +143,18 @@ def category_table(df: pd.DataFrame, metrics: list[str], lead: set[str], width: 
     target = WIDTHS_PT[width]
     if first_e + sum(w + SEP for w in by_metric) <= first_m + sum(w + SEP for w in by_expl):
         head = ["explainer", *(mh[m][0] for m in metrics)]
-        rows = [[tex(e), *(cells[(e, m)][0] for m in metrics)] for e in explainers]
+        rows = _ruled([[tex(e), *(cells[(e, m)][0] for m in metrics)] for e in explainers], base)
         rows.append(["$n$ images", *(str(ns[m]) for m in metrics)])
         groups = chunks(by_metric, first_e, target)
+        tops = [("", "")] * len(groups)
     else:
         head = ["metric", *(eh[e][0] for e in explainers), "$n$"]
         rows = [[f"{tex(m)} {_tex_arrow(m)}", *(cells[(e, m)][0] for e in explainers), str(ns[m])] for m in metrics]
         groups = chunks(by_expl, first_m, target)
+        tops = [_column_blocks([base[c] if c < len(base) else None for c in cols]) for cols in groups]
     out = []
     for i, cols in enumerate(groups):
-        out += (["\\par\\medskip"] if i else []) + _block(head, rows, cols)
+        out += (["\\par\\medskip"] if i else []) + _block(head, rows, cols, *tops[i])
     return out, [grid[e][k][0] for e in explainers for k in range(len(metrics))]
 
 
@@ -142,8 +171,9 @@ def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidenc
         blocks, shown = category_table(df, metrics, lead, width)
         out += [f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy",
                 f"\\caption{{{tex(model)} on {tex(dataset)}, {category}: mean $\\pm$ half-width of the "
-                f"{round(confidence * 100)}\\% bootstrap CI over the $n$ images every explainer scored; best in bold, "
-                f"$^\\dagger$ significantly better than the runner-up (paired differences in its favour, Wilcoxon "
+                f"{round(confidence * 100)}\\% bootstrap CI (exact Clopper-Pearson for binary metrics) over the $n$ images every explainer scored; best method in bold "
+                f"(baselines: reference rows below the rule, never bold), $^\\dagger$ significantly better than the "
+                f"runner-up method (paired differences in its favour, Wilcoxon "
                 f"signed-rank, Holm, $p<0.05$). Full precision: leaderboard.csv.}}",
                 *blocks, *_tex_failures(shown), f"\\end{{{env}}}", ""]
     return "\n".join(out)
@@ -155,7 +185,7 @@ def combined_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidence: 
     that fit `width`."""
     leads = significant_leads(summary, tests)
     columns, grid = [], {}
-    explainers = sorted(summary["explainer"].unique())
+    explainers = roles.ordered(summary["explainer"].unique())
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = ordered_metrics(df["metric"])
         lead = {m for m in metrics if (dataset, model, m) in leads}
@@ -169,12 +199,13 @@ def combined_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidence: 
     widths = [max(h[1], *(cells[(e, *c)][1] for e in explainers)) for h, c in zip(heads, columns)]
     first = max(_text_pt(e) for e in explainers)
     head = ["explainer", *(h[0] for h in heads)]
-    rows = [[tex(e), *(cells[(e, *c)][0] for c in columns)] for e in explainers]
+    rows = _ruled([[tex(e), *(cells[(e, *c)][0] for c in columns)] for e in explainers],
+                  [roles.is_baseline(e) for e in explainers])
     env = _float(width)
     out = [PREAMBLE, f"% declared width: \\{width}", f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy",
-           f"\\caption{{All models: mean $\\pm$ half-width of the {round(confidence * 100)}\\% bootstrap CI on the "
-           f"images every explainer scored; best per column in bold, $^\\dagger$ significantly better than the "
-           f"runner-up (Wilcoxon signed-rank, Holm, $p<0.05$). Full precision: leaderboard.csv.}}"]
+           f"\\caption{{All models: mean $\\pm$ half-width of the {round(confidence * 100)}\\% bootstrap CI (exact for binary metrics) on the "
+           f"images every explainer scored; best method per column in bold (baselines below the rule, "
+           f"never bold), $^\\dagger$ significantly better than the runner-up method (Wilcoxon signed-rank, Holm, $p<0.05$). Full precision: leaderboard.csv.}}"]
     for i, cols in enumerate(chunks(widths, first, WIDTHS_PT[width])):
         groups = list(dict.fromkeys(columns[c][:2] for c in cols))
         top, rules, start = ["" for _ in range(1)], [], 2

@@ -10,8 +10,9 @@
   Wilcoxon signed-rank p (Pratt's zeros). A metric that scores both maps alike (blind to the map)
   has share 0, ties 1, effect 0, p 1. Sanity and runtime metrics are not discriminated this way.
 - stability: the bootstrap probability that each explainer ranks first on a metric, resampling the
-  images of the common set (seeded); ties for first share the resample. `oracle` is left out, as
-  the ceiling would win every localisation metric by construction.
+  images of the common set (seeded); ties for first share the resample. Baselines are left out (the
+  oracle would win every localisation metric by construction); agreement is among the methods too,
+  and with the baselines on request (agreement(..., with_baselines=True)).
 
 Not computed, since a run stores neither: each metric's response to the randomised model's maps
 (sanity.csv keeps only the similarity curves) and to small input perturbations.
@@ -23,6 +24,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..metrics import get_metric
+from . import roles
 from .stats import common_cells, rank_biserial, wilcoxon
 
 AGREEMENT_COLUMNS = ["dataset", "model", "metric_a", "metric_b", "n_explainers", "tau", "p"]
@@ -37,11 +39,14 @@ def _sign(metric: str) -> float:
     return 1.0 if get_metric(metric).higher_is_better else -1.0
 
 
-def agreement(summary: pd.DataFrame) -> pd.DataFrame:
+def agreement(summary: pd.DataFrame, with_baselines: bool = False) -> pd.DataFrame:
     """Kendall's tau-b of the explainer rankings (common-set means, direction applied) of every pair of
-    non-runtime metrics per (dataset, model); NaN where fewer than three explainers have both means
-    or a ranking is all ties."""
+    non-runtime metrics per (dataset, model), among the methods only (baselines, whose order is fixed
+    by construction, would inflate it) unless `with_baselines`; NaN where fewer than three explainers
+    have both means or a ranking is all ties."""
     rows = []
+    if not with_baselines:
+        summary = summary[~summary["explainer"].map(roles.is_baseline).astype(bool)]
     summary = summary[np.array([get_metric(m).category in QUALITY for m in summary["metric"]], dtype=bool)]
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         wide = df.pivot(index="explainer", columns="metric", values="mean")
@@ -91,11 +96,14 @@ def discrimination(scores: pd.DataFrame, floor: str = FLOOR, ceiling: str = CEIL
 
 
 def rank_first(scores: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
-               exclude: tuple[str, ...] = (CEILING,)) -> pd.DataFrame:
-    """Bootstrap probability that each explainer ranks first per (dataset, model, metric): images of the
+               exclude: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Bootstrap probability that each method ranks first per (dataset, model, metric): images of the
     common set resampled with replacement (`n_resamples` times, seeded), the explainer with the best
-    mean in the metric's direction counted, ties for first sharing the resample equally."""
+    mean in the metric's direction counted, ties for first sharing the resample equally. `exclude`
+    (default: every baseline, see roles) is left out: a baseline is a reference, never first."""
     rows = []
+    if exclude is None:
+        exclude = tuple(roles.split(scores["explainer"].unique())[1])
     sel = scores[~scores["explainer"].isin(exclude)]
     for (dataset, model, metric), _, _, common in common_cells(sel):
         names, n = list(common.columns), len(common)

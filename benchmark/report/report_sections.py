@@ -157,8 +157,8 @@ def _paired_summary(tests: pd.DataFrame) -> str:
 def paired(ctx: ReportContext) -> Part:
     """Paired tests and the trust section (metric agreement, discrimination, reliability checks)."""
     trust_lines = trust.trust_section(ctx.summary, ctx.scores, ctx.rep, ctx.cfg.report.bootstrap, ctx.cfg.run.seed)
-    files = _written(ctx.rep, "metric_agreement.csv", "discrimination.csv", "rank_first.csv", "metric_agreement.png",
-                     "metric_agreement.pdf", "randomised_discrimination.csv", "stability.csv")
+    files = _written(ctx.rep, "metric_agreement.csv", "metric_agreement_with_baselines.csv", "discrimination.csv",
+                     "rank_first.csv", "metric_agreement.png", "metric_agreement.pdf", "randomised_discrimination.csv", "stability.csv")
     return Part(["## Paired tests\n", _paired_summary(ctx.tests), *trust_lines], files)
 
 

@@ -47,12 +47,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import roles
+
 log = logging.getLogger(__name__)
 CELL = ["dataset", "model", "explainer", "metric"]
 GROUP = ["dataset", "model", "metric"]
 SUMMARY_COLUMNS = CELL + ["n", "n_failed", "n_nan", "mean", "median", "ci_low", "ci_high"]
 PAIR_COLUMNS = ["dataset", "model", "metric", "a", "b", "n", "mean_diff", "diff_ci_low", "diff_ci_high",
-                "statistic", "p", "p_holm", "rank_biserial"]
+                "statistic", "p", "p_holm", "rank_biserial", "family"]
 FRIEDMAN_COLUMNS = ["dataset", "model", "metric", "k", "n", "n_dropped", "statistic", "p", "cd", "alpha"]
 RANK_COLUMNS = ["dataset", "model", "metric", "explainer", "avg_rank", "n"]
 ZERO_METHOD = "pratt"
@@ -138,14 +140,16 @@ def summarise(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float =
     """One row per (dataset, model, explainer, metric) on the cell's common image set: n (common
     images the explainer applies to), n_failed (images another explainer scored and this one did not
     though it applied), n_nan (images of the table this explainer did not score, failures and
-    not-applicable images included), mean, median and the bootstrap CI."""
+    not-applicable images included), mean, median and the CI: bootstrap, or the exact Clopper-Pearson
+    interval of the hit rate for a binary metric (per-image values only 0 or 1; see roles)."""
     rows = []
     for (dataset, model, metric), wide, scored, common in common_cells(scores, gaps):
         # failed: another explainer scored the image, this one did not though it applied
         failed = (scored.isna() & ~not_applicable(scored, gaps)).sum()
         for e in wide.columns:
             values = common[e].dropna().to_numpy(dtype=float)
-            low, high = bootstrap_ci(values, n_resamples, confidence, seed)
+            low, high = (roles.exact_ci(int(values.sum()), len(values), confidence) if roles.is_binary(metric, values)
+                         else bootstrap_ci(values, n_resamples, confidence, seed))
             rows.append(dict(dataset=dataset, model=model, explainer=e, metric=metric, n=len(values),
                              n_failed=int(failed[e]), n_nan=int(wide[e].isna().sum()),
                              mean=float(values.mean()) if len(values) else float("nan"),
@@ -192,7 +196,9 @@ def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: floa
                  gaps: Gaps | None = None) -> pd.DataFrame:
     """Every pair of explainers on the common image set of each (dataset, model, metric), less the
     images one of the two is not applicable to (`gaps`): Wilcoxon
-    signed-rank test (Pratt's zeros; Holm-corrected across the pairs of that cell), the matched-pairs
+    signed-rank test (Pratt's zeros; Holm-corrected within the pair's declared family of that cell,
+    roles.family: methods among themselves for "leads", one method against each baseline for "beats",
+    baselines among themselves apart, so adding an unrelated explainer moves no verdict), the matched-pairs
     rank-biserial effect size and a paired bootstrap CI of the mean difference a - b. p = 1 when all
     differences are zero (no evidence either way); p NaN when the cell has no common image."""
     rows = []
@@ -208,15 +214,16 @@ def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: floa
                 pairs.append(dict(dataset=dataset, model=model, metric=metric, a=a, b=b, n=len(diff),
                                   mean_diff=float(diff.mean()) if len(diff) else float("nan"),
                                   diff_ci_low=low, diff_ci_high=high, statistic=stat, p=p,
-                                  rank_biserial=rank_biserial(both[a], both[b])))
-        if pairs:
-            p = np.array([r["p"] for r in pairs])
+                                  rank_biserial=rank_biserial(both[a], both[b]), family=roles.family(a, b)))
+        for fam in dict.fromkeys(r["family"] for r in pairs):
+            group = [r for r in pairs if r["family"] == fam]
+            p = np.array([r["p"] for r in group])
             adj = np.full(len(p), np.nan)
             ok = ~np.isnan(p)
             adj[ok] = holm(p[ok])
-            for r, q in zip(pairs, adj):
+            for r, q in zip(group, adj):
                 r["p_holm"] = float(q)
-            rows.extend(pairs)
+        rows.extend(pairs)
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 

@@ -10,9 +10,13 @@ import pandas as pd
 
 from ..metrics import CATEGORIES, get_metric
 from ..store.files import atomic_path, write_text
+from . import roles
 
-SIG_NOTE = ("† the best is significantly better than the runner-up (its paired differences favour the best and a "
-            "paired Wilcoxon signed-rank test, Holm-corrected across the pairs of explainers, gives p < 0.05)")
+SIG_NOTE = ("† the best method is significantly better than the runner-up method (its paired differences favour the "
+            "best and a paired Wilcoxon signed-rank test, Holm-corrected across the pairs of methods, gives p < 0.05)")
+BASE_NOTE = ("baselines (random, edge, priors, oracle) are reference rows in their own block below the methods: "
+             "never bold, never ranked")
+CI_NOTE = "exact Clopper-Pearson CI for binary metrics (per-image values 0 or 1)"
 SET_NOTE = ("Every explainer of a column is scored on the same images: those all of them scored; "
             "\"k failed\" counts the images another explainer scored and this one did not (NaN), left out for all")
 
@@ -42,10 +46,11 @@ def ordered_metrics(metrics) -> list[str]:
 
 
 def ranked(df: pd.DataFrame, metric: str) -> list[str]:
-    """Explainers of one (dataset, model) summary ordered best first in the metric's direction; an
-    explainer not applicable to some common image (smaller n, see stats) has its mean on other images
-    and is not ranked."""
+    """Methods (not baselines, see roles) of one (dataset, model) summary ordered best first in the
+    metric's direction; an explainer not applicable to some common image (smaller n, see stats) has its
+    mean on other images and is not ranked."""
     col = df[df.metric == metric].dropna(subset=["mean"])
+    col = col[~col["explainer"].map(roles.is_baseline).astype(bool)]
     col = col[col["n"] == col["n"].max()]
     return list(col.sort_values(["mean", "explainer"], ascending=[not get_metric(metric).higher_is_better, True],
                                 kind="stable")["explainer"])
@@ -131,19 +136,26 @@ def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
 def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
     """One table per (dataset, model, metric category): explainers as rows, metrics as columns, cells
     `mean [CI] (n)`, best mean in bold, † where its lead over the runner-up is significant."""
-    out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI] (n images scored). {SET_NOTE}. "
-           f"↑ higher is better, ↓ lower is better; best mean per column in bold; {SIG_NOTE}.\n"]
+    out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI; {CI_NOTE}] (n images scored). {SET_NOTE}. "
+           f"↑ higher is better, ↓ lower is better; best method per column in bold; {SIG_NOTE}; {BASE_NOTE}.\n"]
     leads = significant_leads(summary, tests)
     for dataset, model, category, df, metrics in _groups(summary):
-        explainers = sorted(df["explainer"].unique())
+        explainers = roles.ordered(df["explainer"].unique())
         out.append(f"### {model} on {dataset}: {category}\n")
         out.append("| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
         lead = {m for m in metrics if (dataset, model, m) in leads}
         for e, row in _cells(df, explainers, metrics, lead):
+            out += _block_rule(e, explainers, len(metrics))
             out.append(f"| {e} | " + " | ".join(_md_cell(*c) for c in row) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _block_rule(e: str, explainers: list[str], ncols: int) -> list[str]:
+    """The separator row opening the baselines' block, before the first baseline of `explainers`."""
+    first = next((x for x in explainers if roles.is_baseline(x)), None)
+    return [f"| *{roles.BASELINE_BLOCK}* |" + " |" * ncols] if e == first else []
 
 
 def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
@@ -151,7 +163,7 @@ def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         columns += [(dataset, model, m) for m in ordered_metrics(df["metric"])]
     leads = significant_leads(summary, tests)
-    explainers = sorted(summary["explainer"].unique())
+    explainers = roles.ordered(summary["explainer"].unique())
     grid = {}
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = [m for d, mo, m in columns if (d, mo) == (dataset, model)]
@@ -169,6 +181,7 @@ def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None) 
     head = [f"{mo}{' (' + d + ')' if multi else ''} {m} {arrow(m)}" for d, mo, m in columns]
     out = ["| explainer | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
     for e in explainers:
+        out += _block_rule(e, explainers, len(columns))
         out.append(f"| {e} | " + " | ".join(_md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
                                             for c in columns) + " |")
     return "\n".join(out) + "\n"
@@ -185,11 +198,12 @@ def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
         tests = tests.set_index("metric")
         df = ranks[(ranks.dataset == dataset) & (ranks.model == model)]
         wide = df.pivot(index="explainer", columns="metric", values="avg_rank")
-        explainers = sorted(set(wide.index) | set(df["explainer"]))
+        explainers = roles.ordered(set(wide.index) | set(df["explainer"]))
         out += [f"### {model} on {dataset}: average ranks\n",
                 "| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
                 "|---|" + "---|" * len(metrics)]
         for e in explainers:
+            out += _block_rule(e, explainers, len(metrics))
             vals = [wide.loc[e, m] if m in wide.columns else float("nan") for m in metrics]
             out.append(f"| {e} | " + " | ".join("" if pd.isna(v) else f"{v:.2f}" for v in vals) + " |")
         t = [tests.loc[m] for m in metrics]

@@ -76,20 +76,22 @@ def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resa
     disc = rel.discrimination(scores)
     first = rel.rank_first(scores, n_resamples, seed)
     write_csv(rep / "metric_agreement.csv", agree)
+    write_csv(rep / "metric_agreement_with_baselines.csv", rel.agreement(summary, with_baselines=True))
     write_csv(rep / "discrimination.csv", disc)
     write_csv(rep / "rank_first.csv", first)
     more_disc, more_stab, noise = checks.checks(rep.parent, scores)  # None where the run stored no table
     checks.write(rep, more_disc, more_stab)
     lines = ["## How far to trust these metrics\n",
              "Three checks of every metric, from the stored per-image scores. **Agreement**: Kendall's tau between "
-             "the explainer rankings of two metrics (each by its mean on its common image set, direction applied; "
-             "runtime left out) — a metric that orders explainers unlike all others measures something else, or "
+             "the rankings of the methods by two metrics (each by its mean on its common image set, direction applied; "
+             "runtime left out; baselines left out, as their fixed order would inflate tau: with them in "
+             "`metric_agreement_with_baselines.csv`) — a metric that orders explainers unlike all others measures something else, or "
              "noise. **Discrimination**: on the images both were scored, how often the ceiling `oracle` (the true "
              "lesion mask) scores better than the floor `random` in the metric's direction, the rank-biserial "
              "effect (+1: oracle always better) and the Wilcoxon p; a metric that cannot tell these two apart "
              "cannot tell a good explanation from a bad one. **Stability**: the probability that the leader stays "
-             f"first when the images are resampled ({n_resamples} bootstrap resamples, seed {seed}; `oracle` left "
-             f"out). {checks.caveat(more_disc, more_stab, CAVEAT)} Tables: `metric_agreement.csv`, `discrimination.csv`, "
+             f"first among the methods when the images are resampled ({n_resamples} bootstrap resamples, seed {seed}; "
+             f"baselines left out). {checks.caveat(more_disc, more_stab, CAVEAT)} Tables: `metric_agreement.csv`, `discrimination.csv`, "
              "`rank_first.csv`.\n"]
     if agreement_figure(agree, rep / "metric_agreement") is not None:
         lines += ["![metric agreement](metric_agreement.png)  \n[PDF](metric_agreement.pdf)\n"]

@@ -1,6 +1,6 @@
 """The run context every stage shares: the config, the run folder, the device and executor, what
-the run has counted so far (work, timings, skipped files, tuned thresholds), and the names of the
-store's pieces (maps and score folders keyed by their inputs)."""
+the run has counted so far (work, timings, skipped files, tuned thresholds), what it holds loaded
+(`state`: models, test split, priors) and its test-only kill points, and the names of the store's pieces (maps and score folders keyed by their inputs)."""
 from __future__ import annotations
 
 import time
@@ -18,6 +18,8 @@ from cxr_xai_bench.models.precision import pass_precision
 from .. import metrics as metric_registry
 from .config import Config
 from .data import data_key
+from .jobs import WorkerState
+from .kill_hooks import KillPoints
 from ..store.code import code_closure
 from ..store.files import read_map_shard, stage_key
 
@@ -66,6 +68,10 @@ class RunContext:
                                                                       for s in SHARD_STAGES})
     thresholds: dict[tuple[str, str], float | str] = field(default_factory=dict)
     test: Batch | None = None
+    # this run's loaded models, test split and priors (for in-process jobs and side stages): one per
+    # run, never shared with another run in the process
+    state: WorkerState = field(default_factory=WorkerState)
+    kills: KillPoints = field(default_factory=KillPoints)  # test-only kill points (kill_hooks)
 
     def progress(self, msg: str) -> None:
         """One line per stage event in progress.log, so a user (and the kill tests) see where a run is."""

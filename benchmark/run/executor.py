@@ -8,7 +8,7 @@ from typing import Callable, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
-from .jobs import STATE, ShardJob, WorkerState, run_job
+from .jobs import ShardJob, WorkerState, run_job
 
 EXECUTORS = ("local", "ray")
 
@@ -16,8 +16,11 @@ EXECUTORS = ("local", "ray")
 class Executor(Protocol):
     name: str
 
-    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
-        """Run every job (each writes its own piece of the store); return the written paths in job order."""
+    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None,
+            state: WorkerState | None = None) -> list[str]:
+        """Run every job (each writes its own piece of the store); return the written paths in job order.
+        `state`: the run's loaded data and models (RunContext.state), which jobs run in this process use;
+        jobs run elsewhere load their own."""
         ...
 
     def close(self) -> None:
@@ -25,17 +28,17 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs the jobs one after another in this process, sharing its loaded data and models."""
+    """Runs the jobs one after another in this process, with the run's loaded data and models (the
+    `state` handed to run; a fresh one, loading everything, when none is). Holds nothing itself."""
 
     name = "local"
 
-    def __init__(self, state: WorkerState = STATE):
-        self.state = state
-
-    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
+    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None,
+            state: WorkerState | None = None) -> list[str]:
+        state = WorkerState() if state is None else state
         out = []
         for job in tqdm(jobs, desc=desc, unit="shard", leave=False, disable=not jobs):
-            out.append(run_job(job, self.state))
+            out.append(run_job(job, state))
             if on_done is not None:
                 on_done(job)
         return out

@@ -2,7 +2,7 @@
 
 A job is a small picklable record; `run_job` does its work in whatever process runs it (this one
 for the in-process executor, a Ray worker for the distributed one), loading the test split, the
-checkpoint and the dataset context once per process and reusing them for every later shard. Each
+checkpoint and the dataset context once per process (a WorkerState, handed in) and reusing them for every later shard. Each
 job writes exactly one piece of the store atomically, so running a job twice is harmless.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -58,13 +59,27 @@ class ShardJob:
         return f"{self.stage} {what} [{self.start}:{self.stop}]"
 
 
+def file_signature(path: str) -> tuple[int, int, int, int]:
+    """What tells one version of a file from the next without reading it: inode, size, modification and
+    change times (ns). An atomic rewrite (temp file + rename, as every checkpoint is written) gets a new
+    inode; a rewrite in place a new change time."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 class WorkerState:
-    """What one process loads once and reuses across shards: test splits, models, priors."""
+    """What one process loads once and reuses across shards: test splits, models, priors.
+
+    Never module-wide: a run owns one (RunContext.state, handed to the in-process executor and the
+    side stages), and a Ray worker process one per process (ray_executor). Models and priors are keyed
+    by path AND the file's signature (file_signature), so a checkpoint written again under the same
+    name (a --no-resume retrain) is loaded again, never served from the old weights."""
 
     def __init__(self) -> None:
         self.tests: dict[str, Batch] = {}
-        self.models: dict[tuple[str, str], torch.nn.Module] = {}
-        self.priors: dict[str, np.ndarray | None] = {}
+        # (checkpoint path, device) -> (the file's signature when loaded, the model)
+        self.models: dict[tuple[str, str], tuple[tuple, torch.nn.Module]] = {}
+        self.priors: dict[str, tuple[tuple, np.ndarray]] = {}
 
     def test_split(self, cfg: Config) -> Batch:
         key = stage_key(data_key(cfg, "test"))
@@ -72,21 +87,41 @@ class WorkerState:
             self.tests[key] = load_split(cfg, "test")
         return self.tests[key]
 
-    def model(self, cfg: Config, name: str, checkpoint: str, device: torch.device) -> torch.nn.Module:
-        key = (checkpoint, str(device))
-        if key not in self.models:
+    def keep_test_split(self, cfg: Config, test: Batch) -> None:
+        """The driver already holds the test split: in-process jobs reuse it."""
+        self.tests.setdefault(stage_key(data_key(cfg, "test")), test)
+
+    def keep_model(self, checkpoint: str | Path, device: torch.device | str, model: torch.nn.Module) -> None:
+        """A model the driver trained or loaded from `checkpoint`, for in-process jobs to reuse (while
+        that file is unchanged)."""
+        self.models[(str(checkpoint), str(device))] = (file_signature(str(checkpoint)), model)
+
+    def model(self, cfg: Config, name: str, checkpoint: str | Path, device: torch.device) -> torch.nn.Module:
+        key, sig = (str(checkpoint), str(device)), file_signature(str(checkpoint))
+        held = self.models.get(key)
+        if held is None or held[0] != sig:  # never loaded, or the file was written again since
+            self.models.pop(key, None)  # release the stale weights before loading the new ones
             model = build_model(name, **cfg.models.params.get(name, {}))
             load_checkpoint(model, checkpoint)
-            self.models[key] = place_model(model, device).eval()
-        return self.models[key]
+            self.models[key] = (sig, place_model(model, device).eval())
+        return self.models[key][1]
+
+    def loaded_models(self) -> list[tuple[str, torch.nn.Module]]:
+        """(checkpoint path, model) of every model held, in the order they were kept or loaded."""
+        return [(ckpt, model) for (ckpt, _), (_, model) in self.models.items()]
 
     def prior(self, path: str) -> np.ndarray | None:
-        if path not in self.priors:
-            self.priors[path] = np.load(path) if path else None
-        return self.priors[path]
+        if not path:
+            return None
+        sig = file_signature(path)
+        held = self.priors.get(path)
+        if held is None or held[0] != sig:
+            self.priors[path] = (sig, np.load(path))
+        return self.priors[path][1]
 
-
-STATE = WorkerState()
+    def clear(self) -> None:
+        """Release everything held (a finished run's models, splits and priors)."""
+        self.tests.clear(), self.models.clear(), self.priors.clear()
 
 
 def targets_for(kind: str, labels: torch.Tensor, model: torch.nn.Module | None = None,
@@ -143,7 +178,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
+def run_explain(job: ShardJob, state: WorkerState) -> str:
     cfg, device = config_from_dict(job.config), torch.device(job.device)
     test = state.test_split(cfg)
     model = state.model(cfg, job.model, job.checkpoint, device)
@@ -176,7 +211,7 @@ def run_explain(job: ShardJob, state: WorkerState = STATE) -> str:
     return job.out_path
 
 
-def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
+def run_score(job: ShardJob, state: WorkerState) -> str:
     """Score one metric on one map shard through the shared loop (scoring.score_images), then write its rows."""
     cfg, device = config_from_dict(job.config), torch.device(job.device)
     test = state.test_split(cfg)
@@ -197,7 +232,8 @@ def run_score(job: ShardJob, state: WorkerState = STATE) -> str:
     return job.out_path
 
 
-def run_job(job: ShardJob, state: WorkerState = STATE) -> str:
+def run_job(job: ShardJob, state: WorkerState) -> str:
+    """Run one shard job with `state`, the loaded data and models of the process that runs it."""
     if job.stage == "explain":
         return run_explain(job, state)
     if job.stage == "score":

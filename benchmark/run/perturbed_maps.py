@@ -25,7 +25,6 @@ from cxr_xai_bench.models import predict_proba
 
 from ..explainer_factory import explainer_from_config
 from .context import Models, RunContext
-from .jobs import STATE
 from .side_maps import (SidePlan, metrics_of, record_time, reliability_explainers, side_scores, work_before,
                         write_table)
 from ..store.code import code_closure
@@ -64,7 +63,7 @@ def stability_scores(ctx: RunContext, models: Models, test, prior_path: str) -> 
         todo = [(e, ms) for e, ms in todo if ms]
         if not todo:
             continue
-        trained = STATE.model(cfg, model_name, str(ckpt), ctx.device)
+        trained = ctx.state.model(cfg, model_name, str(ckpt), ctx.device)
         if noisy is None:
             noisy = perturbed_images(test.images, sigma, cfg.run.seed)
         keep = same_prediction(trained, test.images, noisy)

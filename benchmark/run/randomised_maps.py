@@ -29,7 +29,6 @@ from ..explainer_factory import explainer_from_config
 from ..metrics import get_metric
 from ..metrics.sanity import randomisable_layers
 from .context import Models, RunContext
-from .jobs import STATE
 from .side_maps import (RANDOMISATION, SidePlan, metrics_of, record_time, reliability_explainers, side_scores,
                         work_before, write_table)
 from ..store.code import code_closure
@@ -77,7 +76,7 @@ def randomised_scores(ctx: RunContext, models: Models, test, prior_path: str) ->
         todo = [(e, ms) for e, ms in todo if ms]
         if not todo:
             continue
-        trained = STATE.model(cfg, model_name, str(ckpt), ctx.device)
+        trained = ctx.state.model(cfg, model_name, str(ckpt), ctx.device)
         randomised = None
         for explainer, metrics in todo:
             _, mkey = ctx.maps_dir(model_name, model_key, explainer)

@@ -2,8 +2,9 @@
 
 Ray schedules, places (a GPU for the stages that use one) and retries the tasks; we only submit
 them and collect the results. A task runs `benchmark.run.jobs.run_job` in a long-lived Ray worker
-process, whose `STATE` keeps the test split and the checkpoints it has loaded, so a worker loads a
-model once and reuses it for all its later shards. Each job writes its one file atomically, so a
+process, whose `WORKER` keeps the test split and the checkpoints it has loaded, so a worker loads a
+model once and reuses it for all its later shards (keyed by the checkpoint's path and file signature:
+a checkpoint written again under the same name is loaded again, never served stale). Each job writes its one file atomically, so a
 task Ray runs twice (a retry after its worker died) writes the same bytes under the same name.
 
 Only this module imports Ray; it is imported lazily by `executor.make_executor("ray")`.
@@ -19,12 +20,23 @@ import ray
 import torch
 from tqdm.auto import tqdm
 
-from .jobs import ShardJob
+from .jobs import ShardJob, WorkerState
 
 log = logging.getLogger(__name__)
 
 
-_WORKER_CHECKED: set[str] = set()
+class WorkerProcess:
+    """What one Ray worker process keeps between its tasks: the driver code fingerprints it has checked
+    and its WorkerState (test splits; models and priors keyed by path and file signature)."""
+
+    def __init__(self) -> None:
+        self.checked: set[str] = set()
+        self.state = WorkerState()
+
+
+# The one per-process cache of benchmark.run (allow-listed in tests/benchmark/test_layout.py): only
+# Ray worker processes use it (the tasks below); a driver's runs each hold their own RunContext.state.
+WORKER = WorkerProcess()
 
 
 def _code_fingerprint() -> str:
@@ -46,7 +58,7 @@ def _code_fingerprint() -> str:
 
 def _check_code(fingerprint: str) -> None:
     """Once per worker process: refuse code that differs from the driver's (a stale install on a node)."""
-    if fingerprint in _WORKER_CHECKED:
+    if fingerprint in WORKER.checked:
         return
     from . import jobs as stages
     mine = _code_fingerprint()
@@ -54,7 +66,7 @@ def _check_code(fingerprint: str) -> None:
         raise RuntimeError(f"Ray worker on {os.uname().nodename} (pid {os.getpid()}) runs other benchmark code "
                            f"than the driver (fingerprint {mine} != {fingerprint}; its benchmark.run.jobs is "
                            f"{stages.__file__}): install the same version of cxr-xai-bench on every node")
-    _WORKER_CHECKED.add(fingerprint)
+    WORKER.checked.add(fingerprint)
 
 
 def _flush_denormal() -> bool:
@@ -93,7 +105,7 @@ def _mirror_settings(settings: dict) -> None:
 
 def _run_shard(job: ShardJob, fingerprint: str, settings: dict) -> tuple[str, int]:
     """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
-    from .jobs import STATE, run_job
+    from .jobs import run_job
     from .plugins import load_plugins
     load_plugins(job.config.get("run", {}).get("plugins", []))  # before the check: it covers their source
     _check_code(fingerprint)
@@ -102,7 +114,7 @@ def _run_shard(job: ShardJob, fingerprint: str, settings: dict) -> tuple[str, in
         # Ray hides every GPU but the one(s) it gave this task: that one is always "cuda" here,
         # whatever index the driver's device named
         job = replace(job, device="cuda")
-    return run_job(job, STATE), os.getpid()
+    return run_job(job, WORKER.state), os.getpid()
 
 
 def _call(fn: Callable[..., Any], fingerprint: str, args: tuple, kwargs: dict, settings: dict,
@@ -183,8 +195,10 @@ class RayExecutor:
                 "num_gpus": self.gpus_per_job if job.uses_gpu else 0,
                 "max_retries": self.max_retries, "retry_exceptions": False, "name": job.label}
 
-    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None) -> list[str]:
-        """Submit every job at once, then collect them as they finish (in any order); return paths in job order."""
+    def run(self, jobs: Sequence[ShardJob], desc: str, on_done: Callable[[ShardJob], None] | None = None,
+            state: WorkerState | None = None) -> list[str]:
+        """Submit every job at once, then collect them as they finish (in any order); return paths in job order.
+        `state` (the driver's) is not used: each worker process loads into its own (WORKER)."""
         jobs_out = [self._for_workers(job) for job in jobs]
         self.fingerprint = _code_fingerprint()  # with the plug-ins loaded since __init__
         refs = [_run_shard_remote.options(**self._options(job)).remote(job, self.fingerprint,

@@ -8,11 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .context import Models, RunContext
-from .data import data_key
 from .executor import LocalExecutor
-from .jobs import STATE, ShardJob
-from .kill_hooks import kill_point
-from ..store.files import CorruptShardError, map_shard_complete, read_map_shard, remove_map_shard, stage_key
+from .jobs import ShardJob
+from ..store.files import CorruptShardError, map_shard_complete, read_map_shard, remove_map_shard
 
 log = logging.getLogger(__name__)
 SHARDED = ("explain", "score")
@@ -66,15 +64,14 @@ def execute(ctx: RunContext, jobs: list[ShardJob], stage: str) -> None:
     if not jobs:
         return
     executor = ctx.executor or LocalExecutor()
-    if isinstance(executor, LocalExecutor) and ctx.test is not None:
-        # the driver already holds the test split: let in-process jobs reuse it
-        STATE.tests.setdefault(stage_key(data_key(ctx.cfg, "test")), ctx.test)
+    if ctx.test is not None:
+        ctx.state.keep_test_split(ctx.cfg, ctx.test)  # the driver holds the test split: in-process jobs reuse it
 
     def done(job: ShardJob) -> None:
         ctx.work[stage]["computed"] += 1
         ctx.progress(f"{job.label} done")
-        kill_point(stage)  # test-only (CXR_TEST_KILL_AFTER="explain:N" / "score:N"); a no-op otherwise
-    executor.run(jobs, desc=f"{stage} ({executor.name})", on_done=done)
+        ctx.kills.point(stage)  # test-only (CXR_TEST_KILL_AFTER="explain:N" / "score:N"); a no-op otherwise
+    executor.run(jobs, desc=f"{stage} ({executor.name})", on_done=done, state=ctx.state)
 
 
 def run_sharded(ctx: RunContext, models: Models, n_test: int, prior_path: str, stage: str) -> None:

@@ -32,7 +32,7 @@ from cxr_xai_bench.explainers import EXPLAINERS
 from .. import metrics as metric_registry
 from .context import RunContext, metric_code
 from . import scoring
-from .jobs import STATE, targets_for
+from .jobs import targets_for
 from .missing_context import job_context
 from ..store.code import code_closure
 from ..store.files import (CorruptShardError, MapShard, atomic_path, map_shard_complete, read_map_shard,
@@ -135,7 +135,7 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
     """Explain (or reuse) and score (or reuse) the kept images of every shard; the long table of
     their values (SCORE_COLUMNS), kept images only, in test order."""
     root = ctx.run_dir / "reliability"
-    prior = STATE.prior(prior_path)
+    prior = ctx.state.prior(prior_path)
     targets = clean_targets(ctx, trained, test)
     mdir = root / "maps" / f"{plan.model}-{plan.explainer}-{plan.tag}-{plan.key}"
     code = code_closure("benchmark.run.side_maps")

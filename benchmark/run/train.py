@@ -22,8 +22,6 @@ from .config import Config
 from .context import Models, RunContext, train_code
 from .data import data_key
 from .environment import seed_everything
-from .jobs import STATE
-from .kill_hooks import epoch_kill_point, kill_point
 from ..store.code import code_closure
 from ..store.files import atomic_path, stage_key
 
@@ -98,9 +96,10 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
         if not ctx.resume:
             state.unlink(missing_ok=True)
         ctx.progress(f"train {name} " + ("resume from the saved epoch state" if state.exists() else "start"))
-        with epoch_kill_point():  # test-only (CXR_TEST_KILL_AFTER="epoch:N"); a no-op otherwise
-            result = train_classifier(model, train.images, train.labels, val.images, val.labels, tcfg,
-                                      device=ctx.device, desc=f"train {name}", state_path=state)
+        # on_epoch_saved: the test-only kill point (CXR_TEST_KILL_AFTER="epoch:N"); None otherwise
+        result = train_classifier(model, train.images, train.labels, val.images, val.labels, tcfg,
+                                  device=ctx.device, desc=f"train {name}", state_path=state,
+                                  on_epoch_saved=ctx.kills.on_epoch_saved())
         meta = {"val": result.val, "best_epoch": result.best_epoch, "history": result.history,
                 "seconds": result.seconds, "train_config": asdict(tcfg), "params": params}
         with atomic_path(path) as tmp:
@@ -108,7 +107,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
         state.unlink(missing_ok=True)
         ctx.progress(f"train {name} done")
         ctx.work["train"]["computed"] += 1
-        kill_point("train")  # test-only (CXR_TEST_KILL_AFTER="train:N"); a no-op otherwise
+        ctx.kills.point("train")  # test-only (CXR_TEST_KILL_AFTER="train:N"); a no-op otherwise
     place_model(model, ctx.device).eval()
     return model, key, meta, path
 
@@ -146,8 +145,8 @@ def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tupl
         models[name] = (model_key, ckpt)
         ctx.timings[f"train/{name}"] = time.perf_counter() - t0
         ctx.keep_previous_timing(f"train/{name}", trained, "train")
-        # shard jobs run in this process reuse the loaded model
-        STATE.models[(str(ckpt), str(ctx.device))] = model
+        # this run's shard jobs run in this process (and its side stages) reuse the loaded model
+        ctx.state.keep_model(ckpt, ctx.device, model)
     write_predictions(ctx.run_dir / "predictions.csv", predictions)
     return models, classifiers
 

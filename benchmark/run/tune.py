@@ -14,7 +14,7 @@ from ..explainer_factory import explainer_from_config
 from ..metrics.segmentation import tune_threshold
 from .context import Models, RunContext, explainer_code
 from .data import data_key, explain_context
-from .jobs import STATE, targets_for
+from .jobs import targets_for
 from ..store.code import code_closure
 from ..store.files import stage_key, write_json
 
@@ -49,7 +49,7 @@ def tune_thresholds(ctx: RunContext, models: Models, val: Batch, prior: np.ndarr
         raise ValueError("metrics: threshold = 'tuned' needs validation images with a lesion mask; this split has none")
     masks, has = val.lesion_masks[lesion], val.has_mask[lesion]
     for model_name, (model_key, ckpt) in models.items():
-        model = STATE.models[(str(ckpt), str(ctx.device))]
+        model = ctx.state.model(ctx.cfg, model_name, ckpt, ctx.device)
         for explainer in cfg.explain.names:
             key = stage_key("tune", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
                             data_key(cfg, "val"), cfg.metrics.tune_images,

@@ -15,7 +15,9 @@ def _case() -> pd.DataFrame:
         # relevance_mass: gradcam beats random and center clearly, ties lung_prior; lrp beats nobody
         ("gradcam", "relevance_mass"): base + 0.5, ("lung_prior", "relevance_mass"): base + 0.5 + noise(),
         ("random", "relevance_mass"): base, ("center", "relevance_mass"): base + 0.1,
-        ("lrp", "relevance_mass"): base + noise(),
+        # (a zero-mean alternating difference: no evidence for lrp whatever the Holm family)
+        # (noise() still drawn, times 0, so the later draws stay as they were)
+        ("lrp", "relevance_mass"): base + 0.01 * np.tile([1.0, -1.0], n // 2) + 0 * noise(),
         # deletion_auc (lower is better): gradcam worse than random; lrp better than random
         ("gradcam", "deletion_auc"): base + 0.3, ("random", "deletion_auc"): base, ("lrp", "deletion_auc"): base - 0.3,
         # sanity: gradcam's maps change with the model, lrp's barely; center ignores the model (1); lime not run
@@ -40,10 +42,12 @@ def test_findings_on_a_constructed_case():
     assert "randomisation_ssim" not in set(comp.metric)
     rows = overview.set_index("explainer")
     assert rows.loc["gradcam", "beats_all"] == ""
-    assert rows.loc["gradcam", "beats_random_only"] == "relevance_mass (not lung_prior)"
-    assert rows.loc["gradcam", "not_random"] == "deletion_auc"
-    assert rows.loc["lrp", "beats_all"] == "deletion_auc"
-    assert rows.loc["lrp", "not_random"].startswith("relevance_mass")
+    # each verdict with the paired difference (method - baseline) and its CI; "not shown", not "does not beat"
+    assert rows.loc["gradcam", "beats_random_only"].startswith("relevance_mass (Δ +0.500 [0.500, 0.500], n = 16; "
+                                                               "not shown vs lung_prior Δ ")
+    assert rows.loc["gradcam", "not_random"] == "deletion_auc (not shown vs random Δ +0.300 [0.300, 0.300], n = 16)"
+    assert rows.loc["lrp", "beats_all"] == "deletion_auc (Δ -0.300 [-0.300, -0.300], n = 16)"
+    assert rows.loc["lrp", "not_random"].startswith("relevance_mass (not shown vs center Δ")
     assert rows.loc["gradcam", "sanity"].startswith("passes (randomisation_ssim 0.20 vs center 1.00")
     assert rows.loc["lrp", "sanity"].startswith("fails (randomisation_ssim 0.80")
     assert set(overview.explainer) == {"gradcam", "lrp"}  # baselines are what the methods are measured against

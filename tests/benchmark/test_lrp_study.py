@@ -17,11 +17,15 @@ def _study_module():
 
 def test_the_lrp_study_scores_every_preset_on_the_selection_split(tmp_path, monkeypatch, covid_root):
     study = _study_module()
-    # a model another run left in the process-wide state (as earlier tests of a session do) is not studied
-    from benchmark.run.jobs import STATE
+    # a model of another run in this process is not studied: each Runner holds its own (RunContext.state)
+    from benchmark.run.runner import Runner
+    import torch
+    other = Runner(study.config(32, 24, 1), tmp_path / "other", torch.device("cpu"))
     from cxr_xai_bench.models import build_model
-    monkeypatch.setattr(STATE, "models", {(str(tmp_path / "other" / "checkpoints" / "vgg16_bn-x.pt"), "cpu"):
-                                          build_model("vgg16_bn", head="compact")})
+    ckpt = tmp_path / "other" / "checkpoints" / "vgg16_bn-x.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    other.ctx.state.keep_model(ckpt, "cpu", build_model("vgg16_bn", head="compact"))
     table = study.study(tmp_path / "run", size=32, n_train=24, epochs=1, n_images=12,
                         extra=(f"data.cache_dir='{tmp_path / 'cache'}'",)).set_index(["model", "method"])
     methods = [f"lrp:{p}" for p in study.PRESETS] + list(study.REFERENCES)

@@ -67,7 +67,8 @@ def test_scored_without_a_lesion_mask():
 
 def test_metric_code_covers_the_module_and_the_flag():
     from benchmark.run.context import metric_code
-    code = metric_code("lung_mass")
+    from benchmark.store.code import module_closure
+    code = module_closure(*metric_code("lung_mass"))  # the score key hashes this closure
     assert "benchmark.metrics.localisation" in code, "editing the metric re-scores it"
     assert "benchmark.metrics.registry" in code and "benchmark.run.jobs" in code, "so does the needs_lung plumbing"
 

@@ -165,7 +165,9 @@ def test_tables_by_category_combined_and_ranks(built):
     assert tex.count("\\begin{table*}") == 6 and tex.count("\\toprule") == 6 and "$n$ images" in tex
     assert "$\\pm$" in tex and "declared width: \\textwidth" in tex
     combined = (rep / "leaderboard_all.md").read_text()
-    assert combined.count("\n") == 2 + len(EXPLAINERS) and "tiny_b seconds_per_image ↓" in combined
+    # header, rule, one row per explainer, and the row that opens the baselines' block (random, oracle)
+    assert combined.count("\n") == 3 + len(EXPLAINERS) and "tiny_b seconds_per_image ↓" in combined
+    assert combined.index("| gradcam |") < combined.index("| *Baselines (reference)* |") < combined.index("| oracle |")
     alltex = (rep / "leaderboard_all.tex").read_text()
     assert "\\multicolumn{3}{c}{tiny\\_a}" in alltex and "\\cmidrule(lr){2-4}" in alltex
     ranks = pd.read_csv(rep / "ranks.csv")

@@ -6,15 +6,16 @@ import subprocess
 import sys
 
 from benchmark.run.jobs import ShardJob
-from benchmark.run.kill_hooks import kill_in_job, kill_point
+from benchmark.run.kill_hooks import KillPoints, kill_in_job
 
 SCRIPT = r"""
 import sys
 from benchmark.run.jobs import ShardJob
-from benchmark.run.kill_hooks import kill_in_job, kill_point
+from benchmark.run.kill_hooks import KillPoints, kill_in_job
+kills = KillPoints()  # what a run holds (RunContext.kills)
 job = ShardJob("explain", {}, "m", "", "lime", "", 0, 1, "", sys.argv[1], "", "cpu", False)
 for stage in ["score", "explain", "epoch", "explain", "explain", "explain"]:
-    kill_point(stage)
+    kills.point(stage)
     print(stage, flush=True)
     kill_in_job(job)
     print("job", flush=True)
@@ -48,7 +49,23 @@ def test_unset_hooks_do_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("CXR_TEST_KILL_AFTER", raising=False)
     monkeypatch.delenv("CXR_TEST_KILL_JOB", raising=False)
     job = ShardJob("explain", {}, "m", "", "lime", "", 0, 1, "", str(tmp_path / "a" / "b" / "c.npy"), "", "cpu", False)
+    kills = KillPoints()
     for stage in ("epoch", "train", "explain", "score"):
-        kill_point(stage)
+        kills.point(stage)
     kill_in_job(job)
     assert not any(tmp_path.rglob("*"))
+    assert kills.on_epoch_saved() is None  # no callback at all: training runs as it would without hooks
+
+
+def test_each_run_counts_its_own_pieces():
+    """The count lives in the KillPoints a run holds: a second run in the process starts from zero (a
+    module-wide counter would kill it at its first piece). Read from the mapping given, not patched in."""
+    first, second = KillPoints({"CXR_TEST_KILL_AFTER": "explain:2"}), KillPoints({"CXR_TEST_KILL_AFTER": "explain:2"})
+    first.point("explain")
+    second.point("explain")
+    first.point("score")  # another stage: not counted
+    assert first.finished == {"explain": 1} and second.finished == {"explain": 1}
+    epoch = KillPoints({"CXR_TEST_KILL_AFTER": "epoch:5"})
+    callback = epoch.on_epoch_saved()
+    callback(0), callback(1)
+    assert epoch.finished == {"epoch": 2}
