@@ -43,7 +43,7 @@ def preview_figure(preview: dict[str, np.ndarray], stem: Path) -> list[Path] | N
         return None
     ncols = max(int((labels == label).sum()) for label in rows)
     theme()
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.0 * ncols, 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.0 * ncols, 2.45 * len(rows)), squeeze=False)
     for r, label in enumerate(rows):
         members = np.flatnonzero(labels == label)
         for c in range(ncols):
@@ -63,6 +63,7 @@ def preview_figure(preview: dict[str, np.ndarray], stem: Path) -> list[Path] | N
             ax.set_yticks([])
         axes[r][0].set_ylabel(LABEL_NAMES.get(int(label), str(label)), fontsize=8)
     titled(fig, "Test images per class\ngreen: lesion mask, orange: lung mask")
+    fig.subplots_adjust(hspace=0.28)  # room for the two-line panel titles under the row above
     return save(fig, stem)
 
 
