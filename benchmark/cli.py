@@ -23,7 +23,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML run config (see configs/); defaults apply to keys it leaves out")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="named preset applied before the config file (smoke: seconds, for tests; default: the "
-                        "phantom on a CPU in minutes; paper: GPU, 224 px, full test split, LIME at 1000 samples)")
+                        "phantom on a CPU in minutes; paper: GPU, 224 px, full test split, LIME at 1000 samples; paper-cpu: "
+                        "the paper's explainers and metrics at a CPU's budget)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, TOML value syntax, repeatable (e.g. --set train.epochs=2 "
                         "--set 'explain.names=[\"gradcam\",\"random\"]')")
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in STAGE_HELP.items():
         r = sub.add_parser(name, help=help_text,
                            description=help_text[0].upper() + help_text[1:] + ". With no options: the embedded chest "
-                           "phantom, both models, all explainers and metrics, on the CPU in minutes. Stages already "
+                           "phantom, VGG16-BN and ResNet50, the default explainers and metrics (`benchmark list`; the paper presets run more), on the CPU in minutes. Stages already "
                            "stored in the run folder are reused, so a killed run resumes with the same command.")
         _add_run_options(r)
     _add_plugin_option(sub.add_parser("list", help="list registered datasets, models, explainers, metrics and presets"))

@@ -1,7 +1,7 @@
 """Plug-ins (benchmark/run/plugins.py): a module or .py file outside the project, or an installed
 package's entry point, registers explainers / metrics / datasets / models with the suite's decorators;
 `benchmark list` shows them; a plug-in that fails to import or takes a name gets an error naming it.
-The README's "Add your own explainer" example is docs/examples/my_explainer.py, checked here."""
+The docs' "Adding a method" example (docs/tutorials/your-method.md) is docs/examples/my_explainer.py, checked here."""
 import os
 import re
 import subprocess
@@ -138,11 +138,11 @@ def test_path_plugin_has_a_stable_module_name_with_source(tmp_path, clean_regist
 
 
 def test_readme_example_is_the_docs_file_and_runs(clean_registries):
-    """The README's "Add your own explainer" code block is docs/examples/my_explainer.py, byte for byte,
-    and the plug-in it defines loads and explains / scores a batch."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Add your own explainer", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The docs' "Adding a method" code block (docs/tutorials/your-method.md, moved there from the
+    README) is docs/examples/my_explainer.py, byte for byte, and the plug-in it defines loads and
+    explains / scores a batch."""
+    page = (ROOT / "docs" / "tutorials" / "your-method.md").read_text()
+    block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
     assert block == EXAMPLE.read_text()
     load_plugins([str(EXAMPLE)], entry_points=False)
     from benchmark.metrics import score_maps

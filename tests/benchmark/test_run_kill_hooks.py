@@ -60,7 +60,7 @@ def test_unset_hooks_do_nothing(tmp_path, monkeypatch):
 def test_each_run_counts_its_own_pieces():
     """The count lives in the KillPoints a run holds: a second run in the process starts from zero (a
     module-wide counter would kill it at its first piece). Read from the mapping given, not patched in."""
-    first, second = KillPoints({"CXR_TEST_KILL_AFTER": "explain:2"}), KillPoints({"CXR_TEST_KILL_AFTER": "explain:2"})
+    first, second = KillPoints({"CXR_TEST_KILL_AFTER": "explain:3"}), KillPoints({"CXR_TEST_KILL_AFTER": "explain:3"})
     first.point("explain")
     second.point("explain")
     first.point("score")  # another stage: not counted
