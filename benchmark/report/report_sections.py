@@ -32,10 +32,16 @@ def _written(rep: Path, *names: str) -> list[Path]:
     return [rep / n for n in names if (rep / n).exists()]
 
 
+def _made_by(manifest: dict | None) -> str:
+    """The package version that made the run, as manifest.json records it (environment.versions)."""
+    version = (manifest or {}).get("versions", {}).get("cxr-xai-bench")
+    return f"Made by cxr-xai-bench {version}.\n" if version else "Made by cxr-xai-bench (version not recorded in manifest.json).\n"
+
+
 def header(ctx: ReportContext) -> Part:
     cfg, b, conf, seed = ctx.cfg, ctx.cfg.report.bootstrap, ctx.cfg.report.confidence, ctx.cfg.run.seed
     tables.write_csv(ctx.rep / "findings.csv", ctx.comparisons)
-    lines = [f"# Benchmark report: {cfg.run.name}\n", "## What this run supports\n",
+    lines = [f"# Benchmark report: {cfg.run.name}\n", _made_by(ctx.manifest), "## What this run supports\n",
              findings.findings_markdown(ctx.overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "

@@ -12,6 +12,21 @@ import torch
 
 RECORDED_PACKAGES = ("torch", "torchvision", "captum", "lime", "zennit", "quantus", "numpy", "scipy", "pandas",
                      "seaborn", "ray")
+PACKAGE = "cxr-xai-bench"
+
+
+def package_version() -> str:
+    """This package's version: the installed distribution's, else pyproject.toml's in a source checkout."""
+    try:
+        return md.version(PACKAGE)
+    except md.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        import tomllib
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,7 +55,7 @@ def git_commit() -> str:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    out = {PACKAGE: package_version(), "python": platform.python_version()}
     for pkg in RECORDED_PACKAGES:
         try:
             out[pkg] = md.version(pkg)

@@ -1,0 +1,42 @@
+"""The package version is recorded in manifest.json (environment.versions) and printed by the report's header."""
+import importlib.metadata as md
+import json
+import tomllib
+from pathlib import Path
+
+from benchmark.run import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pyproject_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_versions_hold_the_package_version():
+    v = environment.versions()
+    assert v["cxr-xai-bench"] == environment.package_version()
+    try:
+        assert v["cxr-xai-bench"] == md.version("cxr-xai-bench")
+    except md.PackageNotFoundError:
+        assert v["cxr-xai-bench"] == _pyproject_version()
+
+
+def test_package_version_falls_back_to_pyproject(monkeypatch):
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+    monkeypatch.setattr(environment.md, "version", missing)
+    assert environment.package_version() == _pyproject_version()
+    assert environment.versions()["cxr-xai-bench"] == _pyproject_version()
+
+
+def test_report_header_shows_the_recorded_version(tmp_path):
+    from benchmark.report.build import build_report
+    from test_report import _run_dir
+    run = _run_dir(tmp_path / "run", extras=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["versions"]["cxr-xai-bench"] = "9.8.7"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    build_report(run, figure_workers=1)
+    head = (run / "report" / "report.md").read_text().split("\n## ")[0]
+    assert "cxr-xai-bench 9.8.7" in head
