@@ -78,6 +78,15 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: tiny networks on a shared 2-core CPU only lose by a second one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def np_trapz(monkeypatch):
     """np.trapz for one test: quantus 0.6 calls it, and numpy 2.4 removed it (never patched at import)."""
     monkeypatch.setattr(np, "trapz", getattr(np, "trapz", None) or np.trapezoid, raising=False)

@@ -31,8 +31,10 @@ def test_package_version_falls_back_to_pyproject(monkeypatch):
 
 
 def test_report_header_shows_the_recorded_version(tmp_path):
-    from benchmark.report.build import build_report
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
     from test_report import _run_dir
+    from benchmark.report.build import build_report
     run = _run_dir(tmp_path / "run", extras=False)
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["versions"]["cxr-xai-bench"] = "9.8.7"

@@ -72,12 +72,8 @@ def calibrated(arch: str, size: int, gradcam_layer: str | None = None, seed: int
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """On the shared 2-core CPU a second thread made these small batches slower, not faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Small networks on a shared 2-core CPU: a second thread only adds contention."""
 
 
 @pytest.fixture(scope="module")

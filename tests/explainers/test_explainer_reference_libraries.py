@@ -49,12 +49,8 @@ class Tiny(nn.Module):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared 2-core CPU: a second thread only adds contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Small networks on a shared 2-core CPU: a second thread only adds contention."""
 
 
 @pytest.fixture(scope="module")

@@ -51,12 +51,8 @@ TARGETS = torch.tensor([0, 1, 1])  # both classes, neither always the phantom's 
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are small: on the shared 2-core CPU a second thread made them 4x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Small networks on a shared 2-core CPU: a second thread only adds contention."""
 
 
 @pytest.fixture(scope="module")
