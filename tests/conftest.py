@@ -62,6 +62,22 @@ def require_latex() -> str:
     return engine
 
 
+def require_mkdocs() -> str:
+    """The mkdocs executable (this interpreter's environment first); skips without it, fails under CXR_REQUIRE_DOCS."""
+    import shutil
+    import sys
+    from pathlib import Path
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    if mkdocs is None:
+        _missing("CXR_REQUIRE_DOCS", "mkdocs is not installed (pip install '.[docs]')")
+    return mkdocs
+
+
+@pytest.fixture(scope="session")
+def mkdocs():
+    return require_mkdocs()
+
+
 @pytest.fixture(scope="session")
 def covid_root():
     return require_data()

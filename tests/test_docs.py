@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -144,14 +143,10 @@ def test_citation_and_license():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
 
 
-def test_docs_build_strict(tmp_path):
+def test_docs_build_strict(tmp_path, mkdocs):
     """mkdocs build --strict: warnings (broken links and anchors, pages missing from nav, API
-    objects that do not resolve) are errors."""
-    mkdocs = shutil.which("mkdocs") or shutil.which("mkdocs", path=str(Path(sys.executable).parent))
-    if mkdocs is None:
-        if os.environ.get("CXR_REQUIRE_DOCS"):
-            pytest.fail("CXR_REQUIRE_DOCS is set but mkdocs is not installed (pip install '.[docs]')")
-        pytest.skip("mkdocs not installed (pip install '.[docs]'); CI sets CXR_REQUIRE_DOCS and never skips")
+    objects that do not resolve) are errors. Without mkdocs it skips, and fails under CXR_REQUIRE_DOCS
+    (the `mkdocs` fixture, tests/conftest.py)."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
