@@ -24,15 +24,10 @@ SUBSETS = ("all", "focal")
 
 
 def default_root() -> Path | None:
-    """$CXR_DATA_ROOT, or ../shared/data beside the project, holding covid-qu-ex/."""
+    """$CXR_DATA_ROOT holding covid-qu-ex/ (else None: set data.root to the dataset folder)."""
     env = os.environ.get("CXR_DATA_ROOT")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for c in candidates:
-        p = c / "covid-qu-ex" / "Infection Segmentation Data"
-        if p.is_dir():
-            return p
-    return None
+    p = Path(env) / "covid-qu-ex" / "Infection Segmentation Data" if env else None
+    return p if p is not None and p.is_dir() else None
 
 
 @register_dataset("covid_qu_ex")

@@ -2,6 +2,8 @@
 subprocesses keep torch's default), --runslow, fixtures for patches a test needs for itself, and the
 checks of a run folder's store that the resume and Ray tests share (fixture run_store)."""
 import json
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,6 +37,13 @@ def _missing(env: str, what: str) -> None:
     if os.environ.get(env):
         pytest.fail(f"{env} is set but {what}", pytrace=False)
     pytest.skip(f"{what} (set {env}=1 to make this a failure)")
+
+
+# the development and CI checkouts have the real data beside them; a test run without
+# CXR_DATA_ROOT looks there (the package itself only reads CXR_DATA_ROOT or data.root)
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if _SHARED_DATA.is_dir():
+    os.environ.setdefault("CXR_DATA_ROOT", str(_SHARED_DATA))
 
 
 def require_data():
