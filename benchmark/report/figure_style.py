@@ -36,8 +36,7 @@ def explainer_styles(names) -> dict[str, dict]:
     the ten colours suffice for the methods."""
     from cxr_xai_bench.explainers import EXPLAINERS
 
-    def baseline(n: str) -> bool:
-        return n in EXPLAINERS and EXPLAINERS[n].__module__.endswith(".baselines")
+    from .roles import is_baseline as baseline  # one rule for tables, verdicts and figures
 
     universe = set(EXPLAINERS) | set(names)
     # the default run's methods first, so they get the three most distinct colours

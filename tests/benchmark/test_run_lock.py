@@ -56,14 +56,20 @@ def test_a_second_run_refuses_before_any_work_and_names_the_holder(tmp_path):
         pass
 
 
+def _hold_in_another_process(run):
+    """A process that takes the run folder's lock and sleeps; returns once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from benchmark.run.run_lock import RunLock; "
+                               f"RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
     """A run killed with SIGKILL leaves its lock file behind, but the kernel dropped its flock."""
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from benchmark.run.run_lock import RunLock; "
-                               f"RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = _hold_in_another_process(run)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunFolderBusy, match=f"pid {holder.pid} on "):
             RunLock(run).acquire()
     finally:
@@ -77,11 +83,8 @@ def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
 @pytest.mark.integration
 def test_the_cli_refuses_in_one_line_while_another_process_holds_the_folder(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from benchmark.run.run_lock import RunLock; "
-                               f"RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = _hold_in_another_process(run)
     try:
-        assert holder.stdout.readline().strip() == "held"
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "benchmark", "run", "--preset", "smoke", "--out", str(run)],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
