@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmark run|train|explain|score|report|compare|list|perf`."""
+"""Command line: `python -m benchmark run|train|explain|score|evaluate|report|compare|list|perf`."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,11 @@ STAGE_HELP = {
     "train": "load the data and train (or load) the classifiers, then stop",
     "explain": "... and compute the attribution maps, then stop",
     "score": "... and score the maps and write scores.csv, then stop (no report)",
+    "evaluate": "evaluate the models you give (models.checkpoints) on a test split: nothing is trained, no "
+                "training or selection split is read (a run with data.splits.train and .val empty)",
 }
+# `evaluate`: the run without its training and selection roles; a later --set may name a selection split again
+EVALUATE = ['data.splits.train=""', 'data.splits.val=""']
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -135,10 +139,17 @@ def _list(plugins: list[str]) -> int:
     from .metrics import METRICS
     print("datasets:   " + ", ".join(sorted(DATASETS)))
     print("models:     " + ", ".join(sorted(MODELS)))
-    print("explainers: " + ", ".join(f"{n} ({'signed' if c.signed else 'unsigned'})" for n, c in sorted(EXPLAINERS.items())))
+    print("explainers: " + ", ".join(f"{n} ({'signed' if c.signed else 'unsigned'}"
+                                     f"{', from the lesion mask' if getattr(c, 'from_lesion_mask', False) else ''})"
+                                     for n, c in sorted(EXPLAINERS.items())))
     print("metrics:")
     for n, m in sorted(METRICS.items()):
         print(f"  {n:<24} {m.category:<13} {'higher' if m.higher_is_better else 'lower'} is better  {m.doc}")
+    from .metrics import CATEGORIES, ordered_categories
+    used = {m.category for m in METRICS.values()}
+    print("categories: " + ", ".join(f"{c} ({sum(m.category == c for m in METRICS.values())})"
+                                     for c in ordered_categories(used | set(CATEGORIES)))
+          + "; a plug-in metric may declare any lowercase name (Quantus's randomisation is sanity)")
     print("presets:    " + ", ".join(sorted(PRESETS)))
     print("plug-ins:   " + (", ".join(loaded_modules()) or "none"))
     return 0
@@ -148,8 +159,10 @@ def summary_screen(result, elapsed: float) -> str:
     """One screen: classifier scores, the mean of every (model, explainer, metric), work done."""
     lines = ["", "Classifiers:"]
     for name, c in result.classifiers.items():
-        lines.append(f"  {name:<10} val acc {c['val']['accuracy']:.3f}  F1 {c['val']['f1']:.3f}  "
-                     f"AUROC {c['val']['auroc']:.3f}   test acc {c['test']['accuracy']:.3f}")
+        v = c["val"]  # None: a run without a selection split
+        val = (f"val acc {v['accuracy']:.3f}  F1 {v['f1']:.3f}  AUROC {v['auroc']:.3f}   " if v else "no selection split   ")
+        given = "   (evaluated, not trained)" if "loaded" in c else ""
+        lines.append(f"  {name:<10} {val}test acc {c['test']['accuracy']:.3f}{given}")
     if len(result.summary):
         from .metrics import get_metric
         lines += ["", "Best three explainers per metric (means over images; CIs, tests and figures in the report):"]
@@ -178,7 +191,8 @@ def _run(args) -> int:
     from .run.run_lock import RunFolderBusy
     from .store.files import StoreError
     try:
-        cfg = load_config(args.config, args.overrides, args.preset)
+        overrides = [*EVALUATE, *args.overrides] if args.command == "evaluate" else args.overrides
+        cfg = load_config(args.config, overrides, args.preset)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -204,7 +218,7 @@ def _run(args) -> int:
             from .run.runner import plan_text
             print(plan_text(cfg, device))
             return 0
-        until = "report" if args.command == "run" else args.command
+        until = "report" if args.command in ("run", "evaluate") else args.command
         result = Runner(cfg, run_dir, device, executor=executor, resume=args.resume).run(until=until)
     except RunFolderBusy as err:  # another run holds the folder: this one touched nothing, one line says who
         print(f"error: {err}", file=sys.stderr)

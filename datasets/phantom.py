@@ -181,6 +181,17 @@ class PhantomDataset:
     def labels(self) -> list[int]:
         return [i % 2 for i in range(self.n)]
 
+    def counterfactual(self, sample_id: str) -> torch.Tensor | None:
+        """The image (1,H,W) of sample `sample_id` of this split with its lesions rendered away (the same
+        X-ray: lesions draw from their own stream), None for a normal image or another split's id."""
+        prefix = f"phantom-{self.split}-"
+        if not sample_id.startswith(prefix):
+            return None
+        index = int(sample_id[len(prefix):])
+        if index % 2 == 0 or not 0 <= index < self.n:
+            return None
+        return render(self.seed, self.split, index, self.size, 0)["image"][None]
+
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.n:
             raise IndexError(f"phantom index {index} out of range 0..{self.n - 1}")

@@ -72,7 +72,8 @@ class LungPrior(_DatasetMask):
 @register_explainer("mask_prior")
 class MaskPrior(Explainer):
     """The mean lesion mask of the training split, the same for every image (Saporta et al. 2022
-    found such a prior beats most saliency methods at localisation on RSNA pneumonia)."""
+    found such a prior beats most saliency methods at localisation on RSNA pneumonia). Built from
+    the training split, not the image's mask: applicable to every image."""
 
     signed = False
     needs_model = False
@@ -84,6 +85,10 @@ class MaskPrior(Explainer):
 
 @register_explainer("oracle")
 class Oracle(_DatasetMask):
-    """The true lesion mask: the ceiling of localisation (meant for the phantom, where it is exact)."""
+    """The true lesion mask: the ceiling of localisation (meant for the phantom, where it is exact).
+
+    Not applicable to an image without a lesion (empty or unknown mask), where its map would be all
+    zero: the benchmark scores it NaN there for every metric (`from_lesion_mask`)."""
 
     needs = ("lesion_masks",)
+    from_lesion_mask = True

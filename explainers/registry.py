@@ -4,7 +4,10 @@
     maps = explainer.explain(model, images, targets)   # (N,H,W) float32 at input resolution
 
 Baselines that read the dataset rather than the model declare `needs` (context keys such as
-"lung_masks", "lesion_masks", "train_mean_mask") and receive them as keyword arguments.
+"lung_masks", "lesion_masks", "train_mean_mask") and receive them as keyword arguments. One whose
+map is built from the image's own lesion mask (the oracle) also declares `from_lesion_mask = True`:
+it is not applicable to an image whose mask is empty or unknown, and the benchmark scores it NaN
+there for every metric (never as an all-zero map that counts).
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ class Explainer:
     # only classifies images (no gradients): a run may run its passes at run.forward_precision
     forward_only: bool = False
     needs: tuple[str, ...] = ()
+    # the map is built from the image's own lesion mask: not applicable (scored NaN) where it is empty or unknown
+    from_lesion_mask: bool = False
 
     def __init__(self, seed: int = 0):
         self.seed = seed

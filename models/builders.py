@@ -37,6 +37,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .output_head import OUTPUT_PARAMS, check_output_params, select_output
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -312,7 +314,26 @@ def torchvision_model(arch: str = "", pretrained: str | None = None, num_classes
                           head_layer=head_layer, output=output)
 
 
-def build_model(name: str, **params) -> XrayClassifier:
+def build_model(name: str, **params) -> nn.Module:
+    """Model `name` built by its registered builder from `params`. `output_index`, `output_class` and
+    `output_kind` (any model; see models.output_head) are taken here, not by the builder: the built
+    model's outputs are then turned into the two logits of one chosen output (an `OutputHead`)."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
-    return MODELS[name](**params)
+    builder = MODELS[name]
+    chosen = {k: params.pop(k) for k in OUTPUT_PARAMS if k in params}
+    if not chosen:
+        return builder(**params)
+    try:
+        check_output_params({**params, **chosen}, builder)
+    except ValueError as err:
+        raise ValueError(f"models.params.{name}: {err}") from None
+    # the builder gives its raw outputs; centring, if asked for, applies to the two logits
+    centred = params.get("output") == "centred"
+    if centred:
+        params["output"] = "raw"
+    model = builder(**params)
+    try:
+        return select_output(model, **chosen, centred=centred)
+    except ValueError as err:
+        raise ValueError(f"models.params.{name}: {err}") from None

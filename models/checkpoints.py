@@ -7,7 +7,8 @@ Three kinds of file are read (`load_trained`):
 - a plain `state_dict`: of the whole `XrayClassifier` (keys `net.*`), or of the torchvision network
   alone (keys as torchvision names them, e.g. `features.0.weight`, `fc.weight`), optionally under
   a "state_dict" / "model_state_dict" key and with DataParallel's `module.` prefix. The network's
-  head must already have the model's two outputs;
+  head must have the model's outputs (two, or `num_classes` with `output_index` / `output_class`
+  choosing pneumonia among them: models.output_head);
 - a whole pickled model (`torch.save(model)`): only with `allow_pickle=True`. Unpickling runs
   arbitrary code from the file (`torch.load(weights_only=False)`), so it is refused unless the user
   says they trust the file; only its `state_dict()` is kept, loaded into the model the config
@@ -85,7 +86,8 @@ def load_trained(model: nn.Module, path: str | Path, allow_pickle: bool = False)
     except RuntimeError as err:
         arch = getattr(model, "arch", type(model).__name__)
         raise ValueError(f"checkpoint {path} does not fit model {arch} (built from models.params; a torchvision "
-                         f"state_dict must have the model's {_outputs(model)}-class head): "
+                         f"state_dict must have the model's {_outputs(model)}-class head: for another head set "
+                         f"num_classes and output_index or output_class): "
                          f"{str(err).splitlines()[0]} {_mismatch(err)}") from None
     return {"source": str(path), "sha256": sha, "format": fmt, "meta": meta}
 

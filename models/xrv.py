@@ -14,9 +14,11 @@ are already centred (explaining class 0 gives minus the map of class 1 for every
 The row of xrv's classifier for the pathology becomes a two-output linear head (`classifier`),
 so the model is one ordinary network: features -> relu -> pool -> flatten -> classifier, with
 the final ReLU a module (xrv applies it functionally in place, which would disturb Grad-CAM
-hooks) and Grad-CAM on `relu` (as `densenet121`). xrv's operating-point calibration (`op_norm`,
-which moves each pathology's threshold to 0.5) is not applied: the suite thresholds sigmoid(z) at
-0.5; the report's classifier table reads accordingly.
+hooks) and Grad-CAM on `relu` (as `densenet121`). This is models.output_head's sigmoid case with
+`output = "centred"`, folded into the layer at build time (`two_logit_linear`); `output_class` and
+`output_index` do the same for any other model, on its full head. xrv's operating-point
+calibration (`op_norm`, which moves each pathology's threshold to 0.5) is not applied: the suite
+thresholds sigmoid(z) at 0.5; the report's classifier table reads accordingly.
 
 Weights:
 - `weights = "densenet121-res224-rsna"` (or any xrv DenseNet name): loaded the way xrv loads
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .builders import XrayClassifier, check_output, register_model
+from .output_head import output_position, two_logit_linear
 
 XRV_RANGE = 1024.0
 
@@ -109,16 +112,9 @@ def xrv_densenet121(weights: str = "densenet121-res224-rsna", pathology: str = "
             raise ValueError(f"weights_file {weights_file} does not fit torchxrayvision's DenseNet121: missing "
                              f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
         base.targets = labels
-    labels = list(getattr(base, "targets", []))
-    if not pathology or pathology not in labels:
-        raise ValueError(f"pathology {pathology!r} is not an output of torchxrayvision weights {weights or 'None'!r}; "
-                         f"outputs: {[p for p in labels if p]}")
-    row = labels.index(pathology)
-    w, b = base.classifier.weight.data[row], base.classifier.bias.data[row]
-    head = nn.Linear(w.numel(), 2)
-    with torch.no_grad():
-        head.weight.copy_(torch.stack([-w / 2, w / 2]))
-        head.bias.copy_(torch.stack([-b / 2, b / 2]))
+    row = output_position(list(getattr(base, "targets", [])), pathology, "pathology",
+                          f"torchxrayvision weights {weights or 'None'!r}")
+    head = two_logit_linear(base.classifier, row, centred=True)  # a sigmoid output as (-z/2, z/2)
     net = nn.Sequential(OrderedDict(features=base.features, relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
                                     flatten=nn.Flatten(1), classifier=head))
     return XrvClassifier(net, "xrv_densenet121", pathology, resolution, output=output)

@@ -9,6 +9,11 @@ metrics fill with zero / mean / blur in that range); `targets` (N,) class indice
 `masks` (N,H,W) bool lesion masks (only the localisation metrics read them). The result is a
 long table, one row per image and metric: image, metric, category, higher_is_better, value (NaN
 where the metric is undefined, e.g. localisation on an image without a lesion).
+
+`sign` is the one sign rule of the localisation metrics (sign.py), as a run's metrics.sign: the
+positive part of each map by default, "absolute" or "raw". An `explainer` built from the lesion mask
+(declaring `from_lesion_mask`, as the oracle) is not applicable where an image's mask is empty or
+not given: its rows there are NaN for every metric.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pandas as pd
 import torch
 
 from .registry import METRICS, get_metric, score
+from .sign import DEFAULT_SIGN, check_sign
 
 COLUMNS = ["image", "metric", "category", "higher_is_better", "value"]
 
@@ -36,20 +42,27 @@ def default_metrics(with_masks: bool) -> list[str]:
             and (with_masks or not s.needs_mask)]
 
 
-def score_maps(model: torch.nn.Module, images, targets, maps, masks=None, metrics: Sequence[str] | None = None,
+def score_maps(model: torch.nn.Module | None, images, targets, maps, masks=None, metrics: Sequence[str] | None = None,
                params: dict[str, dict] | None = None, device: str | torch.device | None = None,
-               batch_size: int = 16, image_ids: Sequence[str] | None = None, explainer=None) -> pd.DataFrame:
+               batch_size: int = 16, image_ids: Sequence[str] | None = None, explainer=None,
+               sign: str = DEFAULT_SIGN) -> pd.DataFrame:
     """Score `maps` of `model` on `images` with the named metrics; one row per image and metric.
+    `model` may be None for metrics that need none (localisation, complexity): maps made elsewhere are
+    scored against masks without their model; a metric that asks the model is then refused, naming why.
 
     metrics: names from `benchmark list` (default: every map-based metric; the localisation ones only
     when `masks` is given). params: metric -> keyword parameters (e.g. {"deletion_auc": {"steps": 10}}).
     device: where to score (default: the model's device). batch_size: images per metric call.
     image_ids: the `image` column (default 0..N-1). explainer: for the sanity metrics, anything with
-    .explain(model, images, targets) -> (N,H,W) (they re-explain the model with its layers randomised).
+    .explain(model, images, targets) -> (N,H,W) (they re-explain the model with its layers randomised);
+    one that declares `from_lesion_mask` (the oracle) scores NaN on images without a lesion.
+    sign: how the localisation metrics read the maps: "positive" (default, their positive part),
+    "absolute" or "raw" (see benchmark.metrics.sign).
     """
+    check_sign(sign)
     params = dict(params or {})
     if device is None:
-        first = next(model.parameters(), None)
+        first = next(model.parameters(), None) if model is not None else None
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
     images = _tensor(images, "images", torch.float32, device)
@@ -78,8 +91,15 @@ def score_maps(model: torch.nn.Module, images, targets, maps, masks=None, metric
             raise ValueError(f"metric {name!r} needs lesion masks: pass masks=")
         if spec.needs_explainer and explainer is None:
             raise ValueError(f"metric {name!r} re-explains the model: pass explainer=")
+        if model is None and (spec.needs_model or spec.needs_explainer):
+            raise ValueError(f"metric {name!r} ({spec.category}) asks the model how the maps' regions move its "
+                             f"output: pass model= (maps made elsewhere still need the model they explain); "
+                             f"localisation metrics need no model")
     ids = list(image_ids) if image_ids is not None else list(range(n))
-    model = model.to(device).eval()
+    # an explainer built from the lesion mask is not applicable without a lesion: never scored there
+    lesion = has_mask & masks.flatten(1).any(1) if masks is not None else has_mask
+    not_applicable = (~lesion).cpu().numpy() if getattr(explainer, "from_lesion_mask", False) else np.zeros(n, bool)
+    model = model.to(device).eval() if model is not None else None
     rows = []
     for name in names:
         spec = get_metric(name)
@@ -88,8 +108,8 @@ def score_maps(model: torch.nn.Module, images, targets, maps, masks=None, metric
             sl = slice(i, min(i + batch_size, n))
             extra = {"explainer": explainer, "context": {}} if spec.needs_explainer else {}
             v = score(name, model, images[sl], targets[sl], maps[sl], None if masks is None else masks[sl],
-                      has_mask[sl], **extra, **params.get(name, {}))
+                      has_mask[sl], **extra, sign=sign, **params.get(name, {}))
             values.append(v.detach().float().cpu().numpy())
-        for image, value in zip(ids, np.concatenate(values)):
+        for image, value in zip(ids, np.where(not_applicable, np.nan, np.concatenate(values))):
             rows.append((image, name, spec.category, spec.higher_is_better, float(value)))
     return pd.DataFrame(rows, columns=COLUMNS)

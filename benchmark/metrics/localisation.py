@@ -2,6 +2,11 @@
 and `lung_mass` against the lung masks (a shortcut check, scored on normal images too: its
 docstring has its NaN rules, the rules below are the lesion metrics').
 
+Sign: every function here reads the maps as it receives them. `registry.score` hands them over
+through the run's one sign rule (sign.py, metrics.sign): by default their positive part, so a signed
+map's negative relevance (evidence against the target) moves no localisation score; "absolute" and
+"raw" are the other readings. What follows is about the maps as received.
+
 NaN (counted by the runner, never scored) only where the ground truth cannot define a score:
 - has_mask False (no annotation; None is not "empty"): NaN for every metric here.
 - Empty mask (a normal X-ray):
@@ -34,9 +39,9 @@ Ties: tied map values are scored by their expected value under random tie breaki
 game: the share of the tied maxima inside the dilated mask; relevance rank and top-k: pixels above
 the K-th value count fully and the tied group at the boundary fills the places left with its
 inside share) or by average ranks (AUROC, AUPRC as sklearn), never by memory (raster) order.
-On maps without ties every metric equals its Quantus 0.6 counterpart exactly, except relevance_mass
-on a map with negative relevance (Quantus sums signed relevance) or with none positive (Quantus
-divides 0 by 0: NaN).
+On maps without ties every metric equals its Quantus 0.6 counterpart exactly (relevance_mass on a
+signed map: under sign "raw", as Quantus sums signed relevance), except relevance_mass on a map with
+no positive total (Quantus divides by it: NaN for an all-zero map).
 """
 from __future__ import annotations
 
@@ -122,13 +127,15 @@ def pointing_game(maps, masks, has_mask, tolerance: int = 0, **_) -> torch.Tenso
 
 @register_metric("relevance_mass", "localisation", higher_is_better=True, needs_mask=True)
 def relevance_mass(maps, masks, has_mask, **_) -> torch.Tensor:
-    """Share of positive relevance inside the mask (Arras et al. 2022, relevance mass accuracy).
+    """Share of relevance inside the mask (Arras et al. 2022, relevance mass accuracy): sum inside / sum.
 
-    Negative relevance is dropped first, so on non-negative maps this is Quantus'
-    RelevanceMassAccuracy (which sums signed relevance). A map with no positive relevance (e.g. an
-    all-zero Grad-CAM) puts no mass inside the lesion and scores 0 (Quantus divides 0 by 0).
+    Reads the map through the sign rule: by default its positive part (negative relevance dropped),
+    the share of positive relevance inside; under "raw" the signed sums, as Quantus'
+    RelevanceMassAccuracy. A map with no positive total (e.g. an all-zero Grad-CAM, or a map with no
+    positive relevance under the default rule) puts no mass inside the lesion and scores 0 (Quantus
+    divides 0 by 0).
     """
-    pos = maps.clamp(min=0).flatten(1)
+    pos = maps.flatten(1)
     total = pos.sum(1)
     within = (pos * masks.flatten(1)).sum(1)
     out = torch.where(total > 0, within / torch.where(total > 0, total, torch.ones_like(total)),
@@ -138,15 +145,16 @@ def relevance_mass(maps, masks, has_mask, **_) -> torch.Tensor:
 
 @register_metric("lung_mass", "localisation", higher_is_better=True, needs_lung=True)
 def lung_mass(maps, lung_masks, **_) -> torch.Tensor:
-    """Share of positive relevance inside the lung fields: sum(relu(map) * lung) / sum(relu(map)).
+    """Share of relevance inside the lung fields: sum(map * lung) / sum(map), the map read through the
+    sign rule (by default its positive part: sum(relu(map) * lung) / sum(relu(map))).
 
     A shortcut check (DeGrave et al. 2021): relevance on markers, text, borders or outside the
     chest scores low. Unlike the lesion metrics it needs no lesion and is defined on every image
     with a lung mask (normal and unannotated pneumonia images included); NaN only where the image
-    has no lung mask (an all-False row). A map with no positive relevance (all zero or all
-    negative) puts no mass inside the lungs: 0, as relevance_mass scores it.
+    has no lung mask (an all-False row). A map with no positive total (all zero, or all negative
+    under the default rule) puts no mass inside the lungs: 0, as relevance_mass scores it.
     """
-    pos = maps.clamp(min=0).flatten(1)
+    pos = maps.flatten(1)
     lungs = lung_masks.flatten(1)
     total = pos.sum(1)
     within = (pos * lungs).sum(1)
@@ -239,6 +247,9 @@ def _overlap(maps, masks, has_mask, threshold, true_pos_only):
 @register_metric("iou", "localisation", higher_is_better=True, needs_mask=True, threshold="otsu", true_pos_only=True)
 def iou(maps, masks, has_mask, threshold: str | float = "otsu", true_pos_only: bool = True, **_) -> torch.Tensor:
     """IoU of the segmented map with the mask (cheXlocalize): min-max normalise, then Otsu or a fixed threshold.
+
+    The map is segmented as the sign rule gives it (by default its positive part: min-max
+    normalising a signed range would let negative relevance elsewhere raise the threshold).
 
     `threshold` "otsu" (Otsu as skimage on the float map, no contour filling), "otsu_uint8"
     (cheXlocalize's route: Otsu as its cv2 call on the map quantised to uint8, then its external

@@ -7,10 +7,13 @@ Metrics that re-explain (sanity checks) declare `needs_explainer` and also recei
 the caller passes one, collects extra per-image outputs (e.g. a randomisation curve). Metrics that
 read the lung fields (lung_mass) declare `needs_lung` and also receive `lung_masks` (N,H,W) bool,
 an all-False row where an image has no lung mask (as Batch stores it); when the caller passes none
-they score NaN for every image (no lung mask is known).
+they score NaN for every image (no lung mask is known). Localisation metrics receive the maps through
+the one sign rule (`score(..., sign=)`, the run's metrics.sign; sign.py), never the raw signed maps
+unless the rule says "raw".
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,7 +21,16 @@ import torch
 
 from cxr_xai_bench.models.precision import pass_precision
 
-CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
+from .sign import DEFAULT_SIGN, apply_sign, check_sign
+
+# The known metric categories, in the order of every table and figure: Quantus's six (its
+# "randomisation" is this benchmark's "sanity", see ALIASES) and runtime. A plug-in metric may declare
+# any other lowercase identifier ("smoothness"): it gets its own tables after the known ones,
+# alphabetically (category_key), and the report treats it like complexity (the generic rules).
+CATEGORIES = ("faithfulness", "localisation", "robustness", "complexity", "axiomatic", "sanity", "runtime")
+ALIASES = {"randomisation": "sanity", "randomization": "sanity", "localization": "localisation"}
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
+CURVES = (None, "deletion", "insertion", "removal")
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,17 @@ class MetricSpec:
     # (params) -> a key: metrics with equal keys share their model passes on one shard of one explainer
     # (randomisation_ssim and _spearman re-explain one cascade once); the plan counts them once
     shares: Callable[[dict], object] | None = None
+    # what its per-image curve (sink["curve"]) is, for the report's headroom check (report/headroom.py):
+    # "deletion" (starts at the unperturbed image, ends fully perturbed), "insertion" (starts fully
+    # perturbed, ends at the unperturbed image), "removal" (a growing removed share, the unperturbed
+    # image not on the curve: ROAD); None for metrics without such a curve
+    curve: str | None = None
+
+    @property
+    def reads_sign(self) -> bool:
+        """Whether `score` hands this metric its maps through the sign rule (metrics.sign, sign.py):
+        every localisation metric, so they all read a signed map the same one way."""
+        return self.category == "localisation"
 
     def shared_work(self, params: dict) -> object | None:
         """The key of the work this metric shares with others of equal key (None: shares nothing)."""
@@ -67,18 +90,38 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {}
 
 
+def check_category(category: str, name: str = "?") -> str:
+    """`category` as registered: a known one (CATEGORIES), an alias of one (ALIASES: Quantus's
+    "randomisation" is "sanity"), or a new lowercase identifier; anything else is refused, naming the metric."""
+    if not isinstance(category, str) or not _CATEGORY.fullmatch(category):
+        raise ValueError(f"metric {name!r}: category {category!r} is not a lowercase identifier (known: "
+                         f"{', '.join(CATEGORIES)}; any other such name starts a category of its own)")
+    return ALIASES.get(category, category)
+
+
+def category_key(category: str) -> tuple[int, int, str]:
+    """Sort key of a category: the known ones in CATEGORIES order, then the others alphabetically."""
+    return (0, CATEGORIES.index(category), "") if category in CATEGORIES else (1, 0, category)
+
+
+def ordered_categories(categories) -> list[str]:
+    """The distinct `categories` in table order (category_key)."""
+    return sorted(set(categories), key=category_key)
+
+
 def register_metric(name: str, category: str, higher_is_better: bool, needs_mask: bool = False,
                     needs_model: bool = False, needs_explainer: bool = False, needs_lung: bool = False, passes=None, bf16_ok: bool = False,
-                    shares=None, **defaults):
-    if category not in CATEGORIES:
-        raise ValueError(f"metric {name!r}: category {category!r} not in {CATEGORIES}")
+                    shares=None, curve: str | None = None, **defaults):
+    category = check_category(category, name)
+    if curve not in CURVES:
+        raise ValueError(f"metric {name!r}: curve {curve!r} not in {CURVES}")
 
     def add(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = MetricSpec(name, category, higher_is_better, needs_mask, needs_model, fn, defaults,
                                    (fn.__doc__ or "").strip().split("\n")[0], needs_explainer, needs_lung,
-                                   passes, bf16_ok, shares)
+                                   passes, bf16_ok, shares, curve)
         return fn
     return add
 
@@ -103,7 +146,11 @@ def get_metric(name: str) -> MetricSpec:
 
 def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor,
           masks: torch.Tensor, has_mask: torch.Tensor, *, explainer=None, context: dict | None = None,
-          sink: dict | None = None, lung_masks: torch.Tensor | None = None, **params) -> torch.Tensor:
+          sink: dict | None = None, lung_masks: torch.Tensor | None = None, sign: str = DEFAULT_SIGN,
+          **params) -> torch.Tensor:
+    """Per-image values (N,) of metric `name`. A localisation metric reads the maps through the sign
+    rule `sign` (sign.py: "positive" part by default, "absolute" or "raw"); other metrics ignore it."""
+    check_sign(sign)
     spec = get_metric(name)
     if spec.fn is None:
         raise ValueError(f"metric {name!r} is measured by the runner, not scored from maps")
@@ -135,5 +182,7 @@ def score(name: str, model, images: torch.Tensor, targets: torch.Tensor, maps: t
         if tuple(lung_masks.shape) != tuple(maps.shape):
             raise ValueError(f"metric {name!r}: lung_masks {tuple(lung_masks.shape)} do not match maps {tuple(maps.shape)}")
         extra["lung_masks"] = lung_masks.bool()
+    if spec.reads_sign:
+        maps = apply_sign(maps, sign)
     return spec.fn(model=model, images=images, targets=targets, maps=maps, masks=masks, has_mask=has_mask,
                    **extra, **{**spec.defaults, **params})

@@ -63,6 +63,7 @@ def _road(order, model, images, targets, maps, percentages, noise, output, seed,
 
 
 @register_metric("road_morf", "faithfulness", higher_is_better=False, needs_model=True, passes=_road_passes, bf16_ok=True,
+                 curve="removal",
                  percentages=PERCENTAGES,
                  noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_morf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",
@@ -72,6 +73,7 @@ def road_morf(model, images, targets, maps, percentages=PERCENTAGES, noise: floa
 
 
 @register_metric("road_lerf", "faithfulness", higher_is_better=True, needs_model=True, passes=_road_passes, bf16_ok=True,
+                 curve="removal",
                  percentages=PERCENTAGES,
                  noise=0.01, output="accuracy", seed=0, batch_size=64, tie_seed=0)
 def road_lerf(model, images, targets, maps, percentages=PERCENTAGES, noise: float = 0.01, output: str = "accuracy",

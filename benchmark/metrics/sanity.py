@@ -43,6 +43,19 @@ dropped from the mean (a map that collapses under randomisation passes the check
 - two constant maps: Spearman 1 (both rank every pixel alike); SSIM 1 when the constants are
   equal (skimage gives 0/0 with a zero data range) and otherwise its luminance term
   (2ab + C1) / (a^2 + b^2 + C1), e.g. 1e-4 for an all-zero against an all-one map.
+These keep the metric's value (the mean over stages) defined; they are not evidence of model
+dependence, which the report's sanity verdict judges from what the metrics hand back in `sink`:
+
+- sink["null"] (N, 1): the similarity of image i's map to the map of another image of the batch
+  (the next one, cyclically, whose map is not degenerate), same explainer, same model, same
+  preprocessing: how alike this explainer's maps of two unrelated inputs are on this data. NaN
+  where image i's map is degenerate or the batch holds no other usable map.
+- sink["degenerate"] (N, 2): 1 where the trained model's map (column 0) or the last stage's map
+  (column 1: every layer of `layers` randomised, all by default) is constant or non-finite after the preprocessing, where a
+  rank correlation is undefined.
+
+The verdict (report/findings.py: sanity_cell) compares the last stage's |similarity| with the
+null's |similarity| per image and counts degenerate maps as failures.
 """
 from __future__ import annotations
 
@@ -117,6 +130,44 @@ def map_similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
         both = ca & cb
     s = torch.where(ca != cb, torch.zeros_like(s), s)
     return torch.where(both, torch.ones_like(s), s)
+
+
+def degenerate(maps: torch.Tensor, abs: bool = True, normalise: bool = True) -> torch.Tensor:
+    """(N,) bool: maps (N,H,W) that hold a non-finite value or are constant after `preprocess`, where a
+    rank correlation is undefined (map_similarity scores them by convention, not by evidence)."""
+    p = preprocess(maps, abs, normalise)
+    return ~torch.isfinite(p).flatten(1).all(1) | _constant(p)
+
+
+def null_partners(bad: torch.Tensor) -> torch.Tensor:
+    """(N,) long: for image i, the next image (cyclically, i+1, i+2, ...) whose map is not `bad`;
+    -1 where image i's map is bad itself or no other image has a usable map."""
+    bad = bad.detach().cpu().bool()
+    n, out = len(bad), torch.full((len(bad),), -1, dtype=torch.long)
+    for i in range(n):
+        if bad[i]:
+            continue
+        for step in range(1, n):
+            j = (i + step) % n
+            if not bad[j]:
+                out[i] = j
+                break
+    return out
+
+
+def null_similarities(maps: torch.Tensor, similarity: str, abs: bool = True, normalise: bool = True) -> torch.Tensor:
+    """(N,) float32: the similarity of image i's map to its null partner's map (null_partners of the
+    degenerate maps), after `preprocess`: the same explainer's maps of two different images; NaN where
+    image i has no partner. The sanity verdict's reference for "unrelated"."""
+    partner = null_partners(degenerate(maps, abs, normalise))
+    ok = partner >= 0
+    out = torch.full((len(maps),), float("nan"), dtype=torch.float32)
+    if ok.any():
+        p = preprocess(maps.detach(), abs, normalise)
+        idx = ok.nonzero().flatten().to(p.device)
+        sim = map_similarity(p[idx], p[partner[ok].to(p.device)], similarity)
+        out[ok] = sim.float().cpu()
+    return out
 
 
 def preprocess(maps: torch.Tensor, abs: bool = True, normalise: bool = True) -> torch.Tensor:
@@ -223,6 +274,10 @@ def _randomisation_metric(similarity: str, model, images, targets, maps, explain
     names, curve = stage_similarities(maps, stages, similarity, abs, normalise)
     if sink is not None:
         sink["curve"], sink["layers"] = curve, names
+        # the sanity verdict's inputs (module docstring): the null and the degenerate maps, per image
+        sink["null"] = null_similarities(maps, similarity, abs, normalise)[:, None]
+        sink["degenerate"] = torch.stack([degenerate(maps, abs, normalise),
+                                          degenerate(stages[-1][1], abs, normalise)], 1).float().cpu()
     # every stage counts: map_similarity scores constant maps instead of returning NaN
     return curve.mean(1)
 
@@ -248,7 +303,8 @@ def randomisation_ssim(model, images, targets, maps, explainer, context, sink: d
     `max_layers` (default 5) evenly spaced cascade stages are re-explained, which keeps a CPU run
     cheap; every layer above a stage is still randomised; 0 re-explains after every layer.
     `layers` (default: every re-initialisable module, top-down) names the modules to randomise.
-    With `sink`, sink["curve"] gets the (N, stages) similarities and sink["layers"] the stage names.
+    With `sink`, sink["curve"] gets the (N, stages) similarities and sink["layers"] the stage names,
+    sink["null"] (N, 1) and sink["degenerate"] (N, 2) the sanity verdict's inputs (module docstring).
     """
     return _randomisation_metric("ssim", model, images, targets, maps, explainer, context, sink, seed, max_layers,
                                  abs, normalise, layers)

@@ -20,6 +20,11 @@ The two thresholds differ slightly (bins of 1/256 of the range against levels of
 truncation): on 200 CAM-like 224 px maps at most 1.6% of an image's pixels changed side
 (smallest IoU between the two segmentations 0.936), before the contour filling of "otsu_uint8".
 A constant map segments to nothing on every route (its min-max normalisation is all zero).
+
+Sign: these functions segment the maps they are given. Every caller hands them the maps through the
+run's one sign rule (sign.py, metrics.sign): iou and dice (through registry.score), the tuned
+thresholds (run/tune.py) and the cheXlocalize export, so by default the positive part of a signed
+map is segmented and its negative relevance cannot stretch the min-max range.
 """
 from __future__ import annotations
 

@@ -3,8 +3,14 @@ folder alone (no data, models or maps needed):
 
 - curves.csv       mean deletion/insertion curves: dataset, split, model, explainer, metric, step,
                    fraction, mean, sd, ci_low, ci_high, n
+- curve_ends.csv   the first and last point of every per-image curve (the report's headroom check):
+                   dataset, split, model, explainer, metric, image_id, start, end
 - sanity.csv       randomisation curves: dataset, split, model, explainer, metric, stage, layer,
                    mean, sd, n
+- sanity_images.csv the sanity verdict's inputs per image: dataset, split, model, explainer, metric,
+                   image_id, last (similarity to the last cascade stage's map), null (similarity to
+                   the same explainer's map of another image), degenerate_map, degenerate_last (1
+                   where the trained model's / the last stage's map is constant or non-finite)
 - predictions.csv  the classifier on the test split: dataset, split, model, image_id, label,
                    prob_pneumonia
 - cases/<model>.npz the X-rays, expert masks and maps of each explainer's best, median and worst
@@ -25,7 +31,10 @@ from ..store.files import atomic_path
 
 CURVE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "step", "fraction", "mean", "sd",
                  "ci_low", "ci_high", "n"]
+CURVE_END_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "image_id", "start", "end"]
 SANITY_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "stage", "layer", "mean", "sd", "n"]
+SANITY_IMAGE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "image_id", "last", "null",
+                        "degenerate_map", "degenerate_last"]
 # lesion_share: lesion area / lung area at the run's size, NaN where either mask is unknown (the
 # report's focal-lesion table: share < 0.5, COVID-QU-Ex's "focal" subset)
 PREDICTION_COLUMNS = ["dataset", "split", "model", "image_id", "label", "prob_pneumonia", "lesion_share"]
@@ -76,6 +85,44 @@ def summarise_sanity(dataset: str, split: str, model: str, explainer: str, metri
                         columns=SANITY_COLUMNS)
 
 
+def sanity_image_rows(dataset: str, split: str, model: str, explainer: str, metric: str, image_ids: list[str],
+                      curve: np.ndarray, null: np.ndarray, degenerate: np.ndarray) -> pd.DataFrame:
+    """Rows of sanity_images.csv for one (model, explainer, metric) from what a randomisation metric
+    hands back (metrics/sanity.py): the (N, L) curve (its last column is the last stage), the (N,) or
+    (N, 1) null similarity and the (N, 2) degenerate flags (trained model's map, last stage's map)."""
+    curve, null = np.asarray(curve, dtype=float), np.asarray(null, dtype=float).reshape(-1)
+    degenerate = np.asarray(degenerate, dtype=float).reshape(len(null), -1)
+    if not (curve.ndim == 2 and len(curve) == len(null) == len(degenerate) == len(image_ids)) or degenerate.shape[1] != 2:
+        raise ValueError(f"sanity values of {model}/{explainer}/{metric}: {len(image_ids)} ids, curve {curve.shape}, "
+                         f"null {null.shape}, degenerate {degenerate.shape}")
+    return pd.DataFrame({"dataset": dataset, "split": split, "model": model, "explainer": explainer, "metric": metric,
+                         "image_id": list(map(str, image_ids)), "last": curve[:, -1], "null": null,
+                         "degenerate_map": (degenerate[:, 0] > 0).astype(int),
+                         "degenerate_last": (degenerate[:, 1] > 0).astype(int)}, columns=SANITY_IMAGE_COLUMNS)
+
+
+def write_sanity_images(path: Path, frames: list[pd.DataFrame]) -> None:
+    """Write sanity_images.csv from sanity_image_rows frames; without frames the file is removed (an
+    earlier run's values would describe another config)."""
+    if not frames:
+        Path(path).unlink(missing_ok=True)
+        return
+    _write(path, frames, SANITY_IMAGE_COLUMNS, ["dataset", "model", "explainer", "metric", "image_id"])
+
+
+def load_sanity_images(path: Path) -> pd.DataFrame | None:
+    """sanity_images.csv, None when the run folder has none (no randomisation metric ran, or a run
+    made before it existed)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, dtype={"image_id": str})
+    missing = set(SANITY_IMAGE_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    return df
+
+
 def predictions_frame(dataset: str, split: str, model: str, image_ids: list[str], labels: np.ndarray,
                       prob_pneumonia: np.ndarray, lesion_share: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of predictions.csv for one model."""
@@ -106,6 +153,31 @@ def _write(path: Path, frames: list[pd.DataFrame], columns: list[str], keys: lis
 def write_curves(path: Path, frames: list[pd.DataFrame]) -> None:
     """Write curves.csv from summarise_curves frames."""
     _write(path, frames, CURVE_COLUMNS, ["dataset", "model", "explainer", "metric", "step"])
+
+
+def curve_ends_frame(dataset: str, split: str, model: str, explainer: str, metric: str, image_ids: list[str],
+                     curves: np.ndarray) -> pd.DataFrame:
+    """Rows of curve_ends.csv for one (model, explainer, metric): each image's first and last curve point."""
+    curves = np.asarray(curves, dtype=float)
+    if curves.ndim != 2 or len(curves) != len(image_ids):
+        raise ValueError(f"curves of {model}/{explainer}/{metric}: shape {curves.shape} for {len(image_ids)} images")
+    return pd.DataFrame({"dataset": dataset, "split": split, "model": model, "explainer": explainer, "metric": metric,
+                         "image_id": list(map(str, image_ids)), "start": curves[:, 0], "end": curves[:, -1]},
+                        columns=CURVE_END_COLUMNS)
+
+
+def write_curve_ends(path: Path, frames: list[pd.DataFrame]) -> None:
+    """Write curve_ends.csv from curve_ends_frame frames."""
+    _write(path, frames, CURVE_END_COLUMNS, ["dataset", "model", "explainer", "metric", "image_id"])
+
+
+def load_curve_ends(path: Path) -> pd.DataFrame | None:
+    """curve_ends.csv, or None where the run folder has none (a run before it, or no curve metric)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    ends = pd.read_csv(path, dtype={"image_id": str})
+    return None if ends.empty else ends
 
 
 def write_sanity(path: Path, frames: list[pd.DataFrame]) -> None:

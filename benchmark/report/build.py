@@ -19,8 +19,8 @@ from typing import Callable
 
 import pandas as pd
 
-from . import figures, findings, overlays, report_sections as rs, stats
-from .artifacts import load_curves, load_predictions, read_cases
+from . import figures, findings, headroom, overlays, report_sections as rs, stats
+from .artifacts import load_curve_ends, load_curves, load_predictions, read_cases
 from .figure_pool import FigurePool
 from .report_context import ReportContext
 from ..store.files import write_text
@@ -46,7 +46,7 @@ def load_gaps(run_dir: Path) -> dict[str, list[str]]:
 
 Section = Callable[[ReportContext], "rs.Part"]
 # report.md in order; one entry per section
-SECTIONS: list[Section] = [rs.header, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, rs.figures_part]
+SECTIONS: list[Section] = [rs.header, rs.known_truth_part, rs.target_part, rs.headroom_part, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, rs.figures_part]
 CLOSING: list[Section] = [rs.files_and_config]  # after "Not in this report"
 
 
@@ -67,15 +67,21 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
                       pool.submit(overlays.case_figure, case,
                                   f"{model}: best, median and worst image per explainer by {str(case['case_metric'])}",
                                   rep / f"cases-{model}")))
-    summary = stats.summarise(scores, b, conf, seed, gaps)
+    # curve metrics without headroom: shown, kept out of every verdict (headroom.py)
+    margin = getattr(cfg.report, "headroom_margin", headroom.DEFAULT_MARGIN)
+    room = headroom.headroom(load_curve_ends(run_dir / "curve_ends.csv"), predictions, cfg.explain.target, margin,
+                             getattr(cfg.metrics, "params", {}))
+    unjudged = headroom.lacking(room)
+    summary = headroom.mark(stats.summarise(scores, b, conf, seed, gaps), unjudged)
     figs["leaderboard"] = pool.submit(figures.leaderboard_figure, summary, rep / "leaderboard")
     figs["runtime"] = pool.submit(figures.runtime_quality, summary, rep / "runtime")
-    tests = stats.paired_tests(scores, b, conf, seed, gaps)
+    tests = stats.paired_tests(scores, b, conf, seed, gaps,
+                               getattr(cfg.report, "equivalence_margin", stats.EQUIVALENCE_MARGIN))
     fried, ranks = stats.friedman(scores, gaps=gaps)
     figs["ranks"] = pool.submit(figures.rank_heatmap, ranks, rep / "ranks") if not ranks.empty else None
-    comparisons, overview = findings.findings(summary, tests)
+    comparisons, overview = findings.findings(summary, tests, unjudged=unjudged)
     return ReportContext(run_dir, rep, cfg, scores, manifest, gaps, pool, predictions, summary, tests, fried, ranks,
-                         comparisons, overview, figs, cases)
+                         comparisons, overview, figs, cases, room, unjudged)
 
 
 def report_parts(ctx: ReportContext) -> list[rs.Part]:

@@ -6,7 +6,8 @@ It evaluates all ten of its LOCALIZATION_TASKS for every image, so by default th
 written as empty masks. Pneumonia is not one of its tasks: `task` defaults to "Airspace Opacity",
 the nearest one (the phantom's and RSNA's lesions are opacities); pass another name to change it.
 Segmentation follows cheXlocalize: min-max normalise each map, then Otsu's threshold (or a fixed one),
-batched on the device by benchmark.metrics.segmentation.segment.
+batched on the device by benchmark.metrics.segmentation.segment, on the maps read through the run's
+sign rule (metrics.sign; by default their positive part), as the iou and dice scores read them.
 
 Only annotated images are exported (`has_mask`): an image whose lesion mask is unknown is left out
 of gt.json and of every explainer's file, since written as an empty mask it would be scored by
@@ -23,6 +24,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from ..metrics.segmentation import segment
+from ..metrics.sign import DEFAULT_SIGN, apply_sign
 from ..store.files import write_text
 
 LOCALIZATION_TASKS = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Airspace Opacity", "Edema",
@@ -67,16 +69,18 @@ def _annotated(has_mask, n: int, ids: list[str]) -> np.ndarray:
 
 
 def export_segmentations(path: Path, maps: np.ndarray | torch.Tensor, ids: list[str], task: str = DEFAULT_TASK,
-                         threshold: str | float = "otsu", all_tasks: bool = True, has_mask=None) -> np.ndarray:
+                         threshold: str | float = "otsu", all_tasks: bool = True, has_mask=None,
+                         sign: str = DEFAULT_SIGN) -> np.ndarray:
     """Write the explainer's segmentations of (N, H, W) maps as cheXlocalize JSON, only for the images
-    flagged in `has_mask` (all when None); return the segmentations of every image (N, H, W) bool."""
+    flagged in `has_mask` (all when None); return the segmentations of every image (N, H, W) bool.
+    `sign`: how the maps are read before segmenting (benchmark.metrics.sign; default their positive part)."""
     maps = torch.as_tensor(maps)
     if maps.ndim != 3:
         raise ValueError(f"export_segmentations: expected (N, H, W) maps, got shape {tuple(maps.shape)}")
     keep = _annotated(has_mask, len(maps), ids)
     if not torch.isfinite(maps).all():
         raise FloatingPointError("export_segmentations: maps hold NaN or inf")
-    seg = segment(maps.float(), threshold).cpu().numpy().astype(bool)
+    seg = segment(apply_sign(maps.float(), sign), threshold).cpu().numpy().astype(bool)
     kept = [i for i, k in zip(ids, keep) if k]
     write_text(path, json.dumps(_document(kept, seg[keep], task, all_tasks), sort_keys=True))
     return seg

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import get_metric
-from . import latex, stats, tables
+from . import headroom, latex, stats, tables
 from ..store.files import write_text
 
 FOCAL_SHARE = 0.5  # lesion area / lung area under which a lesion is focal (datasets.covid_qu_ex)
@@ -34,8 +34,10 @@ def focal_scores(scores: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFram
 
 
 def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path, n_resamples: int,
-                  confidence: float, seed: int, width: str, notes: list[str], gaps=None) -> list[str]:
-    """Report lines of the focal-lesion leaderboard (and focal_leaderboard.csv / .tex)."""
+                  confidence: float, seed: int, width: str, notes: list[str], gaps=None,
+                  unjudged=frozenset()) -> list[str]:
+    """Report lines of the focal-lesion leaderboard (and focal_leaderboard.csv / .tex); the cells of
+    `unjudged` (curve metrics without headroom on the whole split) rank nobody (headroom.mark)."""
     if predictions is None or not pd.to_numeric(predictions["lesion_share"], errors="coerce").notna().any():
         notes.append("- focal-lesion table: not reported, `predictions.csv` has no `lesion_share` (a run before it, "
                      "or a dataset without lung masks).")
@@ -46,7 +48,7 @@ def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: P
         return []
     share = pd.to_numeric(predictions.drop_duplicates(KEYS)["lesion_share"], errors="coerce")
     lesion = share > 0
-    summary = stats.summarise(sub, n_resamples, confidence, seed, gaps)
+    summary = headroom.mark(stats.summarise(sub, n_resamples, confidence, seed, gaps), unjudged)
     tests = stats.paired_tests(sub, n_resamples, confidence, seed, gaps)
     tables.write_csv(rep / "focal_leaderboard.csv", summary)
     write_text(rep / "focal_leaderboard.tex", latex.leaderboard_tex(summary, tests, confidence, width))

@@ -3,12 +3,17 @@
 - agreement: Kendall's tau-b between the explainer rankings of every pair of metrics, each ranking
   by the mean on the metric's common image set with the direction applied (so tau = 1 means the two
   metrics order the explainers the same way from best to worst, -1 the reverse). Runtime metrics
-  are left out (they rank cost, not quality); a pair needs three explainers both metrics scored.
+  are left out (they rank cost, not quality), every other category is in (a plug-in's own too); a
+  pair needs three explainers both metrics scored.
 - discrimination: on the images both `random` (the floor) and `oracle` (the ceiling: the true lesion
-  mask) were scored, the share where oracle scores better than random in the metric's direction
+  mask) were scored, which are the lesion images only (the oracle is not applicable to an image
+  without a lesion, where its map is all zero: its scores there are NaN, so those rows drop out and
+  `n` counts lesion images), the share where oracle scores better than random in the metric's direction
   (ties and losses apart), the matched-pairs rank-biserial effect (positive favours oracle) and the
   Wilcoxon signed-rank p (Pratt's zeros). A metric that scores both maps alike (blind to the map)
-  has share 0, ties 1, effect 0, p 1. Sanity and runtime metrics are not discriminated this way.
+  has share 0, ties 1, effect 0, p 1. Only faithfulness and localisation metrics are discriminated
+  this way: the true lesion mask is a ceiling of those only (not of sanity, runtime, complexity,
+  robustness or a plug-in's own category).
 - stability: the bootstrap probability that each explainer ranks first on a metric, resampling the
   images of the common set (seeded); ties for first share the resample. Baselines are left out (the
   oracle would win every localisation metric by construction); agreement is among the methods too,
@@ -32,7 +37,8 @@ DISCRIMINATION_COLUMNS = ["dataset", "model", "metric", "n", "oracle_better", "t
                           "effect", "p"]
 FIRST_COLUMNS = ["dataset", "model", "metric", "explainer", "p_first", "n", "resamples"]
 FLOOR, CEILING = "random", "oracle"
-QUALITY = ("faithfulness", "localisation", "sanity")
+NOT_RANKED = ("runtime",)  # categories left out of the agreement: they rank cost, not quality
+DISCRIMINATED = ("faithfulness", "localisation")  # oracle is their ceiling
 
 
 def _sign(metric: str) -> float:
@@ -47,7 +53,7 @@ def agreement(summary: pd.DataFrame, with_baselines: bool = False) -> pd.DataFra
     rows = []
     if not with_baselines:
         summary = summary[~summary["explainer"].map(roles.is_baseline).astype(bool)]
-    summary = summary[np.array([get_metric(m).category in QUALITY for m in summary["metric"]], dtype=bool)]
+    summary = summary[np.array([get_metric(m).category not in NOT_RANKED for m in summary["metric"]], dtype=bool)]
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         wide = df.pivot(index="explainer", columns="metric", values="mean")
         metrics = list(wide.columns)
@@ -77,9 +83,10 @@ def agreement_matrix(table: pd.DataFrame, dataset: str, model: str, metrics: lis
 
 def discrimination(scores: pd.DataFrame, floor: str = FLOOR, ceiling: str = CEILING) -> pd.DataFrame:
     """Per (dataset, model, metric) of the faithfulness and localisation categories: how clearly the
-    metric separates `ceiling` from `floor` on the images both were scored (see the module docstring)."""
+    metric separates `ceiling` from `floor` on the n images both were scored, the lesion images (the
+    oracle is NaN, not applicable, elsewhere; see the module docstring)."""
     rows = []
-    keep = np.array([get_metric(m).category in ("faithfulness", "localisation") for m in scores["metric"]], bool)
+    keep = np.array([get_metric(m).category in DISCRIMINATED for m in scores["metric"]], bool)
     sel = scores[keep & scores["explainer"].isin([floor, ceiling]).to_numpy()]
     for (dataset, model, metric), wide, _, _ in common_cells(sel):
         if floor not in wide.columns or ceiling not in wide.columns:
@@ -133,10 +140,10 @@ def sentence(metric: str, agree: pd.DataFrame, disc: pd.DataFrame, first: pd.Dat
         verdict = ("separates oracle from random" if r.p < alpha and r.effect > 0 else
                    "scores random above oracle (reversed)" if r.p < alpha and r.effect < 0 else
                    "cannot tell oracle from random" if r.oracle_better == 0 and r.random_better == 0 else
-                   "does not significantly separate oracle from random")
+                   "not shown to separate oracle from random")  # the test did not reject: not evidence of parity
         parts.append(f"{verdict}: oracle better on {_pct(r.oracle_better)} of {int(r.n)} images "
                      f"(ties {_pct(r.tie)}, effect {r.effect:+.2f}, p={r.p:.2g})")
-    elif get_metric(metric).category in ("faithfulness", "localisation"):
+    elif get_metric(metric).category in DISCRIMINATED:
         parts.append("has no images scored for both random and oracle")
     a = agree[(agree.metric_a == metric) | (agree.metric_b == metric)].dropna(subset=["tau"])
     if len(a):

@@ -10,12 +10,15 @@
   ties 1, effect 0, p 1. Rows per explainer, and `all` pooling every explainer's pairs (pairs of
   one image share it, so the pooled p is optimistic where explainers agree; the per-explainer
   rows are exact).
-- stability (`stability.csv`): on the pairs scored both on the clean image (scores.csv) and on its
-  noisy copy (noise too small to change the prediction), the mean absolute score change, and its
-  ratio to the spread between explainers: the mean absolute difference between the means of two
-  explainers of the leaderboard (`oracle` left out, as the ceiling), on the metric's common image
-  set. A ratio near or above 1: noise moves a score as much as the typical gap between two
-  explainers, so the metric cannot rank them on single images.
+- stability of the ranking (`stability.csv`): does the metric's ranking of the METHODS hold when the
+  inputs change by noise too small to change the prediction? Per (dataset, model, metric), on the
+  images every method (roles.split: baselines left out, their order is fixed by construction) was
+  scored on both clean (scores.csv) and noisy (stability.csv, only the images whose prediction the
+  noise kept): Kendall's tau-b (scipy.stats.kendalltau) between the methods' clean means and their
+  noisy means on those images (1: the ranking holds, -1: reversed; NaN with fewer than two methods or
+  an all-tied ranking), and the share of those images whose per-image method ranks (average ranks
+  for ties, direction applied) change, with its exact Clopper-Pearson 95% interval. With two methods
+  tau is +1 or -1 (does the order flip), and the per-image share carries the detail.
 
 A run without these tables (the checks turned off, or an older run) gets empty tables, and the
 report section stays as it was.
@@ -27,15 +30,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scipy import stats as sps
+
 from ..metrics import get_metric
-from .stats import common_cells, rank_biserial, wilcoxon
+from . import roles
+from .stats import rank_biserial, wilcoxon
 from .tables import arrow, fmt, write_csv
 
 RANDOMISED_COLUMNS = ["dataset", "model", "metric", "explainer", "n", "mean_diff", "trained_better", "tie",
                       "randomised_better", "effect", "p"]
-STABILITY_COLUMNS = ["dataset", "model", "metric", "explainer", "n", "mean_abs_change", "spread", "ratio"]
+STABILITY_COLUMNS = ["dataset", "model", "metric", "methods", "n_methods", "n", "tau", "n_changed", "changed",
+                     "changed_ci_low", "changed_ci_high"]
 ALL = "all"
-CEILING = "oracle"
 KEYS = ["dataset", "model", "explainer", "metric", "image_id"]
 
 
@@ -83,27 +89,41 @@ def randomised_discrimination(scores: pd.DataFrame, randomised: pd.DataFrame) ->
     return pd.DataFrame(rows, columns=RANDOMISED_COLUMNS)
 
 
-def explainer_spread(scores: pd.DataFrame, exclude: tuple[str, ...] = (CEILING,)) -> pd.DataFrame:
-    """Per (dataset, model, metric): the mean absolute difference between the common-set means of two
-    explainers (`exclude` left out); NaN with fewer than two explainers."""
-    rows = []
-    for (dataset, model, metric), _, _, common in common_cells(scores[~scores["explainer"].isin(exclude)]):
-        means = common.mean().to_numpy(float) if len(common) else np.zeros(0)
-        gaps = np.abs(means[:, None] - means[None, :])[np.triu_indices(len(means), 1)]
-        rows.append(dict(dataset=dataset, model=model, metric=metric,
-                         spread=float(gaps.mean()) if len(gaps) else float("nan")))
-    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "spread"])
+def _method_cells(scores: pd.DataFrame, perturbed: pd.DataFrame):
+    """((dataset, model, metric), methods, clean (images x methods), noisy (images x methods)): the
+    methods' scores on the images every method has finite on both, per cell of the perturbed table."""
+    pairs = _pairs(scores, perturbed)
+    pairs = pairs[~pairs["explainer"].map(roles.is_baseline).astype(bool)]
+    for key, g in pairs.groupby(["dataset", "model", "metric"], sort=True):
+        clean = g.pivot(index="image_id", columns="explainer", values="main").astype(float)
+        noisy = g.pivot(index="image_id", columns="explainer", values="other").astype(float)
+        keep = clean.notna().all(axis=1) & noisy.notna().all(axis=1)
+        yield key, list(clean.columns), clean[keep], noisy[keep]
+
+
+def _kendall(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b of two rankings (scipy); NaN with fewer than two items or a ranking all tied."""
+    if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
+        return float("nan")
+    return float(sps.kendalltau(a, b).statistic)
 
 
 def stability(scores: pd.DataFrame, perturbed: pd.DataFrame) -> pd.DataFrame:
-    """Score change under noise per (dataset, model, metric, explainer | all): see the module docstring."""
-    spread = explainer_spread(scores).set_index(["dataset", "model", "metric"])["spread"]
+    """Stability of the methods' ranking under noise per (dataset, model, metric): see the module docstring."""
     rows = []
-    for key, explainer, g in _groups(_pairs(scores, perturbed)):
-        change = float(np.abs(g["other"].to_numpy(float) - g["main"].to_numpy(float)).mean())
-        s = float(spread.get(key, np.nan))
-        rows.append(dict(dataset=key[0], model=key[1], metric=key[2], explainer=explainer, n=len(g),
-                         mean_abs_change=change, spread=s, ratio=change / s if s > 0 else float("nan")))
+    for (dataset, model, metric), methods, clean, noisy in _method_cells(scores, perturbed):
+        s, n = _sign(metric), len(clean)
+        tau = _kendall(s * clean.mean().to_numpy(), s * noisy.mean().to_numpy()) if n else float("nan")
+        if n and len(methods) > 1:
+            changed = (sps.rankdata(s * clean.to_numpy(), axis=1) != sps.rankdata(s * noisy.to_numpy(), axis=1)).any(1)
+            k = int(changed.sum())
+        else:
+            k = 0
+        low, high = roles.exact_ci(k, n) if len(methods) > 1 else (float("nan"), float("nan"))
+        rows.append(dict(dataset=dataset, model=model, metric=metric, methods=", ".join(methods),
+                         n_methods=len(methods), n=n, tau=tau, n_changed=k,
+                         changed=k / n if n and len(methods) > 1 else float("nan"),
+                         changed_ci_low=low, changed_ci_high=high))
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
 
 
@@ -115,8 +135,9 @@ def sigma(perturbed: pd.DataFrame | None) -> float | None:
 
 
 def pooled(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, metric): the ALL row, or the one explainer's row where only one was checked."""
-    if table.empty:
+    """One row per (dataset, model, metric): the ALL row, or the one explainer's row where only one was
+    checked (the stability table has one row per cell already)."""
+    if table.empty or "explainer" not in table.columns:
         return table
     n = table.groupby(["dataset", "model", "metric"])["explainer"].transform("size")
     return table[(table["explainer"] == ALL) | (n == 1)].reset_index(drop=True)
@@ -145,13 +166,20 @@ def randomised_sentence(r, alpha: float = 0.05) -> str:
 
 
 def stability_sentence(r, noise: float | None) -> str:
-    """What one pooled stability row justifies."""
+    """What one stability row justifies about the metric's ranking of the methods (follows "It ")."""
     what = f"noise of sigma {noise:g}" if noise is not None else "invisible noise"
-    text = f"scores move by {r.mean_abs_change:.3g} under {what} ({int(r.n)} image pairs)"
-    if not np.isfinite(r.ratio):
-        return text + ", with no spread between explainers to compare"
-    text += f", {r.ratio:.0%} of the spread between explainers"
-    return text + (" — more than explainers differ, so it cannot rank them on single images" if r.ratio >= 1 else "")
+    if r.n_methods < 2 or not r.n:
+        return (f"has no ranking stability measured under {what} ({int(r.n_methods)} method(s) re-explained on "
+                f"noisy inputs, {int(r.n)} images)")
+    verb = ("keeps" if r.tau == 1 else "reverses" if r.tau == -1 else
+            "cannot order (tied means)" if not np.isfinite(r.tau) else "changes")
+    return (f"{verb} its ranking of the methods ({r.methods}) under {what}: Kendall tau {_tau(r.tau)} between the "
+            f"clean and the noisy means on {int(r.n)} images whose prediction the noise kept; the methods' order on "
+            f"single images changes on {r.changed:.0%} of them [{r.changed_ci_low:.0%}, {r.changed_ci_high:.0%}]")
+
+
+def _tau(t: float) -> str:
+    return "nan" if not np.isfinite(t) else f"{t:+.2f}"
 
 
 def sentence(metric: str, disc: pd.DataFrame, stab: pd.DataFrame, noise: float | None) -> str:
@@ -195,13 +223,14 @@ def caveat(disc: pd.DataFrame | None, stab: pd.DataFrame | None, default: str) -
             "per metric the paired difference trained − randomised in the metric's direction (positive: trained "
             "better), the share of image pairs where the trained map is better, the rank-biserial effect and the "
             "Wilcoxon p (`randomised_discrimination.csv`, per explainer and pooled)." if disc is not None else "",
-            "**Stability under noise**: localisation metrics re-scored on maps of noisy copies of the images whose "
-            "prediction the noise does not change; the mean absolute score change and its ratio to the spread "
-            "between explainers (mean absolute difference of two explainers' means, `oracle` left out) "
+            "**Stability of the ranking under noise**: localisation metrics re-scored on maps of noisy copies of the "
+            "images whose prediction the noise does not change; per metric, Kendall's tau between the methods' "
+            "ranking (baselines left out) by their clean and by their noisy means on the same images, and the "
+            "share of images whose per-image method ranks change, with its exact 95% interval "
             "(`stability.csv`)." if stab is not None else ""]
     missing = [what for what, t in (("how each metric scores the randomised model's maps", disc),
-                                    ("how much scores move under input perturbations too small to change the "
-                                     "prediction", stab)) if t is None]
+                                    ("whether each metric's ranking of the methods holds under input perturbations "
+                                     "too small to change the prediction", stab)) if t is None]
     out = ("Two more checks, on maps re-explained for them. " if disc is not None and stab is not None else
            "One more check, on maps re-explained for it. ") + " ".join(d for d in done if d)
     return out + (f" Not measured in this run: {missing[0]} (`metrics.reliability` off, or an older run)." if missing else "")
@@ -226,14 +255,16 @@ def markdown(disc: pd.DataFrame | None, stab: pd.DataFrame | None, noise: float 
                            f"{fmt(r.p)} |")
             out.append("")
     if stab is not None:
-        out += [f"### Stability under noise{f' (sigma {noise:g})' if noise is not None else ''}\n"]
+        out += [f"### Stability of the ranking under noise{f' (sigma {noise:g})' if noise is not None else ''}\n"]
         rows = pooled(stab)
         if rows.empty:
             out += ["No image kept its prediction under the noise, or no metric scored both: stability not measured.\n"]
         else:
-            out += ["| model | metric | n | mean abs. change | spread between explainers | ratio |", "|---|---|---|---|---|---|"]
+            out += ["| model | metric | methods | n | Kendall tau, clean vs noisy ranking | images whose method order "
+                    "changes |", "|---|---|---|---|---|---|"]
             for r in rows.itertuples(index=False):
-                out.append(f"| {r.model} | {r.metric} {arrow(r.metric)} | {r.n} | {fmt(r.mean_abs_change)} | "
-                           f"{fmt(r.spread)} | {fmt(r.ratio)} |")
+                share = ("–" if not np.isfinite(r.changed) else
+                         f"{r.changed:.0%} [{r.changed_ci_low:.0%}, {r.changed_ci_high:.0%}] ({int(r.n_changed)} of {int(r.n)})")
+                out.append(f"| {r.model} | {r.metric} {arrow(r.metric)} | {r.methods} | {r.n} | {_tau(r.tau)} | {share} |")
             out.append("")
     return out

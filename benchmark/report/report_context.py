@@ -33,6 +33,14 @@ class ReportContext:
     overview: Any
     figures: dict[str, Future | None]          # name (the file stem) -> drawn paths
     cases: list[tuple[str, Future, Future]]    # (model, overlay figure, best/median/worst figure)
+    headroom: pd.DataFrame | None = None       # headroom.headroom: the curve metrics' start / end outputs
+    unjudged: frozenset = frozenset()          # (dataset, model, metric) without headroom: out of every verdict
+
+    @property
+    def not_run(self) -> frozenset:
+        """(model, explainer) pairs explain.per_model left out: "not run" in the leaderboards."""
+        per_model = getattr(self.cfg.explain, "per_model", {}) or {}
+        return frozenset((m, e) for m, spec in per_model.items() for e in spec.get("exclude", []))
 
     @property
     def bootstrap(self) -> tuple[int, float, int]:

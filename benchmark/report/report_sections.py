@@ -11,8 +11,9 @@ import pandas as pd
 
 from ..speed.floor import floor_markdown
 from ..store.files import write_text
-from . import data_section, figures, findings, focal, latex, sections, tables, trust
+from . import data_section, figures, findings, focal, headroom, known_truth, latex, sections, tables, target_section, trust
 
+from .artifacts import load_sanity_images
 from .report_context import ReportContext
 
 
@@ -41,15 +42,71 @@ def _made_by(manifest: dict | None) -> str:
 def header(ctx: ReportContext) -> Part:
     cfg, b, conf, seed = ctx.cfg, ctx.cfg.report.bootstrap, ctx.cfg.report.confidence, ctx.cfg.run.seed
     tables.write_csv(ctx.rep / "findings.csv", ctx.comparisons)
+    # the sanity verdicts from the per-image values (sanity_images.csv), methods and baselines
+    images = load_sanity_images(ctx.run_dir / "sanity_images.csv")
+    overview = findings.with_sanity(ctx.overview, ctx.summary, ctx.tests, images, n_resamples=b, seed=seed)
+    written = [ctx.rep / "findings.csv"]
+    if images is not None:
+        tables.write_csv(ctx.rep / "sanity_verdicts.csv", findings.sanity_table(images, b, 0.95, seed))
+        written.append(ctx.rep / "sanity_verdicts.csv")
+    else:
+        (ctx.rep / "sanity_verdicts.csv").unlink(missing_ok=True)
     lines = [f"# Benchmark report: {cfg.run.name}\n", _made_by(ctx.manifest), "## What this run supports\n",
-             findings.findings_markdown(ctx.overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
+             findings.findings_markdown(overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
              f"(target: {cfg.explain.target}); metrics {', '.join(f'`{m}`' for m in cfg.metrics.names)}. "
              f"Statistics: {b} bootstrap resamples of images, {round(conf * 100)}% percentile intervals, seed {seed}; "
              "every explainer of a (model, metric) is scored on the same images, those all of them scored.\n",
              *sections.settings_lines(cfg)]
-    return Part(lines, [ctx.rep / "findings.csv"])
+    return Part(lines, written)
+
+
+def known_truth_part(ctx: ReportContext) -> Part:
+    """Lesion reliance from counterfactuals, and explainers and faithfulness metrics on the known-truth cases."""
+    rel = known_truth.read_reliance(ctx.run_dir)
+    if rel is None or rel.empty:
+        for name in ("known_truth_explainers.csv", "known_truth_metrics.csv"):
+            (ctx.rep / name).unlink(missing_ok=True)
+        return Part(notes=["- known truth (lesion reliance): not measured, the dataset renders no counterfactual "
+                           "images without their lesions (the phantom does)."])
+    expl, valid = known_truth.explainer_table(ctx.scores, rel), known_truth.metric_validity(ctx.scores, rel)
+    tables.write_csv(ctx.rep / "known_truth_explainers.csv", expl)
+    tables.write_csv(ctx.rep / "known_truth_metrics.csv", valid)
+    return Part(known_truth.known_truth_lines(rel, expl, valid),
+                [ctx.rep / "known_truth_explainers.csv", ctx.rep / "known_truth_metrics.csv"])
+
+
+def target_part(ctx: ReportContext) -> Part:
+    """What every map explains, and the headline metrics on the misclassified images under both targets."""
+    other = target_section.read_target_scores(ctx.run_dir)
+    table = None if other is None or other.empty else target_section.both_targets(ctx.scores, other)
+    wrong: dict[str, int] = {}
+    if ctx.predictions is not None and {"label", "prob_pneumonia"} <= set(ctx.predictions.columns):
+        p = ctx.predictions
+        for model, g in p.groupby("model", sort=True):
+            wrong[model] = int(((g["prob_pneumonia"] > 0.5).astype(int) != g["label"]).sum())
+    files = []
+    if table is not None:
+        tables.write_csv(ctx.rep / "target_both.csv", table)
+        files.append(ctx.rep / "target_both.csv")
+    else:
+        (ctx.rep / "target_both.csv").unlink(missing_ok=True)
+    return Part(target_section.target_lines(ctx.cfg.explain.target, table, wrong), files)
+
+
+def headroom_part(ctx: ReportContext) -> Part:
+    """The curve metrics' outputs at the start and end of their curves, and which have no headroom
+    (kept out of every verdict; headroom.py), with headroom.csv."""
+    if ctx.headroom is None or ctx.headroom.empty:
+        curves = [m for m in ctx.cfg.metrics.names if headroom.curve_kind(m)]
+        note = (f"- headroom of the curve metrics ({', '.join(curves)}): not judged, the run folder has no "
+                "`curve_ends.csv` (a run made before it); every curve metric stays in the verdicts.")
+        return Part(notes=[note] if curves else [])
+    tables.write_csv(ctx.rep / "headroom.csv", ctx.headroom)
+    margin = getattr(ctx.cfg.report, "headroom_margin", headroom.DEFAULT_MARGIN)
+    return Part(headroom.headroom_markdown(ctx.headroom, margin, ctx.scores["dataset"].nunique() > 1),
+                [ctx.rep / "headroom.csv"])
 
 
 def data(ctx: ReportContext) -> Part:
@@ -64,11 +121,26 @@ def _classifier_lines(manifest: dict) -> list[str]:
     lines = ["| model | val accuracy | val F1 | val AUROC | test accuracy | test F1 | test AUROC | test sensitivity "
              "| test specificity | best epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c in sorted(manifest.get("classifiers", {}).items()):
-        v, t = c.get("val", {}), c.get("test", {})
+        v, t = c.get("val") or {}, c.get("test") or {}  # val None: a run without a selection split
         f = lambda d, k: tables.fmt(float(d.get(k, float("nan"))))  # noqa: E731
         lines.append(f"| {name} | {f(v, 'accuracy')} | {f(v, 'f1')} | {f(v, 'auroc')} | {f(t, 'accuracy')} | {f(t, 'f1')} | "
                      f"{f(t, 'auroc')} | {f(t, 'sensitivity')} | {f(t, 'specificity')} | {c.get('best_epoch', '')} |")
-    return lines
+    return lines + _given_lines(manifest)
+
+
+def _given_lines(manifest: dict) -> list[str]:
+    """Which models were evaluated as given (not trained here), with their files' SHA-256, and what a
+    run without a training or selection split left out."""
+    out = []
+    if manifest.get("evaluate_only"):
+        out.append("\nEvaluated, not trained: this run has no training split; every model is a given checkpoint.")
+    for name, c in sorted(manifest.get("classifiers", {}).items()):
+        if "loaded" in c:
+            info = c["loaded"]
+            out.append(f"- `{name}`: evaluated, not trained: `{info.get('source', '?')}` ({info.get('format', '?')}, "
+                       f"SHA-256 `{info.get('sha256', '?')}`)")
+    out += [f"- {line}" for line in manifest.get("left_out", [])]
+    return ([""] if out and not out[0].startswith("\n") else []) + out
 
 
 def _environment_lines(manifest: dict) -> list[str]:
@@ -92,12 +164,14 @@ def classifiers(ctx: ReportContext) -> Part:
 
 
 def _gaps_note(gaps: dict) -> str:
-    """Report text on the images an explainer lacked its context for (manifest `context_gaps`)."""
+    """Report text on the images an explainer is not applicable to (manifest `context_gaps`): it lacked
+    its context, or it is built from the lesion mask (the oracle) and the image has no lesion."""
     if not gaps:
         return ""
     listed = ", ".join(f"`{e}` {len(ids)}" for e, ids in sorted(gaps.items()))
-    return (f" Images an explainer lacked its dataset context for (`explain.missing_context = \"nan\"`: {listed}) are "
-            "not applicable to it: they are left out of its own mean, CI and paired tests only, not counted as its "
+    return (f" Images an explainer is not applicable to ({listed}: built from the lesion mask, as `oracle`, on an "
+            "image without a lesion, or lacking its dataset context with `explain.missing_context = \"nan\"`) are "
+            "scored NaN for it and not applicable to it: they are left out of its own mean, CI and paired tests only, not counted as its "
             "failures, and they keep the image in the other explainers' common set; in a cell whose common set holds "
             "one of them, that explainer is left out of the Friedman test and ranks and is not eligible for bold.")
 
@@ -119,13 +193,14 @@ def _by_class(ctx: ReportContext, part: Part) -> list[str]:
 def leaderboard(ctx: ReportContext) -> Part:
     """Leaderboard tables (md, csv, tex), NaN counts, all models side by side, by class, focal lesions."""
     rep, scores, conf = ctx.rep, ctx.scores, ctx.cfg.report.confidence
-    board = tables.write_tables(ctx.summary, rep, conf, ctx.tests, ctx.fried, ctx.ranks)
+    board = tables.write_tables(ctx.summary, rep, conf, ctx.tests, ctx.fried, ctx.ranks, ctx.not_run)
     write_text(rep / "leaderboard.tex", latex.leaderboard_tex(ctx.summary, ctx.tests, conf, ctx.width))
     write_text(rep / "leaderboard_all.tex", latex.combined_tex(ctx.summary, ctx.tests, conf, ctx.width))
     part = Part(files=_written(rep, "leaderboard.md", "leaderboard.csv", "leaderboard_all.md", "paired_tests.csv",
                                "friedman.csv", "ranks.csv", "ranks.md", "leaderboard.tex", "leaderboard_all.tex"))
     by_class = _by_class(ctx, part)
-    by_class += focal.focal_section(scores, ctx.predictions, rep, *ctx.bootstrap, ctx.width, part.notes, ctx.gaps)
+    by_class += focal.focal_section(scores, ctx.predictions, rep, *ctx.bootstrap, ctx.width, part.notes, ctx.gaps,
+                                    unjudged=ctx.unjudged)
     part.files += _written(rep, "focal_leaderboard.csv", "focal_leaderboard.tex")
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
     part.lines = [
@@ -136,7 +211,7 @@ def leaderboard(ctx: ReportContext) -> Part:
         "only without a lung mask). An image NaN for "
         "some explainers only is their failure (\"k failed\" in the cells, `n_failed` in `leaderboard.csv`) and is "
         "left out of every explainer's mean, test and rank." + _gaps_note(ctx.gaps) + "\n",
-        "### All models side by side\n", tables.combined_markdown(ctx.summary, ctx.tests), *by_class]
+        "### All models side by side\n", tables.combined_markdown(ctx.summary, ctx.tests, ctx.not_run), *by_class]
     return part
 
 
@@ -153,16 +228,27 @@ def _paired_summary(tests: pd.DataFrame) -> str:
     if tests.empty:
         return "No pairs of explainers to test.\n"
     sig = tests[tests.p_holm < 0.05]
+    margin = float(tests["equivalence_margin"].iloc[0]) if "equivalence_margin" in tests.columns else float("nan")
+    same = tests[tests["p_tost_holm"] < 0.05] if "p_tost_holm" in tests.columns else tests.iloc[0:0]
+    parity = (f" {len(same)} of {len(tests)} pairs are equivalent within ±{margin:g} (TOST: two one-sided paired "
+              f"t-tests of the mean difference against −{margin:g} and +{margin:g}, Holm within the same family, both "
+              "rejected at p < 0.05; `report.equivalence_margin`, in each metric's units); only these are called "
+              "equivalent. A pair that neither differs nor is equivalent is \"not shown\" either way: the data cannot "
+              "tell." if margin > 0 else " No parity is claimed (`report.equivalence_margin` = 0).")
     return (f"{len(sig)} of {len(tests)} pairs of explainers differ at Holm-adjusted p < 0.05 (paired Wilcoxon "
             "signed-rank, Pratt's treatment of zero differences, on the images every explainer of the cell scored). "
-            "`paired_tests.csv` lists every pair with n, the mean "
-            "difference a − b and its paired bootstrap CI, the matched-pairs rank-biserial effect size, p and the "
-            "Holm-adjusted p.\n")
+            "Holm families, per (model, metric): \"methods\" (the methods among themselves: who leads, the † of the "
+            "leaderboards), \"baselines:<method>\" (one method against each baseline: what it beats) and "
+            "\"reference\" (baselines among themselves), so adding an explainer moves no verdict of another family."
+            + parity + " `paired_tests.csv` lists every pair with n, the mean "
+            "difference a − b and its paired bootstrap CI, the matched-pairs rank-biserial effect size, p, the "
+            "Holm-adjusted p, its family and the equivalence test's p (p_tost, p_tost_holm).\n")
 
 
 def paired(ctx: ReportContext) -> Part:
     """Paired tests and the trust section (metric agreement, discrimination, reliability checks)."""
-    trust_lines = trust.trust_section(ctx.summary, ctx.scores, ctx.rep, ctx.cfg.report.bootstrap, ctx.cfg.run.seed)
+    trust_lines = trust.trust_section(ctx.summary, ctx.scores, ctx.rep, ctx.cfg.report.bootstrap, ctx.cfg.run.seed,
+                                      ctx.unjudged)
     files = _written(ctx.rep, "metric_agreement.csv", "metric_agreement_with_baselines.csv", "discrimination.csv",
                      "rank_first.csv", "metric_agreement.png", "metric_agreement.pdf", "randomised_discrimination.csv", "stability.csv")
     return Part(["## Paired tests\n", _paired_summary(ctx.tests), *trust_lines], files)
@@ -236,7 +322,9 @@ def files_and_config(ctx: ReportContext) -> Part:
         "## Files\n", "Tables: `leaderboard.md/.csv/.tex` (per model and metric category), `leaderboard_all.md/.tex` "
         f"(all models; LaTeX fitting `\\{ctx.width}`), `ranks.md/.csv`, `friedman.csv`, `paired_tests.csv`, `per_class.csv`, "
         "`focal_leaderboard.csv/.tex`, "
-        "`findings.csv` (every method against every baseline), `metric_agreement.csv`, `discrimination.csv`, "
+        "`findings.csv` (every method against every baseline), `headroom.csv` (the curve metrics' outputs at the "
+        "start and end of their curves), `sanity_verdicts.csv` (the sanity verdict of every "
+        "explainer and randomisation metric), `metric_agreement.csv`, `discrimination.csv`, "
         "`rank_first.csv`. Figures as PNG (200 dpi) and PDF. "
         "Rebuild with `python -m benchmark report RUN_DIR`.\n",
         "## Config\n", "```toml", (ctx.run_dir / "config.toml").read_text().rstrip(), "```", ""])

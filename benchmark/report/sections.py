@@ -1,11 +1,13 @@
 """Report sections that describe what was measured: the settings a reader needs to read the numbers
-(model output explained, explain target, faithfulness fills and orders, split roles) and the
+(model output explained, explain target, faithfulness fills and orders, split roles, the sign rule
+of the localisation metrics) and the
 faithfulness metrics broken down by class (pneumonia vs normal images)."""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..metrics import get_metric
+from ..metrics.sign import sign_sentence
 from .stats import bootstrap_ci, common_cells
 from .tables import arrow, fmt
 
@@ -28,7 +30,9 @@ def _perturbation(name: str, params: dict) -> str:
         return f"noisy linear imputation (noise {params.get('noise')}), order {name.split('_', 1)[1]}"
     parts = [f"fill `{params['fill']}`" if "fill" in params else "",
              f"order `{params['order']}`" if "order" in params else "",
-             f"unit `{params['unit']}`" if "unit" in params else ""]
+             f"unit `{params['unit']}`" if "unit" in params else "",
+             (f"AUC normalised by the curve's own ends (NaN where they differ by less than {params.get('min_drop')})"
+              if params.get("normalise") else "")]
     return ", ".join(p for p in parts if p) or "no perturbation setting"
 
 
@@ -46,7 +50,8 @@ def _split_line(splits: dict, holdout: float) -> str:
 
 def settings_lines(cfg) -> list[str]:
     """What the scores are scores of: the model output explained, the target class, the
-    faithfulness perturbations (config over the metric's defaults) and the role of each split."""
+    faithfulness perturbations (config over the metric's defaults), the role of each split and how
+    the localisation metrics read a signed map (metrics.sign)."""
     outputs = {m: cfg.models.params.get(m, {}).get("output", "raw") for m in cfg.models.names}
     splits = cfg.data.splits
     lines = ["## What was measured\n",
@@ -54,6 +59,9 @@ def settings_lines(cfg) -> list[str]:
                                                       for m, o in outputs.items()),
              f"- explain target: `{cfg.explain.target}` ({TARGETS.get(cfg.explain.target, 'unknown target')})",
              _split_line(splits, getattr(cfg.data, "holdout", 0.0))]
+    if any(get_metric(m).category == "localisation" for m in cfg.metrics.names):
+        # a run folder written before metrics.sign existed has no such key: its rule is said as it was
+        lines.append("- localisation sign rule: " + sign_sentence(getattr(cfg.metrics, "sign", None)))
     faith = _faithfulness(cfg)
     if faith:
         lines.append("- faithfulness perturbations: " + "; ".join(

@@ -54,7 +54,8 @@ CELL = ["dataset", "model", "explainer", "metric"]
 GROUP = ["dataset", "model", "metric"]
 SUMMARY_COLUMNS = CELL + ["n", "n_failed", "n_nan", "mean", "median", "ci_low", "ci_high"]
 PAIR_COLUMNS = ["dataset", "model", "metric", "a", "b", "n", "mean_diff", "diff_ci_low", "diff_ci_high",
-                "statistic", "p", "p_holm", "rank_biserial", "family"]
+                "statistic", "p", "p_holm", "rank_biserial", "family", "equivalence_margin", "p_tost", "p_tost_holm"]
+EQUIVALENCE_MARGIN = 0.05  # report.equivalence_margin's default
 FRIEDMAN_COLUMNS = ["dataset", "model", "metric", "k", "n", "n_dropped", "statistic", "p", "cd", "alpha"]
 RANK_COLUMNS = ["dataset", "model", "metric", "explainer", "avg_rank", "n"]
 ZERO_METHOD = "pratt"
@@ -192,15 +193,38 @@ def wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
+    """p of the paired equivalence test (TOST, Schuirmann 1987) of the mean difference d = a - b within
+    (-margin, +margin): two one-sided paired t-tests, H0 mean(d) <= -margin against > -margin and H0
+    mean(d) >= +margin against < +margin; p is the larger of the two one-sided p's, so p < alpha
+    rejects both, and only then are the two "equivalent within ±margin". A t-test on the mean
+    difference, not a rank test: the margin is a stated distance in the metric's units, the CI
+    printed beside each verdict is of that mean. NaN without a margin (<= 0) or with fewer than two
+    pairs; with every difference equal (no spread) 0 when it lies strictly inside the margin, else 1."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if not margin > 0 or len(d) < 2:
+        return float("nan")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0 or not np.isfinite(sd):
+        return 0.0 if abs(mean) < margin else 1.0
+    se, df = sd / math.sqrt(len(d)), len(d) - 1
+    p_low = float(stats.t.sf((mean + margin) / se, df))    # H0: mean <= -margin
+    p_high = float(stats.t.cdf((mean - margin) / se, df))  # H0: mean >= +margin
+    return max(p_low, p_high)
+
+
 def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                 gaps: Gaps | None = None) -> pd.DataFrame:
+                 gaps: Gaps | None = None, equivalence_margin: float = EQUIVALENCE_MARGIN) -> pd.DataFrame:
     """Every pair of explainers on the common image set of each (dataset, model, metric), less the
     images one of the two is not applicable to (`gaps`): Wilcoxon
     signed-rank test (Pratt's zeros; Holm-corrected within the pair's declared family of that cell,
     roles.family: methods among themselves for "leads", one method against each baseline for "beats",
     baselines among themselves apart, so adding an unrelated explainer moves no verdict), the matched-pairs
     rank-biserial effect size and a paired bootstrap CI of the mean difference a - b. p = 1 when all
-    differences are zero (no evidence either way); p NaN when the cell has no common image."""
+    differences are zero (no evidence either way); p NaN when the cell has no common image. p_tost:
+    the equivalence test of the pair within ±equivalence_margin (tost; NaN with a margin of 0),
+    p_tost_holm Holm-corrected in the same family: parity is claimed only where p_tost_holm < alpha,
+    never from a p that does not reject."""
     rows = []
     for (dataset, model, metric), _, _, common in common_cells(scores, gaps):
         names = list(common.columns)
@@ -214,15 +238,19 @@ def paired_tests(scores: pd.DataFrame, n_resamples: int = 1000, confidence: floa
                 pairs.append(dict(dataset=dataset, model=model, metric=metric, a=a, b=b, n=len(diff),
                                   mean_diff=float(diff.mean()) if len(diff) else float("nan"),
                                   diff_ci_low=low, diff_ci_high=high, statistic=stat, p=p,
-                                  rank_biserial=rank_biserial(both[a], both[b]), family=roles.family(a, b)))
+                                  rank_biserial=rank_biserial(both[a], both[b]), family=roles.family(a, b),
+                                  equivalence_margin=float(equivalence_margin),
+                                  p_tost=tost(both[a].to_numpy(dtype=float), both[b].to_numpy(dtype=float),
+                                              equivalence_margin)))
         for fam in dict.fromkeys(r["family"] for r in pairs):
             group = [r for r in pairs if r["family"] == fam]
-            p = np.array([r["p"] for r in group])
-            adj = np.full(len(p), np.nan)
-            ok = ~np.isnan(p)
-            adj[ok] = holm(p[ok])
-            for r, q in zip(group, adj):
-                r["p_holm"] = float(q)
+            for col in ("p", "p_tost"):
+                p = np.array([r[col] for r in group])
+                adj = np.full(len(p), np.nan)
+                ok = ~np.isnan(p)
+                adj[ok] = holm(p[ok])
+                for r, q in zip(group, adj):
+                    r[col + "_holm"] = float(q)
         rows.extend(pairs)
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from ..metrics import CATEGORIES, get_metric
+from ..metrics import category_key, get_metric, ordered_categories
 from ..store.files import atomic_path, write_text
 from . import roles
 
@@ -40,16 +40,20 @@ def _tex_arrow(metric: str) -> str:
 
 
 def ordered_metrics(metrics) -> list[str]:
-    """Metrics grouped by category in CATEGORIES order, first-seen order inside a category."""
+    """Metrics grouped by category (the known CATEGORIES in order, then a plug-in's own categories
+    alphabetically: metrics.category_key), first-seen order inside a category."""
     metrics = list(dict.fromkeys(metrics))
-    return sorted(metrics, key=lambda m: CATEGORIES.index(get_metric(m).category))
+    return sorted(metrics, key=lambda m: category_key(get_metric(m).category))
 
 
 def ranked(df: pd.DataFrame, metric: str) -> list[str]:
     """Methods (not baselines, see roles) of one (dataset, model) summary ordered best first in the
     metric's direction; an explainer not applicable to some common image (smaller n, see stats) has its
-    mean on other images and is not ranked."""
+    mean on other images and is not ranked. A metric the summary marks not judged (`judged` False: a
+    curve metric without headroom, headroom.mark) ranks nobody: no best, no bold, no dagger."""
     col = df[df.metric == metric].dropna(subset=["mean"])
+    if "judged" in col.columns and not col["judged"].astype(bool).all():
+        return []
     col = col[~col["explainer"].map(roles.is_baseline).astype(bool)]
     col = col[col["n"] == col["n"].max()]
     return list(col.sort_values(["mean", "explainer"], ascending=[not get_metric(metric).higher_is_better, True],
@@ -127,27 +131,33 @@ def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
     """(dataset, model, category, that table's rows, its metrics) in a fixed order."""
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
         metrics = ordered_metrics(df["metric"])
-        for category in CATEGORIES:
+        for category in ordered_categories(get_metric(m).category for m in metrics):
             ms = [m for m in metrics if get_metric(m).category == category]
             if ms:  # rows: only the explainers scored on this category (metrics.skip leaves some out)
                 yield dataset, model, category, df[df["metric"].isin(ms)], ms
 
 
-def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None) -> str:
+def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None,
+                         not_run: frozenset = frozenset()) -> str:
     """One table per (dataset, model, metric category): explainers as rows, metrics as columns, cells
     `mean [CI] (n)`, best mean in bold, † where its lead over the runner-up is significant."""
     out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI; {CI_NOTE}] (n images scored). {SET_NOTE}. "
            f"↑ higher is better, ↓ lower is better; best method per column in bold; {SIG_NOTE}; {BASE_NOTE}.\n"]
     leads = significant_leads(summary, tests)
     for dataset, model, category, df, metrics in _groups(summary):
-        explainers = roles.ordered(df["explainer"].unique())
+        # pairs explain.per_model left out: rows saying "not run" (where another model ran the explainer here)
+        others = set(summary[summary["metric"].isin(metrics)]["explainer"])
+        explainers = roles.ordered(set(df["explainer"]) | {e for m, e in not_run if m == model and e in others})
         out.append(f"### {model} on {dataset}: {category}\n")
-        out.append("| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |")
+        unjudged = set(df.loc[~df["judged"].astype(bool), "metric"]) if "judged" in df.columns else set()
+        out.append("| explainer | " + " | ".join(f"{m} {arrow(m)}" + (" (no headroom: not ranked)" if m in unjudged else "")
+                                                for m in metrics) + " |")
         out.append("|---|" + "---|" * len(metrics))
         lead = {m for m in metrics if (dataset, model, m) in leads}
         for e, row in _cells(df, explainers, metrics, lead):
             out += _block_rule(e, explainers, len(metrics))
-            out.append(f"| {e} | " + " | ".join(_md_cell(*c) for c in row) + " |")
+            cells = ["not run" if (model, e) in not_run else _md_cell(*c) for c in row]
+            out.append(f"| {e} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -174,15 +184,17 @@ def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
     return columns, explainers, grid
 
 
-def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None) -> str:
-    """Every model side by side: one row per explainer, one column per (model, metric)."""
+def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None, not_run: frozenset = frozenset()) -> str:
+    """Every model side by side: one row per explainer, one column per (model, metric); "not run" where
+    explain.per_model left the pair out."""
     columns, explainers, grid = _combined_parts(summary, tests)
     multi = summary["dataset"].nunique() > 1
     head = [f"{mo}{' (' + d + ')' if multi else ''} {m} {arrow(m)}" for d, mo, m in columns]
     out = ["| explainer | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
     for e in explainers:
         out += _block_rule(e, explainers, len(columns))
-        out.append(f"| {e} | " + " | ".join(_md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
+        out.append(f"| {e} | " + " | ".join("not run" if (c[1], e) in not_run else
+                                            _md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
                                             for c in columns) + " |")
     return "\n".join(out) + "\n"
 
@@ -219,14 +231,15 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None,
-                 friedman: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None) -> str:
+                 friedman: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None,
+                 not_run: frozenset = frozenset()) -> str:
     """Write leaderboard.{md,csv}, leaderboard_all.md, paired_tests.csv, friedman.csv, ranks.{csv,md}
     (the LaTeX tables come from latex.py); return the Markdown leaderboard."""
     report_dir = Path(report_dir)
-    md = leaderboard_markdown(summary, confidence, tests)
+    md = leaderboard_markdown(summary, confidence, tests, not_run)
     write_text(report_dir / "leaderboard.md", md)
     write_csv(report_dir / "leaderboard.csv", summary)
-    write_text(report_dir / "leaderboard_all.md", combined_markdown(summary, tests))
+    write_text(report_dir / "leaderboard_all.md", combined_markdown(summary, tests, not_run))
     if tests is not None:
         write_csv(report_dir / "paired_tests.csv", tests)
     if friedman is not None and ranks is not None:

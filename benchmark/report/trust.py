@@ -15,8 +15,8 @@ from .figure_style import save, theme
 from .tables import arrow, fmt, ordered_metrics, write_csv
 
 CAVEAT = ("Not measured here, since a run does not store what they need: how each metric scores the "
-          "randomised model's maps (`sanity.csv` keeps only the similarity curves of the sanity metrics) and how "
-          "much scores move under input perturbations too small to change the prediction.")
+          "randomised model's maps (`sanity.csv` keeps only the similarity curves of the sanity metrics) and whether "
+          "each metric's ranking of the methods holds under input perturbations too small to change the prediction.")
 
 
 def agreement_figure(table: pd.DataFrame, stem: Path) -> list[Path] | None:
@@ -69,9 +69,21 @@ def _first_md(first: pd.DataFrame) -> list[str]:
     return out + [""]
 
 
-def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resamples: int, seed: int) -> list[str]:
+def _judged(table: pd.DataFrame, unjudged) -> pd.DataFrame:
+    """The rows of a summary or score table whose (dataset, model, metric) is not in `unjudged`."""
+    if not unjudged or table.empty:
+        return table
+    keys = zip(table["dataset"], table["model"], table["metric"])
+    return table[[k not in unjudged for k in keys]]
+
+
+def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resamples: int, seed: int,
+                  unjudged=frozenset()) -> list[str]:
     """Write metric_agreement.csv, discrimination.csv, rank_first.csv and metric_agreement.png/.pdf;
-    return the report lines of the section."""
+    return the report lines of the section. The (dataset, model, metric) cells of `unjudged` (curve
+    metrics without headroom, headroom.py) are left out of every check and said so."""
+    all_summary = summary
+    summary, scores = _judged(summary, unjudged), _judged(scores, unjudged)
     agree = rel.agreement(summary)
     disc = rel.discrimination(scores)
     first = rel.rank_first(scores, n_resamples, seed)
@@ -86,7 +98,8 @@ def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resa
              "the rankings of the methods by two metrics (each by its mean on its common image set, direction applied; "
              "runtime left out; baselines left out, as their fixed order would inflate tau: with them in "
              "`metric_agreement_with_baselines.csv`) — a metric that orders explainers unlike all others measures something else, or "
-             "noise. **Discrimination**: on the images both were scored, how often the ceiling `oracle` (the true "
+             "noise. **Discrimination**: on the n images both were scored (lesion images only: the oracle is not "
+             "applicable to an image without a lesion), how often the ceiling `oracle` (the true "
              "lesion mask) scores better than the floor `random` in the metric's direction, the rank-biserial "
              "effect (+1: oracle always better) and the Wilcoxon p; a metric that cannot tell these two apart "
              "cannot tell a good explanation from a bad one. **Stability**: the probability that the leader stays "
@@ -98,13 +111,16 @@ def trust_section(summary: pd.DataFrame, scores: pd.DataFrame, rep: Path, n_resa
     lines += ["### Discrimination: oracle against random\n", *_discrimination_md(disc),
               "### Stability: bootstrap probability of ranking first\n", *_first_md(first),
               *checks.markdown(more_disc, more_stab, noise)]
-    multi = summary["dataset"].nunique() > 1
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
+    multi = all_summary["dataset"].nunique() > 1
+    for (dataset, model), df in all_summary.groupby(["dataset", "model"], sort=True):
         key = lambda t: t[(t.dataset == dataset) & (t.model == model)]  # noqa: E731
         more = [checks.pooled_for(t, dataset, model) for t in (more_disc, more_stab)]
         lines.append(f"### What the numbers justify: {model}{' on ' + dataset if multi else ''}\n")
         for m in ordered_metrics(df["metric"]):
-            if m in set(agree.metric_a) | set(agree.metric_b) | set(disc.metric) | set(first.metric):
+            if (dataset, model, m) in unjudged:
+                lines.append(f"- `{m}`: no headroom (see \"Headroom of the curve metrics\"): left out of these checks "
+                             "and of every verdict.")
+            elif m in set(agree.metric_a) | set(agree.metric_b) | set(disc.metric) | set(first.metric):
                 lines.append("- " + rel.sentence(m, key(agree), key(disc), key(first))
                              + checks.sentence(m, more[0], more[1], noise))
         lines.append("")

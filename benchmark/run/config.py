@@ -55,7 +55,9 @@ class DataSection:
     size: int = 64
     # role -> the dataset's split it reads: "train" trains, "val" selects (best epoch, tuned
     # thresholds), "test" is scored; the scored split never takes part in selection (validate refuses
-    # val == test, and train == val without a holdout)
+    # val == test, and train == val without a holdout). "" leaves a role out: without "train" the
+    # run evaluates the models it is given (models.checkpoints) and trains nothing (`benchmark evaluate`);
+    # without "val", tuned thresholds fall back to Otsu and the classifier table has no selection column
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
     # fraction of the training split held out as the selection split when splits.val names the same
     # split as splits.train: a seeded hold-out stratified by label, a pure function of (run.seed,
@@ -77,6 +79,9 @@ class DataSection:
     # the values of a lesion mask file that mean lesion, for label maps with more than two values;
     # [] (default): 0/1, 0/255 and boolean masks, any non-zero is lesion; other masks are refused
     mask_values: list[int] = field(default_factory=list)
+    # a lesion prior (.npy, size x size, values in [0,1]) for the mask_prior baseline, used instead of
+    # the training split's mean mask: what an evaluate-only run (no training split) needs for it
+    prior_file: str = ""
 
 
 @dataclass
@@ -123,6 +128,18 @@ class ExplainSection:
     # images lack: "error" stops the run before training, naming the explainer, what is missing and
     # for how many images; "nan" runs it with that context left empty and scores those images NaN
     missing_context: str = "error"
+    # model -> {"exclude": [explainers]}: explainers of `names` left out for that model (e.g. LRP,
+    # which refuses DenseNet); the leaderboards show "not run" for those pairs
+    per_model: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # name -> folder of maps made elsewhere (one file per image id: .npy, .npz or grey .png; see
+    # explainers/folder_maps.py): each runs as explainer `name` (added to `names`), keyed by the files' bytes;
+    # explain.params.<name> may set signed = true and key (the array of an .npz)
+    folders: dict[str, str] = field(default_factory=dict)
+
+    def for_model(self, model: str) -> list[str]:
+        """The explainers of `names` that explain `model` (per_model's exclusions applied)."""
+        left_out = set(self.per_model.get(model, {}).get("exclude", ()))
+        return [e for e in self.names if e not in left_out]
 
 
 # randomisation re-explains every image once per stage: LIME there costs minutes on a CPU, and the
@@ -152,6 +169,10 @@ class MetricsSection:
     skip: dict[str, list[str]] = field(default_factory=lambda: {
         "randomisation_ssim": list(SANITY_SKIP), "randomisation_spearman": list(SANITY_SKIP),
         **{m: list(FAITHFULNESS_SKIP) for m in FAITHFULNESS_METRICS}})
+    # how every localisation metric (and the IoU / Dice segmentation, tuned thresholds and cheXlocalize
+    # export) reads a signed map: "positive" (its positive part, the evidence for the target),
+    # "absolute" (|map|) or "raw" (as returned); the same in benchmark.metrics.score_maps(sign=)
+    sign: str = "positive"
     # validation lesion images used to tune iou / dice thresholds when their threshold is "tuned"
     tune_images: int = 64
     reliability: bool = True  # report's randomised-maps and noise checks (run/randomised_maps.py, perturbed_maps.py)
@@ -166,6 +187,14 @@ class ReportSection:
     # processes drawing the report's figures while the statistics run (0: one per core, at most 4;
     # 1: this process); the files are the same bytes either way (report/figure_pool.py)
     figure_workers: int = 0
+    # a curve metric (deletion, insertion, ROAD) whose fully perturbed image moves the target's output
+    # by less than this from the unperturbed image's, in some target class, has "no headroom": shown,
+    # kept out of every verdict (report/headroom.py); in [0, 1)
+    headroom_margin: float = 0.1
+    # parity of two explainers is claimed only by an equivalence test (TOST, paired t) rejecting both
+    # "the mean paired difference is <= -m" and ">= +m" at p < 0.05 (Holm within the pair's family),
+    # m this margin in the metric's own units; 0 turns parity claims off (report/stats.py)
+    equivalence_margin: float = 0.05
 
 
 @dataclass

@@ -72,6 +72,12 @@ class RunContext:
     # run, never shared with another run in the process
     state: WorkerState = field(default_factory=WorkerState)
     kills: KillPoints = field(default_factory=KillPoints)  # test-only kill points (kill_hooks)
+    # the resolved precisions {"asked", "resolved"} (runner.resolve_precisions), for the manifest
+    precision: dict = field(default_factory=dict)
+    # what a run without a training or selection split left out, one line each (missing_roles)
+    left_out: list[str] = field(default_factory=list)
+    # stage name -> its declaration, seconds (stages.run_stage), for the manifest
+    stages: dict[str, dict] = field(default_factory=dict)
 
     def progress(self, msg: str) -> None:
         """One line per stage event in progress.log, so a user (and the kill tests) see where a run is."""
@@ -117,9 +123,14 @@ class RunContext:
         p = metric_registry.get_metric(metric).precision(self.cfg.run.forward_precision, self.device)
         return () if p == "fp32" else (p,)
 
+    def metric_sign(self, metric: str) -> tuple[str, ...]:
+        """Part of a score key: the sign rule (metrics.sign) of a metric that reads it (localisation),
+        so changing the rule re-scores those metrics and no other."""
+        return (f"sign={self.cfg.metrics.sign}",) if metric_registry.get_metric(metric).reads_sign else ()
+
     def scores_dir(self, model: str, explainer: str, metric: str, maps_key: str) -> Path:
         key = stage_key("score", maps_key, metric, self.metric_params(model, explainer, metric),
-                        code_closure(*metric_code(metric)), *self.metric_precision(metric))
+                        code_closure(*metric_code(metric)), *self.metric_precision(metric), *self.metric_sign(metric))
         return self.run_dir / "scores" / f"{model}-{explainer}-{metric}-{key}"
 
     def load_maps(self, model: str, model_key: str, explainer: str, n_test: int) -> np.ndarray:

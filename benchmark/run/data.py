@@ -56,10 +56,20 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int, dataset: str, s
     return held
 
 
+def has_role(cfg: Config, role: str) -> bool:
+    """Whether the run reads split role `role` ("" in data.splits leaves it out)."""
+    return bool(cfg.data.splits.get(role, ""))
+
+
+def evaluate_only(cfg: Config) -> bool:
+    """A run without a training split: every model is given, nothing is trained."""
+    return not has_role(cfg, "train")
+
+
 def uses_holdout(cfg: Config) -> bool:
     """Whether the selection role ("val") is a hold-out carved from the training split."""
     d = cfg.data
-    return d.holdout > 0 and d.splits.get("val") == d.splits.get("train")
+    return d.holdout > 0 and has_role(cfg, "train") and d.splits.get("val") == d.splits.get("train")
 
 
 def role_pool(cfg: Config, ds, role: str) -> np.ndarray | None:
@@ -167,11 +177,37 @@ def train_prior(train: Batch) -> np.ndarray | None:
     return train.lesion_masks[annotated].float().mean(0).numpy() if bool(annotated.any()) else None
 
 
-def explain_context(test: Batch, sl: slice, prior) -> dict:
-    """What dataset-reading baselines may use for test images `sl`: their lung and lesion masks
-    (when the whole split has them) and the training prior (H,W), shared by every image."""
+class ImageIds(tuple):
+    """The image ids of a batch as explainer context (maps read from a folder by id): a tuple that,
+    like the tensors beside it, can be "moved" to a device (it stays as it is)."""
+
+    def to(self, device) -> "ImageIds":
+        return self
+
+
+def read_prior_file(path: str, size: int) -> np.ndarray:
+    """data.prior_file: a float (size, size) array in [0,1], or an error naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"data.prior_file: {path} does not exist")
+    try:
+        prior = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"data.prior_file: cannot read {path}: {err}") from None
+    if prior.shape != (size, size) or not np.isfinite(prior).all() or prior.min() < 0 or prior.max() > 1:
+        raise ValueError(f"data.prior_file: {path} must be a finite ({size}, {size}) array in [0, 1] "
+                         f"(data.size = {size}); got shape {prior.shape}")
+    return prior.astype(np.float32)
+
+
+def explain_context(test: Batch, sl, prior) -> dict:
+    """What dataset-reading baselines may use for test images `sl` (a slice or an index tensor): their
+    lung and lesion masks (when the whole split has them), the training prior (H,W), shared by every
+    image, and the images' ids (folder maps)."""
     import torch
     has_lungs = bool(test.lung_masks.flatten(1).any(1).all())
+    ids = test.ids[sl] if isinstance(sl, slice) else [test.ids[i] for i in torch.as_tensor(sl).reshape(-1).tolist()]
     return {"lung_masks": test.lung_masks[sl] if has_lungs else None,
             "lesion_masks": test.lesion_masks[sl] if bool(test.has_mask.all()) else None,
-            "train_mean_mask": None if prior is None else torch.as_tensor(prior)}
+            "train_mean_mask": None if prior is None else torch.as_tensor(prior),
+            "image_ids": ImageIds(str(i) for i in ids)}

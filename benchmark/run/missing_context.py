@@ -5,6 +5,13 @@ per test image right after the data is loaded and before any training.
 "error" (default) stops the run there, naming the explainer, what is missing and for how many
 images; "nan" explains those images with the missing context left empty and scores them NaN for
 that explainer (counted as NaN in the leaderboard's `n_nan` column and logged as a warning).
+
+Applicability, whatever the mode: an explainer built from the image's own lesion mask (it declares
+`from_lesion_mask`, as the oracle does) is not applicable to an image whose lesion mask is empty (a
+normal X-ray: its map would be all zero) or unknown. Its scores there are NaN for every metric
+(`not_applicable`, applied in the one scoring loop) and the report reads them as not applicable to
+it (context_gaps), never as its failures. `mask_prior` (the training split's mean mask) applies to
+every image.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import torch
 from cxr_xai_bench.datasets import Batch
 from cxr_xai_bench.explainers import EXPLAINERS
 
+from ..explainer_factory import explainer_from_config
 from .config import Config
 from .data import explain_context
 
@@ -28,7 +36,7 @@ def context_available(test: Batch, prior_path: str = "") -> dict[str, np.ndarray
     n = len(test)
     return {"lung_masks": test.lung_masks.flatten(1).any(1).cpu().numpy().astype(bool),
             "lesion_masks": test.has_mask.cpu().numpy().astype(bool),
-            "train_mean_mask": np.full(n, bool(prior_path))}
+            "train_mean_mask": np.full(n, bool(prior_path)), "image_ids": np.ones(n, bool)}
 
 
 def missing(explainer: str, test: Batch, prior_path: str = "") -> dict[str, np.ndarray]:
@@ -40,6 +48,15 @@ def missing(explainer: str, test: Batch, prior_path: str = "") -> dict[str, np.n
         if not ok.all():
             out[need] = ~ok
     return out
+
+
+def not_applicable(explainer: str, test: Batch) -> np.ndarray:
+    """Per test image (N,) bool: True where `explainer` is built from the lesion mask
+    (`from_lesion_mask`) and the image has no lesion (mask empty or unknown)."""
+    if not getattr(EXPLAINERS[explainer], "from_lesion_mask", False):
+        return np.zeros(len(test), bool)
+    lesion = test.has_mask.bool() & test.lesion_masks.flatten(1).any(1)
+    return ~lesion.cpu().numpy().astype(bool)
 
 
 def check_context(cfg: Config, test: Batch, prior_path: str = "") -> dict[str, int]:
@@ -54,6 +71,9 @@ def check_context(cfg: Config, test: Batch, prior_path: str = "") -> dict[str, i
                             f"(e.g. {ids[:3]})")
         if gaps:
             counts[name] = int(np.logical_or.reduce(list(gaps.values())).sum())
+    for name in cfg.explain.names:  # maps from a folder: every test image's file read and checked now
+        if getattr(EXPLAINERS[name], "folder", False):
+            explainer_from_config(cfg, name).check(test.ids, tuple(test.images.shape[2:]))
     if problems and cfg.explain.missing_context == "error":
         raise ValueError("missing context, checked before training: " + "; ".join(problems) + ". Provide it "
                          "in the dataset, leave these explainers out of explain.names, or set "

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 from cxr_xai_bench.datasets import DATASETS
 from cxr_xai_bench.explainers import EXPLAINERS
 from cxr_xai_bench.models import MODELS, TrainConfig
+from cxr_xai_bench.models.output_head import OUTPUT_PARAMS, check_output_params
 
 from .. import metrics as metric_registry
 from .config import Config, ConfigError, DataSection
@@ -84,7 +85,13 @@ def check_params(cfg: Config) -> None:
     parameter a component does not accept. Component names must already be known (validate checks)."""
     _check_keys("data.params", cfg.data.params, accepted_keys(DATASETS[cfg.data.dataset]), "dataset",
                 cfg.data.dataset, dataset_set_by())
-    _check_table("models.params", cfg.models.params, MODELS, "model", lambda n: accepted_keys(MODELS[n]), {})
+    _check_table("models.params", cfg.models.params, MODELS, "model",  # build_model takes OUTPUT_PARAMS for any model
+                 lambda n: None if (k := accepted_keys(MODELS[n])) is None else k | set(OUTPUT_PARAMS), {})
+    for name, params in cfg.models.params.items():
+        try:
+            check_output_params(params, MODELS[name])
+        except ValueError as err:
+            raise ConfigError(f"models.params.{name}: {err}") from None
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     _check_table("models.train", cfg.models.train, MODELS, "model", lambda n: train_fields, TRAIN_SET_BY)
     _check_table("explain.params", cfg.explain.params, EXPLAINERS, "explainer",

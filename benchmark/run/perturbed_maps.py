@@ -1,6 +1,6 @@
 """Stage perturbed maps: the localisation metrics re-scored on maps of slightly noisy inputs, for the
-report's stability check (a metric whose scores move more under noise too small to change the
-prediction than they differ between explainers cannot rank the explainers).
+report's stability check (does a metric's ranking of the methods hold under noise too small to
+change the prediction? report/reliability_checks.py: Kendall's tau clean vs noisy, per-image rank changes).
 
 Noise: each test image plus Gaussian noise of standard deviation SIGMA = 0.01 in the [0,1] image
 units (2.6 grey levels of 255: invisible; a `sigma` column of the table records it), clipped to [0,1], drawn
@@ -25,7 +25,7 @@ from cxr_xai_bench.models import predict_proba
 
 from ..explainer_factory import explainer_from_config
 from .context import Models, RunContext
-from .side_maps import (SidePlan, metrics_of, record_time, reliability_explainers, side_scores, work_before,
+from .side_maps import (SidePlan, metrics_of, reliability_explainers, side_scores,
                         write_table)
 from ..store.code import code_closure
 from ..store.files import stage_key
@@ -54,12 +54,12 @@ def same_prediction(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Te
 
 def stability_scores(ctx: RunContext, models: Models, test, prior_path: str) -> None:
     """Re-explain the kept noisy images, score their localisation metrics, write TABLE."""
-    cfg, frames, before = ctx.cfg, [], work_before(ctx)
+    cfg, frames = ctx.cfg, []
     explainers = reliability_explainers(cfg) if cfg.metrics.reliability else []
     sigma = SIGMA
     noisy = None
     for model_name, (model_key, ckpt) in models.items():
-        todo = [(e, metrics_of(ctx, e, CATEGORIES)) for e in explainers]
+        todo = [(e, metrics_of(ctx, e, CATEGORIES)) for e in explainers if e in cfg.explain.for_model(model_name)]
         todo = [(e, ms) for e, ms in todo if ms]
         if not todo:
             continue
@@ -79,4 +79,3 @@ def stability_scores(ctx: RunContext, models: Models, test, prior_path: str) -> 
             plan = SidePlan("perturbed", model_name, explainer, key, noisy, keep, explain, metrics)
             frames.append(side_scores(ctx, plan, trained, test, prior_path).assign(sigma=sigma))
     write_table(ctx, TABLE, frames, ["sigma"])
-    record_time(ctx, "reliability/perturbed", before)

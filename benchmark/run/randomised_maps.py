@@ -29,8 +29,8 @@ from ..explainer_factory import explainer_from_config
 from ..metrics import get_metric
 from ..metrics.sanity import randomisable_layers
 from .context import Models, RunContext
-from .side_maps import (RANDOMISATION, SidePlan, metrics_of, record_time, reliability_explainers, side_scores,
-                        work_before, write_table)
+from .side_maps import (RANDOMISATION, SidePlan, metrics_of, reliability_explainers, side_scores,
+                        write_table)
 from ..store.code import code_closure
 from ..store.files import stage_key
 
@@ -68,11 +68,11 @@ def fully_randomised(model: nn.Module, seed: int = 0, layers: list[str] | None =
 
 def randomised_scores(ctx: RunContext, models: Models, test, prior_path: str) -> None:
     """Explain with each model's fully randomised copy, score on the trained model, write TABLE."""
-    cfg, frames, before = ctx.cfg, [], work_before(ctx)
+    cfg, frames = ctx.cfg, []
     explainers = reliability_explainers(cfg) if cfg.metrics.reliability else []
     params = randomisation_params(cfg)
     for model_name, (model_key, ckpt) in models.items():
-        todo = [(e, metrics_of(ctx, e, CATEGORIES)) for e in explainers]
+        todo = [(e, metrics_of(ctx, e, CATEGORIES)) for e in explainers if e in cfg.explain.for_model(model_name)]
         todo = [(e, ms) for e, ms in todo if ms]
         if not todo:
             continue
@@ -94,4 +94,3 @@ def randomised_scores(ctx: RunContext, models: Models, test, prior_path: str) ->
             plan = SidePlan("randomised", model_name, explainer, key, test.images, keep, explain, metrics)
             frames.append(side_scores(ctx, plan, trained, test, prior_path))
     write_table(ctx, TABLE, frames)
-    record_time(ctx, "reliability/randomised", before)

@@ -105,9 +105,11 @@ def _mirror_settings(settings: dict) -> None:
 
 def _run_shard(job: ShardJob, fingerprint: str, settings: dict) -> tuple[str, int]:
     """The Ray task body: run one shard job in this worker; return its output path and the worker's pid."""
+    from .folders import register_folders_of
     from .jobs import run_job
     from .plugins import load_plugins
     load_plugins(job.config.get("run", {}).get("plugins", []))  # before the check: it covers their source
+    register_folders_of(job.config)
     _check_code(fingerprint)
     _mirror_settings(settings)
     if job.uses_gpu:

@@ -12,6 +12,7 @@ from cxr_xai_bench.datasets import Batch
 
 from ..metrics.sanity import map_similarity
 from .context import Models, RunContext
+from .missing_context import not_applicable
 from ..store.code import code_closure
 from ..store.files import as_stored, atomic_path, stage_key
 from .train import train_or_load
@@ -43,7 +44,7 @@ def seed_repeatability(ctx: RunContext, models: Models, train: Batch, val: Batch
     for seed in cfg.run.repeat_seeds:
         for name, (model_key, _) in models.items():
             model, other_key, _, _ = train_or_load(ctx, name, train, val, seed=seed)
-            for explainer in cfg.explain.names:
+            for explainer in cfg.explain.for_model(name):
                 if explainer in cfg.metrics.skip.get("seed_repeatability", ()):
                     continue
                 _, mkey = ctx.maps_dir(name, model_key, explainer)
@@ -58,7 +59,9 @@ def seed_repeatability(ctx: RunContext, models: Models, train: Batch, val: Batch
                 main = torch.from_numpy(ctx.load_maps(name, model_key, explainer, len(test)))
                 # compare like with like: the main maps were read back from their stored dtype
                 other = torch.from_numpy(as_stored(maps.numpy(), cfg.run.maps_dtype))
-                df = _repeat_frame(ctx, test, name, explainer, map_similarity(main, other, "spearman").float().numpy())
+                value = map_similarity(main, other, "spearman").float().numpy()
+                value[not_applicable(explainer, test)] = np.nan  # the oracle without a lesion: not scored
+                df = _repeat_frame(ctx, test, name, explainer, value)
                 with atomic_path(path) as tmp:
                     df.to_csv(tmp, index=False)
                 ctx.work["score"]["computed"] += 1

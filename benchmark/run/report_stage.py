@@ -1,5 +1,5 @@
-"""Stage report: the overlay cases and cheXlocalize exports stored, then the report built from the
-run folder alone (exactly as `python -m benchmark report` does); skipped when nothing it reads changed."""
+"""Stage report: the overlay cases, cheXlocalize exports and the sanity verdict's per-image inputs
+(sanity_images.csv) stored, then the report built from the run folder alone (exactly as `python -m benchmark report` does); skipped when nothing it reads changed."""
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +13,12 @@ from ..report.artifacts import write_cases
 from ..report.build import build_report
 from ..report.chexlocalize import export_ground_truth, export_segmentations
 from .context import Models, RunContext
+from .sanity_images import write_sanity_image_table
 from ..store.code import code_closure
 from ..store.files import stage_key, write_text
 
-REPORT_INPUTS = ("scores.csv", "curves.csv", "sanity.csv", "predictions.csv", "config.toml", "randomised_scores.csv",
-                 "stability.csv", "data_preview.npz")
+REPORT_INPUTS = ("scores.csv", "curves.csv", "curve_ends.csv", "sanity.csv", "sanity_images.csv", "predictions.csv", "config.toml",
+                 "randomised_scores.csv", "stability.csv", "target_scores.csv", "reliance.csv", "data_preview.npz")
 
 
 def report_code() -> str:
@@ -50,15 +51,19 @@ def write_report(ctx: RunContext, scores: pd.DataFrame, test: Batch, models: Mod
     # cheXlocalize exports: annotated images only (an unknown mask written empty would score as a negative)
     export_ground_truth(rd / "chexlocalize" / "gt.json", test.lesion_masks.numpy(), ids, has_mask=annotated)
     for model, (key, _) in models.items():
-        maps = {e: ctx.load_maps(model, key, e, len(test)) for e in cfg.explain.names}
+        maps = {e: ctx.load_maps(model, key, e, len(test)) for e in cfg.explain.for_model(model)}
         for e, m in maps.items():  # thresholded segmentations for cheXlocalize's eval.py
-            export_segmentations(rd / "chexlocalize" / f"{model}-{e}.json", m, ids, has_mask=annotated)
+            export_segmentations(rd / "chexlocalize" / f"{model}-{e}.json", m, ids, has_mask=annotated,
+                                 sign=cfg.metrics.sign)
         write_cases(rd / "cases" / f"{model}.npz", test.images[:, 0].numpy(), test.lesion_masks.numpy(),
                     ids, maps, signed, scores, model, case_metric, cfg.report.overlay_images)
     return build_report(rd)
 
 
 def report(ctx: RunContext, manifest: dict, scores: pd.DataFrame, test: Batch, models: Models) -> str:
+    # the sanity verdict's per-image inputs, from the randomisation metrics' stored pieces (no model
+    # pass), before the key: a rescored sanity metric rebuilds the report
+    write_sanity_image_table(ctx, models, len(test))
     key = report_key(ctx, manifest)
     rep = ctx.run_dir / "report"
     done = rep / ".inputs"

@@ -1,5 +1,6 @@
-"""The stage runner: data -> train -> tune -> explain -> score -> repeat -> report, each stage in
-its own module, stored and resumable.
+"""The stage runner: the pipeline's stages (pipeline.PIPELINE: data -> throughput -> context -> train
+-> tune -> explain -> score -> reliability -> manifest -> report) run in order under their declared
+contracts (stages.run_stage), each stored and resumable.
 
 Every stage output lives under the run folder, named by a hash of its inputs (config slice,
 upstream keys and the source of the code that computes it), written atomically, and skipped when
@@ -12,45 +13,35 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import tomli_w
 
-from cxr_xai_bench.datasets import Batch
 from cxr_xai_bench.models.precision import PRECISIONS, resolve_precision
 
-from ..report import stats
-from ..speed.floor import floor_table, format_floor, plan_passes, throughputs
-from . import report_stage
+from ..speed.floor import floor_table, format_floor, throughputs
+from ..store.files import sweep_temp_files, write_json, write_text
 from .config import Config
-from .context import Models, RunContext
-from .context_gaps import context_gaps
-from .data import data_key, load_split, train_prior
-from .data_summary import data_summary, show as show_data, summary_text, write_preview
-from .environment import git_commit, resolve_device, seed_everything, versions
+from .context import RunContext
+from .data import load_split
+from .data_summary import data_summary, summary_text
+from .environment import resolve_device, seed_everything
 from .executor import Executor
-from .gather import gather_scores, write_curves_and_sanity
 from .jobs import SCORE_COLUMNS
-from .perturbed_maps import stability_scores
-from .randomised_maps import randomised_scores
-from .repeat import seed_repeatability
+from .manifest import floor, plan_for
+from .missing_roles import resolve_missing_roles
+from .pipeline import PIPELINE
 from .run_lock import RunLock
-from .shards import run_sharded
-from .side_maps import metrics_of, reliability_explainers
-from ..store.files import atomic_path, stage_key, sweep_temp_files, write_json, write_text
-from .train import train_models
-from .tune import tune_thresholds
-from .validate import check_context, validate
+from .stages import PHASES, run_stages
+from .validate import validate
 
 __all__ = ["STAGES", "RunResult", "Runner", "resolve_device", "validate"]
 log = logging.getLogger(__name__)
-STAGES = ("train", "explain", "score", "report")
+STAGES = PHASES  # `run --until` choices
 
 
 @dataclass
@@ -63,20 +54,6 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     work: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> computed / reused counts
     floor: dict[str, Any] = field(default_factory=dict)  # throughput and per-stage floor (speed.floor)
-
-
-def _store_prior(ctx: RunContext, train: Batch) -> str:
-    """The training lesion prior (for mask_prior) as a stored .npy path, "" when the data has none;
-    kept when stored and resuming, written anew without resume (--no-resume)."""
-    prior = train_prior(train)
-    if prior is None:
-        return ""
-    p = ctx.run_dir / "context" / f"train-prior-{stage_key(data_key(ctx.cfg, 'train'))}.npy"
-    if not (ctx.resume and p.exists()):
-        with atomic_path(p) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, prior)
-    return str(p)
 
 
 def resolve_precisions(cfg: Config, device: torch.device) -> dict[str, dict[str, str]]:
@@ -101,45 +78,6 @@ def resolve_precisions(cfg: Config, device: torch.device) -> dict[str, dict[str,
     return {"asked": asked, "resolved": got}
 
 
-def tune_count(cfg: Config, val: Batch) -> int:
-    """Validation lesion images the threshold tuning explains (0 when no metric tunes)."""
-    if not any(cfg.metrics.params.get(m, {}).get("threshold") == "tuned" for m in cfg.metrics.names):
-        return 0
-    return min(int((val.has_mask & val.lesion_masks.flatten(1).any(1)).sum()), cfg.metrics.tune_images)
-
-
-def plan_for(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> dict:
-    counts = {"train": len(train), "val": len(val), "test": len(test), "tune": tune_count(ctx.cfg, val)}
-    side = reliability_explainers(ctx.cfg) if ctx.cfg.metrics.reliability else []
-    return plan_passes(ctx.cfg, counts, ctx.metrics_for, side, lambda e, c: metrics_of(ctx, e, c))
-
-
-def _floor(ctx: RunContext, speed: dict, train: Batch, val: Batch, test: Batch) -> dict:
-    reused = {s: w["computed"] == 0 and w["reused"] > 0 for s, w in ctx.work.items()}
-    rows = floor_table(plan_for(ctx, train, val, test), speed, ctx.timings, reused)
-    return {"throughput": {m: asdict(t) for m, t in speed.items()}, "stages": rows}
-
-
-def _manifest(ctx: RunContext, classifiers: dict, train: Batch, val: Batch, test: Batch) -> dict:
-    from .data import uses_holdout
-    # which split trained, which selected (best epoch, tuned thresholds) and which was scored: with
-    # data.holdout, "train" read the rest of the training split and "select" its held-out fraction
-    d = ctx.cfg.data
-    held = d.holdout if uses_holdout(ctx.cfg) else None
-    roles = {"train": {"split": d.splits["train"], "images": len(train), "holdout": held, "part": "rest" if held else "all"},
-             "select": {"split": d.splits["val"], "images": len(val), "holdout": held,
-                        "part": "held out" if held else "all", "used_for": ["best epoch", "tuned thresholds"]},
-             "score": {"split": d.splits["test"], "images": len(test), "holdout": None, "part": "all"}}
-    return {"versions": versions(), "git_commit": git_commit(), "seed": ctx.cfg.run.seed,
-            "device": str(ctx.device), "torch_threads": torch.get_num_threads(),
-            "executor": getattr(ctx.executor, "name", "local"), "timings_s": ctx.timings,
-            "classifiers": classifiers, "skipped_files": ctx.skipped, "work": ctx.work,
-            "split_roles": roles,
-            "data_counts": {"train": len(train), "val": len(val), "test": len(test),
-                            "test_pneumonia": int(test.labels.sum()),
-                            "test_with_lesion": int(test.lesion_masks.flatten(1).any(1).sum())}}
-
-
 def plan_text(cfg: Config, device: torch.device) -> str:
     """`run --plan`: the resolved config and the work it plans (model passes per stage and the floor
     they set at this device's measured throughput), before any training; writes nothing."""
@@ -162,8 +100,13 @@ class Runner:
                  resume: bool = True):
         self.asked_config = tomli_w.dumps(cfg.to_dict())  # config.toml: the config as asked ("auto" stays)
         cfg = copy.deepcopy(cfg)
-        self.precision = resolve_precisions(cfg, device)
-        self.ctx = RunContext(cfg, Path(run_dir), device, executor, resume)
+        precision = resolve_precisions(cfg, device)
+        left_out = resolve_missing_roles(cfg)
+        self.ctx = RunContext(cfg, Path(run_dir), device, executor, resume, precision=precision, left_out=left_out)
+
+    @property
+    def precision(self) -> dict[str, dict[str, str]]:
+        return self.ctx.precision
 
     def _metrics_for(self, explainer: str) -> list[str]:
         return self.ctx.metrics_for(explainer)
@@ -181,62 +124,20 @@ class Runner:
             ctx.previous_timings = json.loads(manifest.read_text()).get("timings_s", {})
         seed_everything(ctx.cfg.run.seed, ctx.cfg.run.deterministic)
 
-    def _score_table(self, models: Models, train: Batch, val: Batch, test: Batch, prior_path: str) -> pd.DataFrame:
-        ctx = self.ctx
-        scores = gather_scores(ctx, models, len(test))
-        repeat = seed_repeatability(ctx, models, train, val, test, prior_path)
-        if repeat:
-            scores = pd.concat([scores, *repeat], ignore_index=True)[SCORE_COLUMNS]
-        with atomic_path(ctx.run_dir / "scores.csv") as tmp:
-            scores.to_csv(tmp, index=False)
-        write_curves_and_sanity(ctx, models, len(test))
-        return scores
-
     def run(self, until: str = "report") -> RunResult:
-        if until not in STAGES:
-            raise ValueError(f"until={until!r} not in {STAGES}")
+        if until not in PHASES:
+            raise ValueError(f"until={until!r} not in {PHASES}")
         with RunLock(self.ctx.run_dir):  # one run per folder: a second one refuses here, before any work
             return self._run(until)
 
     def _run(self, until: str) -> RunResult:
-        ctx, cfg = self.ctx, self.ctx.cfg
+        ctx = self.ctx
         self._start()
-        t0 = time.perf_counter()
-        train, val, test = (load_split(cfg, role, ctx.skipped) for role in ("train", "val", "test"))
-        ctx.test = test
-        loaded = data_summary(cfg.data.dataset, cfg.data.splits, {"train": train, "val": val, "test": test}, ctx.skipped)
-        show_data(loaded)
-        write_preview(ctx.run_dir, test)  # the report's preview figure reads it from the run folder
-        ctx.timings["data"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        speed = throughputs(cfg, ctx.device, ctx.run_dir / "context", ctx.resume)  # stored: a resumed run does not measure again
-        ctx.timings["throughput"] = time.perf_counter() - t0
-        prior_path = _store_prior(ctx, train)
-        check_context(cfg, test, prior_path)  # before any training: every explainer gets what it needs
-        gaps = context_gaps(cfg, test, prior_path)
-        models, classifiers = train_models(ctx, train, val, test)
-        scores = pd.DataFrame(columns=SCORE_COLUMNS)
-        summary, leaderboard = pd.DataFrame(), ""
-        if until in ("score", "report"):
-            tune_thresholds(ctx, models, val, np.load(prior_path) if prior_path else None)
-        if until != "train":
-            run_sharded(ctx, models, len(test), prior_path, "explain")
-        if until in ("score", "report"):
-            run_sharded(ctx, models, len(test), prior_path, "score")
-            scores = self._score_table(models, train, val, test, prior_path)
-            randomised_scores(ctx, models, test, prior_path)  # metric reliability: randomised_scores.csv
-            stability_scores(ctx, models, test, prior_path)  # and stability.csv (metrics.reliability)
-        manifest = _manifest(ctx, classifiers, train, val, test)
-        manifest["context_gaps"] = gaps
-        manifest["precision"] = self.precision
-        manifest["data_summary"] = loaded
-        manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
+        got = run_stages(ctx, PIPELINE, until)
+        # the manifest again, now with every stage's time, work and the floor they set
+        manifest = {**got["manifest"], "timings_s": ctx.timings, "work": ctx.work, "stages": ctx.stages}
+        manifest["floor"] = floor(ctx, got["speed"], got["train"], got["val"], got["test"])
         write_json(ctx.run_dir / "manifest.json", manifest)
-        if until == "report":
-            t0 = time.perf_counter()
-            leaderboard = report_stage.report(ctx, manifest, scores, test, models)
-            summary = stats.summarise(scores, cfg.report.bootstrap, cfg.report.confidence, cfg.run.seed, gaps)
-            ctx.timings["report"] = time.perf_counter() - t0
-            manifest["floor"] = floor = _floor(ctx, speed, train, val, test)
-            write_json(ctx.run_dir / "manifest.json", {**manifest, "timings_s": ctx.timings})
-        return RunResult(ctx.run_dir, scores, summary, classifiers, leaderboard, ctx.timings, ctx.work, floor)
+        scores = got.get("scores", pd.DataFrame(columns=SCORE_COLUMNS))
+        return RunResult(ctx.run_dir, scores, got.get("summary", pd.DataFrame()), got["classifiers"],
+                         got.get("leaderboard", ""), ctx.timings, ctx.work, manifest["floor"])

@@ -6,6 +6,12 @@ scoring (per-batch seeds, the dataset context a re-explaining metric gets, lung 
 NaN where an explainer lacked its context) is written once and holds for every table of scores.
 Callers differ only in what they hand in: the images (noisy ones for the perturbed check), how the
 explained class of a batch is found, and which images of the shard are scored.
+
+Two rules of every table live here too: the localisation metrics read the maps through the run's one
+sign rule (metrics.sign, benchmark.metrics.sign), and an explainer built from the image's lesion mask
+(the oracle: `from_lesion_mask`) is not applicable where that mask is empty or unknown, so its values
+there are NaN for every metric (missing_context.not_applicable; the report reads them as not
+applicable through the manifest's context_gaps, never as failures).
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from .. import metrics as metric_registry
 from ..explainer_factory import explainer_from_config
 from ..store.files import MapShard, atomic_path
 from .config import Config
-from .missing_context import job_context, nan_where_missing
+from .missing_context import job_context, nan_where_missing, not_applicable
 
 SCORE_COLUMNS = ["dataset", "split", "model", "explainer", "metric", "image_id", "value"]
 # metrics the runner measures while explaining: the map shard's column that holds them
@@ -96,7 +102,8 @@ def score_images(task: ScoreTask) -> Scored:
                 v = metric_registry.score(task.metric, task.model, x, targets,
                                           torch.from_numpy(task.maps.maps[i:i + bs]).to(device),
                                           task.test.lesion_masks[idx].to(device), task.test.has_mask[idx].to(device),
-                                          sink=sink, **extra, **batch_seed(spec, task.params, cfg.run.seed, int(idx[0])))
+                                          sink=sink, sign=cfg.metrics.sign, **extra,
+                                          **batch_seed(spec, task.params, cfg.run.seed, int(idx[0])))
             parts.append(v.float().cpu().numpy())
             sizes.append(len(x))
             for k, a in (sink or {}).items():
@@ -106,13 +113,15 @@ def score_images(task: ScoreTask) -> Scored:
 
 
 def _nan_where_missing(task: ScoreTask, values: np.ndarray) -> np.ndarray:
-    """NaN for the images whose explainer lacked its dataset context. The rule reads whole shards,
+    """NaN for the images whose explainer lacked its dataset context, and for those it is not
+    applicable to (built from the lesion mask, the image has none). The rule reads whole shards,
     so the values go into their shard's places first; the dtype is kept (float32 scores are stored
     as float32 text, as they always were)."""
     start, stop = task.span
     full = np.full(stop - start, np.nan, dtype=values.dtype if values.dtype.kind == "f" else float)
     full[task.index - start] = values
     full = nan_where_missing(task.cfg, task.explainer, task.test, start, stop, task.prior_path, full)
+    full = np.where(not_applicable(task.explainer, task.test)[start:stop], np.nan, full).astype(full.dtype)
     return full[task.index - start]
 
 

@@ -3,7 +3,6 @@ executor (in this process or on Ray workers); each job writes one piece of the s
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def plan(ctx: RunContext, models: Models, n_test: int, prior_path: str, stage: s
     """The shard jobs of `stage` whose output is missing (all of them without resume)."""
     jobs = []
     for model, (model_key, ckpt) in models.items():
-        for explainer in ctx.cfg.explain.names:
+        for explainer in ctx.cfg.explain.for_model(model):
             mdir, mkey = ctx.maps_dir(model, model_key, explainer)
             for k, (a, b) in enumerate(ctx.shards(n_test)):
                 maps_path = mdir / f"shard-{k:05d}.npy"
@@ -75,9 +74,5 @@ def execute(ctx: RunContext, jobs: list[ShardJob], stage: str) -> None:
 
 
 def run_sharded(ctx: RunContext, models: Models, n_test: int, prior_path: str, stage: str) -> None:
-    """Plan and run one sharded stage, timing it (a stage reused whole keeps its computed time)."""
-    t0 = time.perf_counter()
-    computed = ctx.work[stage]["computed"]
+    """Plan and run one sharded stage (the runner times it and counts its work)."""
     execute(ctx, plan(ctx, models, n_test, prior_path, stage), stage)
-    ctx.timings[stage] = time.perf_counter() - t0
-    ctx.keep_previous_timing(stage, computed, stage)

@@ -18,7 +18,6 @@ back from their stored dtype, as the main scores read theirs. Maps run in this p
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,6 +73,8 @@ class SidePlan:
     keep: np.ndarray         # (N,) bool: the images explained and scored
     explain: ExplainBatch
     metrics: list[str]
+    # (N,) the classes explained and scored; None: the main maps' targets (explain.target)
+    targets: torch.Tensor | None = None
 
 
 def clean_targets(ctx: RunContext, trained: torch.nn.Module, test) -> torch.Tensor:
@@ -136,7 +137,7 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
     their values (SCORE_COLUMNS), kept images only, in test order."""
     root = ctx.run_dir / "reliability"
     prior = ctx.state.prior(prior_path)
-    targets = clean_targets(ctx, trained, test)
+    targets = plan.targets if plan.targets is not None else clean_targets(ctx, trained, test)
     mdir = root / "maps" / f"{plan.model}-{plan.explainer}-{plan.tag}-{plan.key}"
     code = code_closure("benchmark.run.side_maps")
     frames = []
@@ -146,7 +147,7 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
         for metric in plan.metrics:
             params = ctx.metric_params(plan.model, plan.explainer, metric)
             skey = stage_key(plan.tag, plan.key, metric, params, code_closure(*metric_code(metric)), code,
-                             *ctx.metric_precision(metric))
+                             *ctx.metric_precision(metric), *ctx.metric_sign(metric))
             out = root / "scores" / f"{plan.model}-{plan.explainer}-{metric}-{plan.tag}-{skey}" / f"shard-{k:05d}.csv"
             if ctx.resume and out.exists():
                 _work(ctx)["reused"] += 1
@@ -159,19 +160,6 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
             _work(ctx)["computed"] += 1
             frames.append(df)
     return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS] if frames else pd.DataFrame(columns=SCORE_COLUMNS)
-
-
-def work_before(ctx: RunContext) -> tuple[float, int]:
-    """(start time, pieces computed so far): what record_time needs."""
-    return time.perf_counter(), ctx.work.get(WORK, {}).get("computed", 0)
-
-
-def record_time(ctx: RunContext, name: str, before: tuple[float, int]) -> None:
-    """The stage's time in ctx.timings (kept from the last manifest when it computed nothing); nothing
-    when it had nothing to do, so a run without these checks has no such entries."""
-    if WORK in ctx.work:
-        ctx.timings[name] = time.perf_counter() - before[0]
-        ctx.keep_previous_timing(name, before[1], WORK)
 
 
 def write_table(ctx: RunContext, name: str, frames: list[pd.DataFrame], extra: list[str] | None = None) -> None:

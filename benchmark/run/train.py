@@ -48,7 +48,8 @@ def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) 
         with atomic_path(path) as tmp:
             save_checkpoint(model, tmp, meta)
     place_model(model, ctx.device).eval()
-    meta["val"] = classifier_report(val.labels.numpy(), predict_proba(model, val.images)[:, 1].numpy())
+    meta["val"] = (None if val is None else  # an evaluate-only run may have no selection split
+                   classifier_report(val.labels.numpy(), predict_proba(model, val.images)[:, 1].numpy()))
     ctx.work["train"]["loaded"] = ctx.work["train"].get("loaded", 0) + 1
     ctx.progress(f"train {name} skipped: loaded {given} ({info['format']}, sha256 {info['sha256'][:12]})")
     return model, key, meta, path

@@ -12,6 +12,7 @@ from cxr_xai_bench.datasets import Batch
 
 from ..explainer_factory import explainer_from_config
 from ..metrics.segmentation import tune_threshold
+from ..metrics.sign import apply_sign
 from .context import Models, RunContext, explainer_code
 from .data import data_key, explain_context
 from .jobs import targets_for
@@ -40,7 +41,8 @@ def explain_here(ctx: RunContext, model: torch.nn.Module, explainer: str, split:
 def tune_thresholds(ctx: RunContext, models: Models, val: Batch, prior: np.ndarray | None) -> None:
     """For metrics with threshold = "tuned" (iou, dice): per model and explainer, the threshold of
     0.2-0.8 with the best mean IoU on up to metrics.tune_images annotated lesion images of the
-    validation split (cheXlocalize's tuning), stored in thresholds/ and reused."""
+    validation split (cheXlocalize's tuning), stored in thresholds/ and reused. The maps are read
+    through the run's sign rule (metrics.sign), as iou and dice read them."""
     cfg = ctx.cfg
     if not any(cfg.metrics.params.get(m, {}).get("threshold") == "tuned" for m in cfg.metrics.names):
         return
@@ -50,17 +52,18 @@ def tune_thresholds(ctx: RunContext, models: Models, val: Batch, prior: np.ndarr
     masks, has = val.lesion_masks[lesion], val.has_mask[lesion]
     for model_name, (model_key, ckpt) in models.items():
         model = ctx.state.model(ctx.cfg, model_name, ckpt, ctx.device)
-        for explainer in cfg.explain.names:
+        for explainer in cfg.explain.for_model(model_name):
             key = stage_key("tune", model_key, explainer, cfg.explain.params.get(explainer, {}), cfg.explain.target,
-                            data_key(cfg, "val"), cfg.metrics.tune_images,
-                            code_closure(*explainer_code(explainer), "benchmark.metrics.segmentation"))
+                            data_key(cfg, "val"), cfg.metrics.tune_images, f"sign={cfg.metrics.sign}",
+                            code_closure(*explainer_code(explainer), "benchmark.metrics.segmentation",
+                                         "benchmark.metrics.sign"))
             path = ctx.run_dir / "thresholds" / f"{model_name}-{explainer}-{key}.json"
             if path.exists() and ctx.resume:
                 ctx.thresholds[(model_name, explainer)] = json.loads(path.read_text())["threshold"]
                 continue
             maps = explain_here(ctx, model, explainer, val, lesion, prior)
             try:
-                value: float | str = round(tune_threshold(maps, masks, has), 6)
+                value: float | str = round(tune_threshold(apply_sign(maps, cfg.metrics.sign), masks, has), 6)
             except ValueError as err:  # e.g. all-zero maps: no IoU is defined at any threshold
                 log.warning("%s/%s: %s; using Otsu instead", model_name, explainer, err)
                 value = "otsu"

@@ -4,14 +4,18 @@ their names are known; `check_context` checks, right after the data is loaded an
 that every explainer gets the dataset context it needs for every test image."""
 from __future__ import annotations
 
+import math
+
 from cxr_xai_bench.datasets import DATASETS
 from cxr_xai_bench.explainers import EXPLAINERS
 from cxr_xai_bench.models import MODELS
 from cxr_xai_bench.models.precision import PRECISIONS
 
 from .. import metrics as metric_registry
-from .config import Config
+from ..metrics.sign import SIGNS
+from .config import Config, ConfigError
 from .executor import EXECUTORS
+from .folders import register_folders
 from .missing_context import MODES as MISSING_CONTEXT
 from .missing_context import check_context
 from .param_check import check_params
@@ -24,6 +28,7 @@ __all__ = ["check_context", "check_split_roles", "validate"]
 def validate(cfg: Config) -> None:
     cfg.run.plugins = [normalise(s) for s in cfg.run.plugins]  # absolute paths: workers may run elsewhere
     load_plugins(cfg.run.plugins)
+    register_folders(cfg)  # explain.folders: registered (and added to explain.names) before names are checked
     metrics = metric_registry.METRICS
     checks = [("data.dataset", [cfg.data.dataset], DATASETS), ("models.names", cfg.models.names, MODELS),
               ("explain.names", cfg.explain.names, EXPLAINERS), ("metrics.names", cfg.metrics.names, metrics)]
@@ -32,10 +37,20 @@ def validate(cfg: Config) -> None:
             if name not in registry:
                 raise KeyError(f"{key}: unknown name {name!r}; registered: {sorted(registry)}")
     check_params(cfg)
+    check_per_model(cfg)
+    if cfg.metrics.sign not in SIGNS:
+        raise ConfigError(f"metrics.sign: {cfg.metrics.sign!r} is not one of {list(SIGNS)} (how the localisation "
+                          "metrics read a signed map: its positive part, its absolute value, or as returned)")
     for role in ("train", "val", "test"):
         if role not in cfg.data.splits:
             raise KeyError(f"data.splits must name a {role!r} split, got {cfg.data.splits}")
     check_split_roles(cfg)
+    check_evaluate_only(cfg)
+    if not cfg.models.names and cfg.explain.folders:
+        raise ValueError("models.names is empty: a run scores maps for a model (faithfulness metrics ask it how the "
+                         "maps' regions move its output, and the classifier table reports it). Name the model the "
+                         "maps explain (models.checkpoints for its file), or score the folder's maps against masks "
+                         "without a model with benchmark.metrics.score_maps(None, ...) (localisation metrics only)")
     if not cfg.models.names or not cfg.explain.names or not cfg.metrics.names:
         raise ValueError("models.names, explain.names and metrics.names must each name at least one entry")
     if ("seed_repeatability" in cfg.metrics.names) != bool(cfg.run.repeat_seeds):
@@ -47,6 +62,12 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
     if cfg.report.figure_workers < 0:
         raise ValueError(f"report.figure_workers must be 0 (one per core) or more, got {cfg.report.figure_workers}")
+    if not 0 <= cfg.report.headroom_margin < 1:
+        raise ValueError(f"report.headroom_margin must lie in [0, 1) (a difference of probabilities), got "
+                         f"{cfg.report.headroom_margin}")
+    if not 0 <= cfg.report.equivalence_margin < math.inf:
+        raise ValueError(f"report.equivalence_margin must be a finite number >= 0 (0: no parity claims), got "
+                         f"{cfg.report.equivalence_margin}")
     precisions = [("train.precision", cfg.train.precision, PRECISIONS), ("run.forward_precision", cfg.run.forward_precision, PRECISIONS)]
     precisions += [(f"models.train.{m}.precision", t["precision"], PRECISIONS) for m, t in cfg.models.train.items() if "precision" in t]
     for key, value, allowed in (("run.maps_dtype", cfg.run.maps_dtype, MAP_DTYPES), ("run.executor", cfg.run.executor, EXECUTORS),
@@ -72,6 +93,20 @@ def check_split_roles(cfg: Config) -> None:
     if not 0 <= d.holdout < 1:
         raise ValueError(f"data.holdout must be a fraction in [0, 1), got {d.holdout}")
     train, val, test = d.splits["train"], d.splits["val"], d.splits["test"]
+    if not test:
+        raise ValueError("data.splits.test is empty: a run scores the split it names there")
+    if not train:  # evaluate-only: check_evaluate_only
+        if d.holdout > 0:
+            raise ValueError(f"data.holdout = {d.holdout} carves the selection split from the training split, "
+                             f"but data.splits.train is empty (an evaluate-only run): set data.holdout = 0")
+        if val == test:
+            raise ValueError(f"data.splits.val and data.splits.test both name split {val!r}: thresholds would be "
+                             f"tuned on the scored images; set data.splits.val = \"\" or name another split")
+        return
+    if not val:
+        raise ValueError("data.splits.val is empty but data.splits.train names a split: training selects its best "
+                         "epoch on the selection split. Name one, or hold one out (data.splits.val = "
+                         f"{train!r} with data.holdout, e.g. 0.1)")
     if val == test:
         raise ValueError(f"data.splits.val and data.splits.test both name split {val!r}: models would be selected "
                          f"(best epoch) and thresholds tuned on the images that are scored. Select on another split, "
@@ -88,3 +123,33 @@ def check_split_roles(cfg: Config) -> None:
         raise ValueError(f"data.holdout = {d.holdout} carves the selection split from the training split, but "
                          f"data.splits.val names {val!r}, not data.splits.train {train!r}: set data.splits.val = "
                          f"{train!r}, or data.holdout = 0")
+
+
+def check_evaluate_only(cfg: Config) -> None:
+    """Without a training split every model must be given (models.checkpoints): nothing is trained."""
+    if cfg.data.splits.get("train"):
+        return
+    untrained = [m for m in cfg.models.names if m not in cfg.models.checkpoints]
+    if untrained:
+        raise ValueError(f"data.splits.train is empty (an evaluate-only run), so nothing is trained, but "
+                         f"models {untrained} have no file in models.checkpoints: give each a checkpoint "
+                         f"(models.checkpoints.<name> = \"file.pt\") or name a training split")
+    if cfg.run.repeat_seeds:
+        raise ValueError("run.repeat_seeds retrains each model per seed: an evaluate-only run (data.splits.train "
+                         "empty) trains nothing; leave run.repeat_seeds empty")
+
+
+def check_per_model(cfg: Config) -> None:
+    """explain.per_model names configured models, only the key "exclude", and explainers of explain.names;
+    every model keeps at least one explainer."""
+    for model, spec in cfg.explain.per_model.items():
+        if model not in cfg.models.names:
+            raise KeyError(f"explain.per_model.{model}: {model!r} is not in models.names {cfg.models.names}")
+        unknown = sorted(set(spec) - {"exclude"})
+        if unknown:
+            raise KeyError(f"explain.per_model.{model}: unknown keys {unknown}; allowed: exclude")
+        stray = [e for e in spec.get("exclude", []) if e not in cfg.explain.names]
+        if stray:
+            raise KeyError(f"explain.per_model.{model}.exclude: {stray} not in explain.names {cfg.explain.names}")
+        if not cfg.explain.for_model(model):
+            raise ValueError(f"explain.per_model.{model}.exclude leaves {model} no explainer")

@@ -129,7 +129,7 @@ def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[s
             train.add((1, 0), epochs * counts["val"] + counts["test"], "validation and test predictions")
         plan["train"][name] = train
         tune, explain, score = Passes(), Passes(), Passes()
-        for explainer in cfg.explain.names:
+        for explainer in cfg.explain.for_model(name):
             per = _explainer_passes(cfg, explainer)
             tune.add(per, counts.get("tune", 0), f"tune {explainer}")
             explain.add(per, counts["test"], explainer)
@@ -153,7 +153,7 @@ def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[s
         randomised, perturbed = Passes(), Passes()
         if reliability:
             perturbed.add((2, 0), counts["test"], "predictions on clean and noisy images")
-        for explainer in reliability or []:
+        for explainer in [e for e in reliability or [] if e in cfg.explain.for_model(name)]:
             per = _explainer_passes(cfg, explainer)
             randomised.add(per, counts["test"], f"randomised {explainer}")
             perturbed.add(per, counts["test"], f"perturbed {explainer}")

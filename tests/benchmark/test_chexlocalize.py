@@ -38,7 +38,9 @@ def test_encode_decode_round_trip_of_a_stack():
 def test_export_segmentations_is_otsu_on_minmax_maps_and_readable_as_chexlocalize(tmp_path):
     rng = np.random.default_rng(1)
     maps = rng.random((4, 16, 16)).astype(np.float32) * 3 - 1
-    seg = export_segmentations(tmp_path / "pred.json", maps, ["a", "b", "c", "d"])
+    # signed maps compared with skimage on their whole range: read raw (the default rule segments the
+    # positive part: tests/benchmark/test_sign_rule.py)
+    seg = export_segmentations(tmp_path / "pred.json", maps, ["a", "b", "c", "d"], sign="raw")
     for m, s in zip(maps, seg):
         norm = (m - m.min()) / (m.max() - m.min())
         assert np.array_equal(s, norm > threshold_otsu(norm))
@@ -95,8 +97,8 @@ def test_report_stage_exports_annotated_images_only(tmp_path, monkeypatch):
 
     class Ctx:
         run_dir = tmp_path
-        cfg = type("Cfg", (), {"metrics": type("M", (), {"names": ["relevance_mass"]}),
-                                "explain": type("E", (), {"names": ["random"]}),
+        cfg = type("Cfg", (), {"metrics": type("M", (), {"names": ["relevance_mass"], "sign": "positive"}),
+                                "explain": type("E", (), {"names": ["random"], "for_model": staticmethod(lambda m: ["random"])}),
                                 "report": type("R", (), {"overlay_images": 1})})
 
         def load_maps(self, model, key, explainer, n_test):

@@ -71,6 +71,16 @@ def test_run_writes_report_with_numbers(smoke_run):
     assert "report.md" in r.stdout and "gradcam" in r.stdout
 
 
+def test_the_manifest_records_every_stage_with_its_declaration_and_time(smoke_run):
+    from benchmark.run.pipeline import PIPELINE
+    stages = json.loads((smoke_run[0] / "manifest.json").read_text())["stages"]
+    assert set(stages) == {s.name for s in PIPELINE}
+    for s in PIPELINE:
+        got = stages[s.name]
+        assert got["reads"] == list(s.reads) and got["consumes"] == list(s.consumes), s.name
+        assert got["produces"] == list(s.produces) and got["seconds"] >= 0, s.name
+
+
 def _stored(out):
     return {p: p.stat().st_mtime_ns for p in out.rglob("*")
             if p.is_file() and p.parent.parent.name in ("maps", "scores") or p.suffix == ".pt"}

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from benchmark.report.findings import comparisons, findings, findings_markdown
+from benchmark.report.findings import comparisons, findings, findings_markdown, with_sanity
 from benchmark.report.stats import paired_tests, summarise
 
 
@@ -43,13 +43,20 @@ def test_findings_on_a_constructed_case():
     rows = overview.set_index("explainer")
     assert rows.loc["gradcam", "beats_all"] == ""
     # each verdict with the paired difference (method - baseline) and its CI; "not shown", not "does not beat"
+    # lung_prior is gradcam plus noise of sd 0.01: the equivalence test (TOST within ±0.05) says so
     assert rows.loc["gradcam", "beats_random_only"].startswith("relevance_mass (Δ +0.500 [0.500, 0.500], n = 16; "
-                                                               "not shown vs lung_prior Δ ")
+                                                               "equivalent to lung_prior within ±0.05 (Δ ")
     assert rows.loc["gradcam", "not_random"] == "deletion_auc (not shown vs random Δ +0.300 [0.300, 0.300], n = 16)"
     assert rows.loc["lrp", "beats_all"] == "deletion_auc (Δ -0.300 [-0.300, -0.300], n = 16)"
     assert rows.loc["lrp", "not_random"].startswith("relevance_mass (not shown vs center Δ")
-    assert rows.loc["gradcam", "sanity"].startswith("passes (randomisation_ssim 0.20 vs center 1.00")
-    assert rows.loc["lrp", "sanity"].startswith("fails (randomisation_ssim 0.80")
+    # sanity is judged from the per-image values (sanity_images.csv; test_sanity_verdict.py), not the stage means
+    assert rows.loc["gradcam", "sanity"] == "not judged (randomisation_ssim: no per-image values (sanity_images.csv))"
+    images = pd.DataFrame([dict(dataset="d", split="s", model="m", explainer=e, metric="randomisation_ssim",
+                                image_id=f"i{i}", last=last + 0.01 * (i % 3), null=0.5, degenerate_map=0,
+                                degenerate_last=0) for e, last in (("gradcam", 0.2), ("lrp", 0.8)) for i in range(16)])
+    judged = with_sanity(overview, summary, tests, images, n_resamples=100).set_index("explainer")
+    assert judged.loc["gradcam", "sanity"].startswith("passes (randomisation_ssim: Δ -0.291 [")
+    assert judged.loc["lrp", "sanity"].startswith("fails (randomisation_ssim: Δ +0.309 [")
     assert set(overview.explainer) == {"gradcam", "lrp"}  # baselines are what the methods are measured against
     md = findings_markdown(overview)
     assert md.startswith("| model | explainer | beats random and every prior on |") and "| m | gradcam | – |" in md
@@ -62,8 +69,13 @@ def test_a_method_without_sanity_scores_is_not_run():
     summary, tests = summarise(scores, 50), paired_tests(scores, 50)
     _, overview = findings(summary, tests)
     assert overview.set_index("explainer").loc["lime", "sanity"] == "not run"
-    # below the threshold but on too few images to be significantly below center: inconclusive
+    # three images whose last-stage similarities straddle the null: the CI of Δ spans the margin, inconclusive
     few = scores[scores.image_id.isin(["i0", "i1", "i2"])]
-    _, overview = findings(summarise(few, 50), paired_tests(few, 50))
-    assert overview.set_index("explainer").loc["gradcam", "sanity"].startswith("inconclusive")
+    summary, few_tests = summarise(few, 50), paired_tests(few, 50)
+    _, overview = findings(summary, few_tests)
+    images = pd.DataFrame(dict(dataset="d", split="s", model="m", explainer="gradcam", metric="randomisation_ssim",
+                               image_id=["i0", "i1", "i2"], last=[0.05, 0.3, 0.6], null=0.3, degenerate_map=0,
+                               degenerate_last=0))
+    judged = with_sanity(overview, summary, few_tests, images, n_resamples=100)
+    assert judged.set_index("explainer").loc["gradcam", "sanity"].startswith("inconclusive")
     assert comparisons(tests.iloc[0:0]).empty

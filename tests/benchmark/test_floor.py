@@ -113,7 +113,7 @@ def test_every_metric_declares_the_passes_it_makes(name, tiny_models):
 def test_a_smoke_run_makes_exactly_the_planned_passes_per_stage(tmp_path, monkeypatch):
     """The whole plan of a tiny run (both models, every default explainer and metric, a tuned
     threshold) against the passes its stages make, attributed by wrapping the runner's stage calls."""
-    from benchmark.run import runner
+    from benchmark.run import pipeline
     cfg = load_config(None, ["data.limit.train=12", "data.limit.val=8", "data.limit.test=6",
                              "metrics.params.iou.threshold=\"tuned\"", "data.cache_dir=\"\""], "smoke")
     counted: dict[str, list[int]] = {}
@@ -128,9 +128,9 @@ def test_a_smoke_run_makes_exactly_the_planned_passes_per_stage(tmp_path, monkey
                 got[1] += c.backward - before[1]
                 return out
             return wrapped
-        monkeypatch.setattr(runner, "train_models", attribute("train", runner.train_models))
-        monkeypatch.setattr(runner, "tune_thresholds", attribute("tune", runner.tune_thresholds))
-        monkeypatch.setattr(runner, "run_sharded", attribute("sharded", runner.run_sharded))
+        monkeypatch.setattr(pipeline, "train_models", attribute("train", pipeline.train_models))
+        monkeypatch.setattr(pipeline, "tune_thresholds", attribute("tune", pipeline.tune_thresholds))
+        monkeypatch.setattr(pipeline, "run_sharded", attribute("sharded", pipeline.run_sharded))
         result = Runner(cfg, tmp_path / "run", torch.device("cpu")).run("score")
     plan = {r["stage"]: r for r in result.floor["stages"]}
     train = [plan[f"train/{m}"] for m in cfg.models.names]

@@ -111,7 +111,7 @@ def test_patch_deletion_by_hand():
     t = torch.ones(2, dtype=torch.long)
     sink = {}
     _fn("deletion_auc")(model=MeanModel(), images=images, targets=t, maps=maps, steps=4, unit="patch", patch_size=4,
-                        sink=sink)
+                        fill="zero", sink=sink)
     for i in range(2):
         sums = maps[i].view(2, 4, 2, 4).sum((1, 3)).flatten()
         patch_order = torch.argsort(-sums).tolist()
@@ -283,9 +283,9 @@ def _expected_deletion_auc(img, m, steps):
 
 
 @pytest.mark.parametrize("metric,params,tol", [
-    ("deletion_auc", {}, 0.03),
+    ("deletion_auc", {"fill": "zero"}, 0.03),
     ("insertion_auc", {"fill": "zero"}, 0.03),
-    ("deletion_auc", {"unit": "patch", "patch_size": 4}, 0.03),
+    ("deletion_auc", {"fill": "zero", "unit": "patch", "patch_size": 4}, 0.03),
     ("road_morf", {"output": "probability", "noise": 0.0, "percentages": list(range(5, 100, 10))}, 0.1),
 ])
 def test_tied_units_are_not_perturbed_in_raster_order(metric, params, tol):
@@ -309,7 +309,7 @@ def test_tie_seeds_average_to_the_expected_deletion_auc():
     """Each tie seed is one random tie order: the AUCs spread a little around the expected value."""
     img, m = _split_image_and_block_map()
     t = torch.ones(1, dtype=torch.long)
-    aucs = np.array([_fn("deletion_auc")(model=MeanModel(), images=img, targets=t, maps=m, tie_seed=s).item()
+    aucs = np.array([_fn("deletion_auc")(model=MeanModel(), images=img, targets=t, maps=m, tie_seed=s, fill="zero").item()
                      for s in range(16)])
     expected = _expected_deletion_auc(img, m, 16)
     assert aucs.std() < 0.01 and abs(aucs.mean() - expected) < 0.005
@@ -400,7 +400,7 @@ def test_patch_deletion_equals_quantus_region_perturbation(net_inputs, order, si
                               regions_evaluation=n_patches, perturb_baseline=0.0, call_kwargs={"softmax": True}))
     sink = {}
     _fn("deletion_auc")(model=model, images=images, targets=targets, maps=maps, steps=n_patches, unit="patch",
-                        patch_size=4, order=order, sink=sink)
+                        patch_size=4, order=order, fill="zero", sink=sink)  # Quantus' perturb_baseline 0.0
     drop = (sink["curve"][:, :1] - sink["curve"][:, 1:]).numpy()
     assert ref.shape == drop.shape
     assert np.abs(drop - ref).max() < 1e-5

@@ -87,9 +87,15 @@ def test_smoke_run_scores_lung_mass_on_every_image(tmp_path):
     s = pd.read_csv(out / "scores.csv")
     lung = s[s.metric == "lung_mass"].set_index(["model", "explainer", "image_id"])["value"]
     assert len(lung) == 2 * 3 * 4, "two models, three explainers, four test images"
-    assert lung.notna().all(), "every phantom image has lung masks: scored, normal images included"
+    applies = lung.drop(index="oracle", level="explainer")
+    assert applies.notna().all(), "every phantom image has lung masks: scored, normal images included"
     assert (lung.xs("lung_prior", level="explainer") == 1).all(), "the lung mask itself lies inside the lungs"
-    assert lung.between(0, 1).all()
+    assert lung.dropna().between(0, 1).all()
     # relevance_mass leaves the normal images out; lung_mass does not
     rel = s[s.metric == "relevance_mass"]
     assert rel["value"].isna().sum() > 0
+    # the oracle (built from the lesion mask) is not applicable to an image without a lesion, for every
+    # metric (issue 29, item 3): NaN on exactly the images relevance_mass leaves out
+    rel_oracle = rel[rel.explainer == "oracle"].set_index(["model", "image_id"])["value"]
+    oracle = lung.xs("oracle", level="explainer")
+    assert oracle.isna().any() and oracle.isna().equals(rel_oracle.reindex(oracle.index).isna())

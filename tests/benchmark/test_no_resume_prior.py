@@ -8,7 +8,7 @@ import torch
 
 from benchmark.run.config import load_config
 from benchmark.run.context import RunContext
-from benchmark.run.runner import _store_prior
+from benchmark.run.pipeline import store_prior as _store_prior
 from cxr_xai_bench.datasets import Batch
 
 

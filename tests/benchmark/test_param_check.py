@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import benchmark.run.data as run_data
-import benchmark.run.runner as runner_module
+import benchmark.run.pipeline as runner_module
 import benchmark.run.train as run_train
 from benchmark.metrics import METRICS
 from benchmark.run.config import ConfigError, load_config

@@ -1,11 +1,12 @@
 """The two reliability checks built on re-explained maps, checked by hand on small tables: trained
-against fully randomised maps (paired difference, shares, effect, Wilcoxon p) and stability under
-noise (mean absolute change against the spread between explainers); the fully randomised model is
+against fully randomised maps (paired difference, shares, effect, Wilcoxon p) and the stability of the
+methods' ranking under noise (Kendall tau, per-image rank changes); the fully randomised model is
 the sanity cascade's last stage; the noise is seeded; the report section with and without the tables."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as sps
 from torch import nn
 
 from benchmark.metrics.sanity import cascade_maps
@@ -73,30 +74,59 @@ def test_randomised_discrimination_drops_unpaired_and_nan():
     assert d.loc[("iou", "gradcam"), "n"] == 8
 
 
-def test_stability_by_hand():
-    scores = _long({("a", "relevance_mass"): [0.2] * 4, ("b", "relevance_mass"): [0.4] * 4,
-                    ("c", "relevance_mass"): [0.6] * 4, ("oracle", "relevance_mass"): [1.0] * 4,  # left out
-                    ("a", "iou"): [0.1, 0.2, 0.3, 0.4], ("b", "iou"): [0.2, 0.3, 0.4, 0.5]})
-    perturbed = _long({("a", "relevance_mass"): [0.22, 0.18, 0.22, 0.18],  # moves by 0.02 on every image
-                       ("b", "relevance_mass"): [0.4, 0.4, 0.4, 0.4],      # does not move
-                       ("a", "iou"): [0.5, 0.6, 0.7, 0.8]})                # moves by 0.4, explainers 0.1 apart
+def _ranked(clean: dict[str, list[float]], noisy: dict[str, list[float]], metric: str = "relevance_mass"):
+    return (_long({(e, metric): v for e, v in clean.items()}),
+            _long({(e, metric): v for e, v in noisy.items()}).assign(sigma=0.01))
+
+
+# three methods and two baselines; the baselines keep their order (oracle first, random last) under the noise
+CLEAN = {"gradcam": [0.6, 0.7, 0.5, 0.6], "lrp": [0.4, 0.5, 0.3, 0.4], "lime": [0.2, 0.3, 0.1, 0.2],
+         "oracle": [1.0] * 4, "random": [0.0] * 4}
+
+
+def test_ranking_stability_holds_and_reverses_with_baselines_left_out():
+    """Bug caught: the old check measured how far each explainer's scores move against the gaps between
+    explainers (padded by the baselines) and could not say whether the metric's ranking of the methods
+    holds; here the ranking is fully reversed while every score moves by at most 0.4."""
+    held = {**CLEAN, "gradcam": [v + 0.01 for v in CLEAN["gradcam"]]}  # the order of the methods holds
+    reversed_ = {"gradcam": CLEAN["lime"], "lrp": CLEAN["lrp"], "lime": CLEAN["gradcam"],
+                 "oracle": CLEAN["oracle"], "random": CLEAN["random"]}  # gradcam and lime swap: lrp stays in the middle
+    for noisy, tau, changed in ((held, 1.0, 0.0), (reversed_, -1.0, 1.0)):
+        scores, perturbed = _ranked(CLEAN, noisy)
+        r = checks.stability(scores, perturbed).iloc[0]
+        assert (r.methods, r.n_methods, r.n) == ("gradcam, lime, lrp", 3, 4), "baselines are not ranked"
+        assert r.tau == tau and r.changed == changed
+        means = [np.mean(CLEAN[e]) for e in ("gradcam", "lime", "lrp")]
+        assert r.tau == pytest.approx(sps.kendalltau(means, [np.mean(noisy[e]) for e in ("gradcam", "lime", "lrp")]).statistic)
+    assert "reverses its ranking of the methods (gradcam, lime, lrp)" in checks.stability_sentence(r, 0.01)
+    assert "changes on 100% of them [40%, 100%]" in checks.stability_sentence(r, 0.01)  # exact CI of 4 of 4
+    # with the baselines ranked too, the same full reversal would read tau 0.4 (oracle and random stay put)
+    with_baselines = [np.mean(reversed_[e]) for e in ("gradcam", "lime", "lrp", "oracle", "random")]
+    assert sps.kendalltau([np.mean(CLEAN[e]) for e in ("gradcam", "lime", "lrp", "oracle", "random")],
+                          with_baselines).statistic == pytest.approx(0.4)
+
+
+def test_ranking_stability_by_hand_against_scipy_and_per_image_ranks():
+    """Four methods, lower is better (deletion_auc): a partial change of the ranking; per image, the
+    image whose two methods swap counts as changed, the noise-free ones not; images a method lacks
+    (prediction changed, or NaN) leave the common set."""
+    clean = {"a": [0.1, 0.1, 0.1, 0.1, 0.1], "b": [0.2, 0.2, 0.2, 0.2, 0.2], "c": [0.3, 0.3, 0.3, 0.3, 0.3],
+             "d": [0.4, 0.4, 0.4, 0.4, np.nan], "sobel": [0.9] * 5}
+    noisy = {"a": [0.25, 0.1, 0.1, 0.1, 0.1], "b": [0.2, 0.2, 0.2, 0.2, 0.2], "c": [0.3, 0.3, 0.3, 0.3, 0.3],
+             "d": [0.4, 0.4, 0.05, 0.4, 0.4], "sobel": [0.0] * 5}  # d's mean drops below c's: one pair of 6 swaps
+    scores, perturbed = _ranked(clean, noisy, "deletion_auc")
     perturbed = perturbed[perturbed.image_id != "i3"]  # the noise changed the prediction of image 3: not kept
-    spread = checks.explainer_spread(scores).set_index("metric")["spread"]
-    assert spread["relevance_mass"] == pytest.approx((0.2 + 0.4 + 0.2) / 3)  # pairs of a, b, c; oracle out
-    assert spread["iou"] == pytest.approx(0.1)
-    s = checks.stability(scores, perturbed).set_index(["metric", "explainer"])
-    assert s.loc[("relevance_mass", "a"), "mean_abs_change"] == pytest.approx(0.02)
-    assert s.loc[("relevance_mass", "a"), "n"] == 3
-    assert s.loc[("relevance_mass", "b"), "mean_abs_change"] == pytest.approx(0.0)
-    pooled = s.loc[("relevance_mass", "all")]
-    assert pooled.n == 6 and pooled.mean_abs_change == pytest.approx(0.01)
-    assert pooled.ratio == pytest.approx(0.01 / (0.8 / 3))
-    iou = s.loc[("iou", "a")]
-    assert iou.mean_abs_change == pytest.approx(0.4) and iou.ratio == pytest.approx(4.0)
-    assert "more than explainers differ, so it cannot rank them" in checks.stability_sentence(iou, 0.01)
-    text = checks.stability_sentence(pooled, 0.01)
-    assert text.startswith("scores move by 0.01 under noise of sigma 0.01 (6 image pairs), 4% of the spread")
-    assert "cannot rank" not in text
+    r = checks.stability(scores, perturbed).iloc[0]
+    assert (r.n_methods, r.n, r.n_changed) == (4, 3, 2)  # images 0, 1, 2; image 0 (a, b swap) and 2 (d moves up)
+    keep = ["i0", "i1", "i2"]
+    mean = lambda t, e: -np.mean([v for i, v in enumerate(t[e]) if f"i{i}" in keep])  # noqa: E731 (direction)
+    expected = sps.kendalltau([mean(clean, e) for e in "abcd"], [mean(noisy, e) for e in "abcd"]).statistic
+    assert r.tau == pytest.approx(expected) == pytest.approx(2 / 3)
+    assert (r.changed_ci_low, r.changed_ci_high) == pytest.approx(sps.binomtest(2, 3).proportion_ci(0.95, "exact"))
+    # one method only (or none): no ranking to keep
+    one = checks.stability(*_ranked({"a": [0.1, 0.2], "random": [0.0, 0.0]}, {"a": [0.2, 0.1], "random": [0.0, 0.0]}))
+    assert one.iloc[0].n_methods == 1 and np.isnan(one.iloc[0].tau)
+    assert checks.stability_sentence(one.iloc[0], 0.01).startswith("has no ranking stability measured")
 
 
 def _net() -> nn.Module:
@@ -159,10 +189,10 @@ def test_section_without_tables_is_unchanged_and_with_them_has_numbers(tmp_path,
     perturbed.to_csv(run / "stability.csv", index=False)
     text, rep = _section(run, scores, monkeypatch)
     assert trust.CAVEAT not in text and "### Trained against randomised maps" in text
-    assert "### Stability under noise (sigma 0.02)" in text
+    assert "### Stability of the ranking under noise (sigma 0.02)" in text
     assert ("`relevance_mass`:" in text and "It tells trained from randomised maps: trained maps beat randomised maps "
             "on 100% of 20 image pairs" in text)
-    assert "scores move by 0.01 under noise of sigma 0.02" in text
+    assert "keeps its ranking of the methods (gradcam, lrp) under noise of sigma 0.02: Kendall tau +1.00" in text
     assert "It cannot tell trained from randomised maps" not in text.split("`iou`")[0].split("`relevance_mass`")[-1]
     disc = pd.read_csv(rep / "randomised_discrimination.csv")
     assert set(disc.explainer) == {"gradcam", "lrp", "all"}

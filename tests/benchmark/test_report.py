@@ -66,14 +66,15 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
                                                    "versions": {"torch": "x"}, "timings_s": {"data": 1.0}}))
     if not extras:
         return tmp
-    curves, sanity, preds = [], [], []
+    curves, sanity, preds, ends = [], [], [], []
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
     for model in ("tiny_a", "tiny_b"):
         share = np.where(labels == 1, [0.0, 0.0, 0.0, 0.1, 0.2, 0.6, 0.7, 0.3], 0.0)  # 3 focal lesions of 5
         preds.append(rd.predictions_frame("phantom", "test", model, ids, labels, rng.random(n), share))
         for e in EXPLAINERS:
-            curves.append(rd.summarise_curves("phantom", "test", model, e, "deletion_auc", np.sort(rng.random((n, 5)))[:, ::-1],
-                                              np.linspace(0, 1, 5), 50))
+            curve = np.sort(rng.random((n, 5)))[:, ::-1]
+            curves.append(rd.summarise_curves("phantom", "test", model, e, "deletion_auc", curve, np.linspace(0, 1, 5), 50))
+            ends.append(rd.curve_ends_frame("phantom", "test", model, e, "deletion_auc", ids, curve))
             sanity.append(rd.summarise_sanity("phantom", "test", model, e, "randomisation_ssim", rng.random((n, 3)), ["fc", "conv2", "conv1"]))
         images = rng.random((n, size, size)).astype(np.float32)
         masks = np.zeros((n, size, size), bool)
@@ -86,6 +87,7 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
                         has_mask=np.ones(4, bool), lung_masks=np.zeros((4, size, size), bool), labels=labels[:4],
                         ids=np.array(ids[:4], dtype=str))
     rd.write_curves(tmp / "curves.csv", curves)
+    rd.write_curve_ends(tmp / "curve_ends.csv", ends)
     rd.write_sanity(tmp / "sanity.csv", sanity)
     rd.write_predictions(tmp / "predictions.csv", preds)
     return tmp
@@ -111,16 +113,17 @@ def test_build_report_writes_every_table_and_figure(built):
             assert (rep / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard_all.md", "leaderboard_all.tex",
                  "paired_tests.csv", "friedman.csv", "ranks.csv", "ranks.md", "report.md", "per_class.csv", "focal_leaderboard.csv",
-                 "findings.csv", "metric_agreement.csv", "discrimination.csv", "rank_first.csv", "metric_agreement.png"):
+                 "findings.csv", "headroom.csv", "metric_agreement.csv", "discrimination.csv", "rank_first.csv", "metric_agreement.png"):
         assert (rep / name).stat().st_size > 0, name
     report = (rep / "report.md").read_text()
     for needle in ("## Classifiers", "## Data", "## Environment", "## Leaderboard", "### All models side by side",
                    "Nemenyi", "(roc.png)", "(cases-tiny_b.png)", "relevance_mass 18 of 48", "```toml",
                    "## What was measured", "model output explained: `tiny_a` raw", "explain target: `label`",
-                   "`deletion_auc` fill `zero`, order `morf`", "trained on `train`, selected on `val`",
+                   "`deletion_auc` fill `mean`, order `morf`", "trained on `train`, selected on `val`",
                    "### tiny_a on phantom: faithfulness by class", "deletion_auc ↓ pneumonia",
                    "## How far to trust these metrics", "(metric_agreement.png)", "### What the numbers justify: tiny_a",
-                   "- `relevance_mass`: ", "| tiny_a | gradcam |", "## Focal lesions", "(3 of 5 lesion images) and the normals (3)"):
+                   "- `relevance_mass`: ", "| tiny_a | gradcam |", "## Focal lesions", "(3 of 5 lesion images) and the normals (3)",
+                   "## Headroom of the curve metrics", "| tiny_a | deletion_auc | pneumonia | 5 |"):
         assert needle in report, needle
     assert "## Not in this report" not in report
     assert report.split("\n## ")[1].startswith("What this run supports")  # the report opens with the findings

@@ -18,8 +18,8 @@ def test_settings_lines_name_output_target_perturbations_and_splits():
     text = "\n".join(settings_lines(cfg))
     assert "`vgg16_bn` centred" in text and "`resnet50` raw" in text
     assert "explain target: `predicted`" in text
-    # config over the metric's defaults: deletion blur / lerf, insertion its default blur / morf
-    assert "`deletion_auc` fill `blur`, order `lerf`" in text and "`insertion_auc` fill `blur`, order `morf`" in text
+    # config over the metric's defaults: deletion blur / lerf, insertion its default mean / morf
+    assert "`deletion_auc` fill `blur`, order `lerf`" in text and "`insertion_auc` fill `mean`, order `morf`" in text
     assert "`road_morf` noisy linear imputation" in text and "relevance_mass" not in text
     assert "trained on `tr`, selected on `va`" in text and "scored on `te`" in text
 

@@ -129,10 +129,10 @@ def test_paper_preset_with_the_covid_config_keeps_the_protocol():
 def test_thresholds_are_tuned_and_models_selected_on_the_holdout(tmp_path, monkeypatch):
     import json
 
-    from benchmark.run import runner
+    from benchmark.run import pipeline
     from benchmark.run.runner import Runner
     seen = {}
-    tune, train_models = runner.tune_thresholds, runner.train_models
+    tune, train_models = pipeline.tune_thresholds, pipeline.train_models
 
     def spy_tune(ctx, models, val, prior):
         seen["tuned_on"] = list(val.ids)
@@ -142,8 +142,8 @@ def test_thresholds_are_tuned_and_models_selected_on_the_holdout(tmp_path, monke
         seen["trained_on"], seen["selected_on"] = list(train.ids), list(val.ids)
         return train_models(ctx, train, val, test)
 
-    monkeypatch.setattr(runner, "tune_thresholds", spy_tune)
-    monkeypatch.setattr(runner, "train_models", spy_train)
+    monkeypatch.setattr(pipeline, "tune_thresholds", spy_tune)
+    monkeypatch.setattr(pipeline, "train_models", spy_train)
     cfg = _phantom(tmp_path, "data.limit={train=16, val=8, test=4}", "models.names=['resnet50']",
                    "explain.names=['oracle','random']", "metrics.names=['iou']", "metrics.params={iou={threshold='tuned'}}")
     result = Runner(cfg, tmp_path / "run", torch.device("cpu")).run(until="score")

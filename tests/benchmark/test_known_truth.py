@@ -1,0 +1,98 @@
+"""Known truth (issue 30, item 1): the phantom's exact counterfactuals, the lesion-reliance stage and
+the report's known-truth checks of explainers and faithfulness metrics."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from benchmark.cli import main
+from benchmark.report import known_truth
+from cxr_xai_bench.datasets import build_dataset
+from cxr_xai_bench.datasets.phantom import render
+
+
+def test_the_counterfactual_is_the_same_xray_without_its_lesion():
+    ds = build_dataset("phantom", split="test", size=64, seed=0)
+    for index in (1, 7, 165):
+        sample = ds[index]
+        cf = ds.counterfactual(sample.id)
+        assert torch.equal(cf, render(0, "test", index, 64, 0)["image"][None])
+        diff = (sample.image - cf).abs()[0]
+        near = torch.nn.functional.max_pool2d(sample.lesion_mask[None, None].float(), 5, 1, 2)[0, 0] > 0
+        # the lesion's soft edge reaches a little past its mask: 98% of the change lies within 2 px of it
+        assert diff[~near].sum() < 0.02 * diff.sum(), "only the lesion (and its soft rim) changes"
+        assert (diff[sample.lesion_mask] > 0.01).all(), "every lesion pixel changes"
+    assert ds.counterfactual(ds[0].id) is None, "a normal image has no lesion to remove"
+    assert ds.counterfactual("phantom-val-00001") is None
+
+
+def _rel(reliant):
+    return pd.DataFrame(dict(dataset="d", split="s", model="m", image_id=[f"i{k}" for k in range(len(reliant))],
+                             p_image=0.9, p_counterfactual=[0.1 if r else 0.8 for r in reliant], drop=0.0,
+                             reliant=reliant))
+
+
+def test_known_truth_scores_by_hand_on_reliant_images_only():
+    rng = np.random.default_rng(0)
+    n = 12
+    reliant = [True] * 10 + [False] * 2
+    rows = []
+    oracle_del, random_del = rng.uniform(0.1, 0.4, n), rng.uniform(0.3, 0.9, n)
+    pg = rng.integers(0, 2, n).astype(float)
+    for k in range(n):
+        for e, m, v in (("oracle", "deletion_auc", oracle_del[k]), ("random", "deletion_auc", random_del[k]),
+                        ("gradcam", "pointing_game", pg[k]), ("gradcam", "deletion_auc", 0.5)):
+            rows.append(dict(dataset="d", split="s", model="m", explainer=e, metric=m, image_id=f"i{k}", value=v))
+    scores = pd.DataFrame(rows)
+    rel = _rel(reliant)
+    expl = known_truth.explainer_table(scores, rel)
+    got = expl[(expl.explainer == "gradcam") & (expl.metric == "pointing_game")].iloc[0]
+    assert got["n"] == 10 and got["mean"] == pytest.approx(pg[:10].mean())
+    valid = known_truth.metric_validity(scores, rel).iloc[0]
+    assert valid["metric"] == "deletion_auc" and valid["n"] == 10
+    assert valid["oracle"] == pytest.approx(oracle_del[:10].mean()) and valid["random"] == pytest.approx(random_del[:10].mean())
+    assert valid["oracle_better"] == pytest.approx(np.mean(oracle_del[:10] < random_del[:10]))  # lower is better
+    assert valid["p"] == pytest.approx(stats.wilcoxon(-oracle_del[:10], -random_del[:10]).pvalue)
+    assert valid["sees_evidence"]
+    summ = known_truth.reliance_summary(rel).iloc[0]
+    assert summ["reliant"] == 10 and summ["n"] == 12
+    ci = stats.binomtest(10, 12).proportion_ci(method="exact")
+    assert (summ["ci_low"], summ["ci_high"]) == pytest.approx((ci.low, ci.high))
+    # a metric that scores the known evidence like random does not see it
+    blind = scores.copy()
+    blind.loc[blind.explainer == "oracle", "value"] = blind.loc[blind.explainer == "random", "value"].to_numpy()
+    assert not known_truth.metric_validity(blind, rel).iloc[0]["sees_evidence"]
+    lines = "\n".join(known_truth.known_truth_lines(rel, expl, known_truth.metric_validity(blind, rel)))
+    assert "| m | 12 | 10 (83%" in lines and "| **no** |" in lines
+
+
+@pytest.mark.integration
+def test_a_phantom_run_measures_lesion_reliance(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--preset", "smoke", "--out", str(out), "--set", "models.names=['resnet50']",
+            "--set", "explain.names=['gradcam','random','oracle']", "--set", "data.cache_dir=''",
+            "--set", "metrics.names=['pointing_game','deletion_auc']", "--set", "metrics.reliability=false"]
+    assert main(args) == 0
+    rel = pd.read_csv(out / "reliance.csv", dtype={"image_id": str})
+    pred = pd.read_csv(out / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
+    assert len(rel) == int((pred.label == 1).sum()) > 0, "every pneumonia test image with a lesion"
+    np.testing.assert_allclose(rel.p_image.to_numpy(), pred.loc[rel.image_id, "prob_pneumonia"].to_numpy(), rtol=1e-5)
+    assert (rel.reliant == ((rel.p_image > 0.5) & (rel.p_counterfactual <= 0.5))).all()
+    report = (out / "report" / "report.md").read_text()
+    assert "## Known truth: what the models use" in report and "relies on the lesion" in report
+    assert json.loads((out / "manifest.json").read_text())["stages"]["reliance"]["seconds"] >= 0
+
+
+def test_counterfactuals_of_the_phantom_and_none_of_real_x_rays():
+    from benchmark.run.config import load_config
+    from benchmark.run.data import load_split
+    from benchmark.run.reliance import counterfactuals
+    from cxr_xai_bench.datasets import DATASETS
+    cfg = load_config(None, ["data.size=32", "data.limit.test=4", "data.cache_dir=''"])
+    test = load_split(cfg, "test")
+    index, images = counterfactuals(cfg, test)
+    assert index == test.labels.nonzero().flatten().tolist() and images.shape == (len(index), 1, 32, 32)
+    assert not hasattr(DATASETS["covid_qu_ex"], "counterfactual"), "real X-rays have none: no reliance.csv"
