@@ -19,7 +19,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import figures, findings, headroom, overlays, report_sections as rs, stats
+from . import evidence_sections as es, figures, findings, headroom, overlays, report_sections as rs, stats
 from .artifacts import load_curve_ends, load_curves, load_predictions, read_cases
 from .figure_pool import FigurePool
 from .report_context import ReportContext
@@ -46,7 +46,7 @@ def load_gaps(run_dir: Path) -> dict[str, list[str]]:
 
 Section = Callable[[ReportContext], "rs.Part"]
 # report.md in order; one entry per section
-SECTIONS: list[Section] = [rs.header, rs.known_truth_part, rs.target_part, rs.headroom_part, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, rs.figures_part]
+SECTIONS: list[Section] = [rs.header, es.known_truth_part, es.target_part, es.headroom_part, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, rs.figures_part]
 CLOSING: list[Section] = [rs.files_and_config]  # after "Not in this report"
 
 

@@ -118,7 +118,7 @@ def data_lines(run_dir: Path, rep: Path, manifest: dict, pool, notes: list[str])
     preview = read_preview(run_dir)
     drawn = pool.submit(preview_figure, preview, rep / "data-preview").result() if preview is not None else None
     if drawn:
-        lines += [f"![test images per class](data-preview.png)  \n[PDF](data-preview.pdf)\n"]
+        lines += ["![test images per class](data-preview.png)  \n[PDF](data-preview.pdf)\n"]
     else:
         notes.append(f"- data preview: not drawn, the run folder has no `{PREVIEW_FILE}`.")
     return lines

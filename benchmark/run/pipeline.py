@@ -177,7 +177,7 @@ PIPELINE: list[Stage] = [
     Stage("reliance", "score", ("data", "run", "models"), ("models", "test"), ("reliance_table",), reliance_stage,
           doc="known truth: each model's output on pneumonia test images with the lesion rendered away"),
     Stage("other_target", "score", ("data", "run", "models", "explain", "metrics"),
-          ("models", "test", "prior_path", "scores"), ("target_table",), other_target_stage, work="reliability",
+          ("models", "test", "prior_path", "scores"), ("target_table",), other_target_stage, work="other_target",
           doc="misclassified images explained for the other target (label / prediction)"),
     Stage("manifest", "train", ALL, ("classifiers", "train", "val", "test", "context_gaps", "data_summary", "speed"),
           ("manifest",), manifest_stage, doc="manifest.json: versions, split roles, classifiers, work, floor"),

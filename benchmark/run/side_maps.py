@@ -8,7 +8,7 @@ and each metric's values one CSV under `reliability/scores/<model>-<explainer>-<
 keyed by their inputs (the main maps' key, the stage's own parameters, the code) and written
 atomically: a killed run resumes, a rerun computes nothing, and a changed metric re-scores without
 re-explaining. They live apart from maps/ and scores/, which hold the main stages only (and what
-the tests and `benchmark compare` enumerate there). Work is counted in manifest `work.reliability`.
+the tests and `benchmark compare` enumerate there). Work is counted in manifest `work.reliability` (the other target's, target_maps.py, in `work.other_target`).
 
 Scoring is jobs.run_score's own loop (scoring.score_images): the same metric functions, always on the
 TRAINED model (faithfulness measures how well a map explains the model the benchmark is about,
@@ -75,6 +75,7 @@ class SidePlan:
     metrics: list[str]
     # (N,) the classes explained and scored; None: the main maps' targets (explain.target)
     targets: torch.Tensor | None = None
+    work: str = WORK         # the manifest's work counter these pieces count into
 
 
 def clean_targets(ctx: RunContext, trained: torch.nn.Module, test) -> torch.Tensor:
@@ -86,8 +87,8 @@ def clean_targets(ctx: RunContext, trained: torch.nn.Module, test) -> torch.Tens
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def _work(ctx: RunContext) -> dict[str, int]:
-    return ctx.work.setdefault(WORK, {"computed": 0, "reused": 0})
+def _work(ctx: RunContext, plan: SidePlan) -> dict[str, int]:
+    return ctx.work.setdefault(plan.work, {"computed": 0, "reused": 0})
 
 
 def _stored_maps(ctx: RunContext, path: Path) -> MapShard | None:
@@ -105,7 +106,7 @@ def _maps(ctx: RunContext, plan: SidePlan, path: Path, index: np.ndarray, target
           prior) -> MapShard:
     shard = _stored_maps(ctx, path)
     if shard is not None:
-        _work(ctx)["reused"] += 1
+        _work(ctx, plan)["reused"] += 1
         return shard
     bs, parts = ctx.cfg.explain.batch_size, []
     for i in range(0, len(index), bs):
@@ -116,7 +117,7 @@ def _maps(ctx: RunContext, plan: SidePlan, path: Path, index: np.ndarray, target
     maps = np.concatenate(parts) if parts else np.zeros((0, *plan.images.shape[2:]), np.float32)
     zeros = np.zeros(len(index))
     write_map_shard(path, MapShard(maps, [test.ids[i] for i in index], zeros, zeros), ctx.cfg.run.maps_dtype)
-    _work(ctx)["computed"] += 1
+    _work(ctx, plan)["computed"] += 1
     ctx.progress(f"{plan.tag} maps {plan.model}/{plan.explainer} {path.name} done")
     return read_map_shard(path)  # score what is stored, as the main stage does
 
@@ -150,14 +151,14 @@ def side_scores(ctx: RunContext, plan: SidePlan, trained: torch.nn.Module, test,
                              *ctx.metric_precision(metric), *ctx.metric_sign(metric))
             out = root / "scores" / f"{plan.model}-{plan.explainer}-{metric}-{plan.tag}-{skey}" / f"shard-{k:05d}.csv"
             if ctx.resume and out.exists():
-                _work(ctx)["reused"] += 1
+                _work(ctx, plan)["reused"] += 1
                 frames.append(pd.read_csv(out, dtype={"image_id": str}))
                 continue
             if shard is None:
                 shard = _maps(ctx, plan, mdir / f"shard-{k:05d}.npy", index, targets, test, prior)
             df = _score(ctx, plan, metric, trained, shard, index, targets, test, (a, b), prior, prior_path)
             scoring.write_scores(out, df)
-            _work(ctx)["computed"] += 1
+            _work(ctx, plan)["computed"] += 1
             frames.append(df)
     return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS] if frames else pd.DataFrame(columns=SCORE_COLUMNS)
 

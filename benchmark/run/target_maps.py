@@ -56,6 +56,7 @@ def other_target_scores(ctx: RunContext, models: Models, test, prior_path: str) 
 
             def explain(x, t, context, exp=exp):
                 return exp.explain(trained, x, t, **context)
-            plan = SidePlan("target", model_name, explainer, key, test.images, keep, explain, metrics, targets)
+            plan = SidePlan("target", model_name, explainer, key, test.images, keep, explain, metrics, targets,
+                            work="other_target")
             frames.append(side_scores(ctx, plan, trained, test, prior_path).assign(target=other))
     write_table(ctx, TABLE, frames, ["target"])

@@ -62,8 +62,14 @@ def test_run_writes_report_with_numbers(smoke_run):
     oracle = scores[(scores.explainer == "oracle") & (scores.metric == "pointing_game")]["value"].dropna()
     assert len(oracle) and (oracle == 1).all(), "the true mask always points into itself"
     assert set(scores.model) == {"vgg16_bn", "resnet50"}
-    faith = scores[scores.metric == "deletion_auc"]["value"]
+    faith = scores[(scores.metric == "deletion_auc") & (scores.explainer != "oracle")]["value"]
     assert faith.notna().all() and faith.between(0, 1).all()
+    # the oracle is not applicable where there is no lesion: NaN there, scored on every lesion image
+    pred = pd.read_csv(out / "predictions.csv", dtype={"image_id": str})
+    oracle_del = scores[(scores.metric == "deletion_auc") & (scores.explainer == "oracle")].astype({"image_id": str})
+    lesion = set(pred[pred.lesion_share > 0].image_id)
+    assert oracle_del[oracle_del.image_id.isin(lesion)].value.notna().all()
+    assert oracle_del[~oracle_del.image_id.isin(lesion)].value.isna().all() and len(lesion) < len(set(pred.image_id))
     loc = scores[scores.metric == "pointing_game"]
     assert loc["value"].notna().any() and loc["value"].isna().any()  # normals are NaN, pneumonia scored
     board = (out / "report/leaderboard.md").read_text()

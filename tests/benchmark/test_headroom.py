@@ -218,7 +218,7 @@ def test_gather_writes_each_image_s_curve_ends_in_its_shard_order(tmp_path):
                           report=SimpleNamespace(bootstrap=20, confidence=0.95), run=SimpleNamespace(seed=0))
     ctx = SimpleNamespace(cfg=cfg, run_dir=tmp_path, maps_dir=lambda model, key, e: (None, "k"),
                           metrics_for=lambda e: ["deletion_auc"], scores_dir=lambda model, e, metric, mkey: sdir,
-                          shards=lambda n: [(0, 3), (3, 5)])
+                          shards=lambda n: [(0, 3), (3, 5)], test=None)
     write_curves_and_sanity(ctx, {"m": ("key", None)}, 5)
     ends = load_curve_ends(tmp_path / "curve_ends.csv").set_index("image_id")
     assert ends.loc["z9", ["start", "end"]].tolist() == [0.9, 0.1] and ends.loc["c3", ["start", "end"]].tolist() == [0.5, 0.5]
