@@ -225,7 +225,8 @@ def curves_figure(curves: pd.DataFrame, stem: Path) -> list[Path]:
             ax.set_ylabel("target probability", fontsize=7)
             ax.set_title(f"{model} on {dataset}: {metric} {arrow(metric)}", fontsize=8)
             ax.tick_params(labelsize=6)
-    fig.suptitle("Mean curve over images; bands: 95% CI of the mean (methods only; grey: baselines)", fontsize=8)
+    fig.suptitle("Mean curve over images (oracle: lesion images only, where it applies); bands: 95% CI of the mean "
+                 "(methods only; grey: baselines)", fontsize=8)
     return legend_right_and_save(fig, axes, stem)
 
 

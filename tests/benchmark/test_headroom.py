@@ -151,7 +151,7 @@ def test_curve_ends_round_trip(tmp_path):
 
 
 def test_headroom_section_writes_the_table_or_says_it_cannot():
-    from benchmark.report.report_sections import headroom_part
+    from benchmark.report.evidence_sections import headroom_part
     cfg = SimpleNamespace(metrics=SimpleNamespace(names=["deletion_auc", "relevance_mass"]),
                           report=SimpleNamespace(headroom_margin=0.1))
     part = headroom_part(SimpleNamespace(headroom=None, cfg=cfg, scores=_scores()))

@@ -90,6 +90,10 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
     rd.write_curve_ends(tmp / "curve_ends.csv", ends)
     rd.write_sanity(tmp / "sanity.csv", sanity)
     rd.write_predictions(tmp / "predictions.csv", preds)
+    # the lesion-reliance stage's table (benchmark/run/reliance.py): the pneumonia images, 4 of 5 reliant
+    pd.DataFrame([dict(dataset="phantom", split="test", model=m, image_id=i, p_image=0.9, p_counterfactual=p,
+                       drop=0.9 - p, reliant=p <= 0.5) for m in ("tiny_a", "tiny_b")
+                  for i, p in zip(ids[3:], (0.1, 0.2, 0.3, 0.4, 0.8))]).to_csv(tmp / "reliance.csv", index=False)
     return tmp
 
 
@@ -123,7 +127,8 @@ def test_build_report_writes_every_table_and_figure(built):
                    "### tiny_a on phantom: faithfulness by class", "deletion_auc ↓ pneumonia",
                    "## How far to trust these metrics", "(metric_agreement.png)", "### What the numbers justify: tiny_a",
                    "- `relevance_mass`: ", "| tiny_a | gradcam |", "## Focal lesions", "(3 of 5 lesion images) and the normals (3)",
-                   "## Headroom of the curve metrics", "| tiny_a | deletion_auc | pneumonia | 5 |"):
+                   "## Headroom of the curve metrics", "| tiny_a | deletion_auc | pneumonia | 5 |",
+                   "## Known truth: what the models use", "| tiny_a | 5 | 4 (80%", "## What was explained"):
         assert needle in report, needle
     assert "## Not in this report" not in report
     assert report.split("\n## ")[1].startswith("What this run supports")  # the report opens with the findings
