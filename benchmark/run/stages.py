@@ -23,7 +23,7 @@ import numpy as np
 from .config import Config
 
 PHASES = ("train", "explain", "score", "report")  # `run --until`: the last phase a run does
-SECTIONS = tuple(Config.__dataclass_fields__)
+SECTIONS = ("run", "data", "train", "models", "explain", "metrics", "report")  # Config's sections (a test checks)
 
 
 class StageContractError(RuntimeError):

@@ -14,6 +14,8 @@ def _ctx(previous=None):
 
 
 def test_the_pipeline_is_consistent_and_covers_every_phase():
+    from benchmark.run.config import Config
+    assert SECTIONS == tuple(Config.__dataclass_fields__), "stages.SECTIONS lists every config section"
     check_pipeline(PIPELINE)
     names = [s.name for s in PIPELINE]
     assert names.index("train") < names.index("explain") < names.index("score") < names.index("report")

@@ -13,7 +13,7 @@ from benchmark.run import repeat
 def _ctx(tmp_path, main_maps):
     cfg = SimpleNamespace(run=SimpleNamespace(repeat_seeds=[1, 2], maps_dtype="float32"),
                           metrics=SimpleNamespace(names=["seed_repeatability"], skip={}),
-                          explain=SimpleNamespace(names=["gradcam"]),
+                          explain=SimpleNamespace(names=["gradcam"], for_model=lambda model: ["gradcam"]),
                           data=SimpleNamespace(dataset="phantom", splits={"test": "test"}))
     return SimpleNamespace(cfg=cfg, run_dir=tmp_path, resume=True, work={"score": {"computed": 0, "reused": 0}},
                            progress=lambda msg: None, maps_dir=lambda name, key, e: (tmp_path / "maps", "mkey"),
