@@ -224,3 +224,28 @@ def run_store():
     return SimpleNamespace(pieces=stored_pieces, assert_untouched=assert_untouched, results=run_results,
                            work=run_work, assert_same_numbers=assert_same_numbers,
                            assert_close_numbers=assert_close_numbers)
+
+
+@pytest.fixture
+def clean_registries():
+    """Whatever a test (or its plug-ins) registers is removed afterwards, so other tests see the
+    built-ins only: the four registries, the plug-in loader's record and the plug-ins' modules."""
+    import sys
+
+    from benchmark.metrics import METRICS
+    from benchmark.run import plugins
+    from cxr_xai_bench.datasets import DATASETS
+    from cxr_xai_bench.explainers import EXPLAINERS
+    from cxr_xai_bench.models import MODELS
+    regs = (EXPLAINERS, METRICS, DATASETS, MODELS)
+    before = [dict(r) for r in regs]
+    loaded, modules = dict(plugins._LOADED), set(sys.modules)
+    yield
+    for reg, old in zip(regs, before):
+        reg.clear()
+        reg.update(old)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
+    for name in set(sys.modules) - modules:
+        if name.startswith(plugins.PATH_PREFIX):
+            del sys.modules[name]

@@ -6,7 +6,6 @@ category (known categories first, the others after them alphabetically).
 The plug-in here: `gini_complexity` (complexity, Quantus Sparseness: the Gini index of |map|) and
 `map_roughness` (a category of its own, "smoothness")."""
 import re
-import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -20,9 +19,6 @@ import torch
 from benchmark.metrics import METRICS, get_metric, register_metric
 from benchmark.metrics.registry import category_key, ordered_categories
 from benchmark.run import plugins
-from cxr_xai_bench.datasets import DATASETS
-from cxr_xai_bench.explainers import EXPLAINERS
-from cxr_xai_bench.models import MODELS
 
 PLUGIN = textwrap.dedent('''
     import torch
@@ -46,23 +42,6 @@ PLUGIN = textwrap.dedent('''
         return (a.diff(dim=1).abs().flatten(1).mean(1) + a.diff(dim=2).abs().flatten(1).mean(1)) / 2
 ''')
 NEW = ("gini_complexity", "map_roughness")
-
-
-@pytest.fixture
-def clean_registries():
-    """Whatever a test registers is removed afterwards, so other tests see the built-ins only."""
-    regs = (EXPLAINERS, METRICS, DATASETS, MODELS)
-    before = [dict(r) for r in regs]
-    loaded, modules = dict(plugins._LOADED), set(sys.modules)
-    yield
-    for reg, old in zip(regs, before):
-        reg.clear()
-        reg.update(old)
-    plugins._LOADED.clear()
-    plugins._LOADED.update(loaded)
-    for name in set(sys.modules) - modules:
-        if name.startswith(plugins.PATH_PREFIX):
-            del sys.modules[name]
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import torch
 from benchmark.metrics import METRICS
 from benchmark.run import plugins
 from benchmark.run.plugins import PluginError, load_plugins
-from cxr_xai_bench.datasets import DATASETS
 from cxr_xai_bench.explainers import EXPLAINERS, build_explainer
 from cxr_xai_bench.models import MODELS
 
@@ -39,23 +38,6 @@ PLUGIN = textwrap.dedent('''
         """Mean of the map (a test metric)."""
         return maps.flatten(1).mean(1)
 ''')
-
-
-@pytest.fixture
-def clean_registries():
-    """Whatever a test's plug-ins register is removed afterwards, so other tests see the built-ins only."""
-    regs = (EXPLAINERS, METRICS, DATASETS, MODELS)
-    before = [dict(r) for r in regs]
-    loaded, modules = dict(plugins._LOADED), set(sys.modules)
-    yield
-    for reg, old in zip(regs, before):
-        reg.clear()
-        reg.update(old)
-    plugins._LOADED.clear()
-    plugins._LOADED.update(loaded)
-    for name in set(sys.modules) - modules:
-        if name.startswith(plugins.PATH_PREFIX):
-            del sys.modules[name]
 
 
 def _cli(*args, cwd, env=None):
