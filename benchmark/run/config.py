@@ -194,6 +194,9 @@ class ReportSection:
     # "the mean paired difference is <= -m" and ">= +m" at p < 0.05 (Holm within the pair's family),
     # m this margin in the metric's own units; 0 turns parity claims off (report/stats.py)
     equivalence_margin: float = 0.05
+    # display names in tables, figures and the HTML report, {internal name: shown name}, over the
+    # built-in ones (report/labels.py): e.g. a plug-in explainer's, or a journal's spelling
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
