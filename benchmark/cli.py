@@ -75,14 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_a", metavar="RUN_A")
     cmp.add_argument("run_b", metavar="RUN_B")
     cmp.add_argument("--out", metavar="DIR", help="write compare.md and compare.csv here")
+    rec = sub.add_parser("record", help="cut a finished run down to a committable record and build its report",
+                         description="Copy what `report` needs from RUN_DIR into DEST (the tables, scores as "
+                                     "scores.csv.gz, the overlay cases; no checkpoints or maps) and build DEST/report, "
+                                     "so `python -m benchmark report DEST` rebuilds it byte for byte.")
+    rec.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder written by `run`")
+    rec.add_argument("dest", metavar="DEST", help="the record folder, e.g. results/reference/<name>")
     perf = sub.add_parser("perf", help="time our metrics against Quantus on the same inputs", add_help=False)
     perf.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
 def _check_run_dir(run_dir: Path) -> str | None:
+    from .report.record import table_path
     for name in ("scores.csv", "config.toml"):
-        if not (run_dir / name).exists():
+        if not table_path(run_dir, name).exists():
             return f"{run_dir / name} does not exist: is {run_dir} a run folder (written by `run`)?"
     return None
 
@@ -111,6 +118,22 @@ def _report(args) -> int:
     print(md)
     print(f"report rebuilt in {run_dir / 'report'}")
     return 0
+
+
+def _record(args) -> int:
+    run_dir, dest = Path(args.run_dir), Path(args.dest)
+    if (msg := _check_run_dir(run_dir)):
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    if (err := _load_run_plugins(run_dir)):
+        return err
+    from .report.build import build_report
+    from .report.record import SIZE_BUDGET_MB, export_record, record_size
+    export_record(run_dir, dest)
+    build_report(dest)
+    mb = record_size(dest) / 2**20
+    print(f"record written to {dest}: {mb:.1f} MB (budget {SIZE_BUDGET_MB:.0f} MB)")
+    return 0 if mb <= SIZE_BUDGET_MB else 1
 
 
 def _compare(args) -> int:
@@ -254,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return _list(args.plugins)
     if args.command == "report":
         return _report(args)
+    if args.command == "record":
+        return _record(args)
     if args.command == "compare":
         return _compare(args)
     return _run(args)

@@ -48,6 +48,7 @@ from .tables import _favours_first, fmt
 FLOOR = "random"
 JUDGED_APART = ("sanity", "runtime")  # categories never "beaten": cost, and the sanity verdict below
 PRIORS = ("center", "lung_prior", "mask_prior", "sobel")
+KNOWN_MARK = "‡"  # a metric that fails its known-truth check (report/known_truth.py), beside its verdicts
 BASELINES = ("random", "sobel", "center", "lung_prior", "mask_prior", "oracle")
 SANITY_MARGIN = 0.1  # on the |similarity| scale (Spearman, SSIM): the verdict's equivalence margin
 SANITY_VERDICT_COLUMNS = ["dataset", "model", "explainer", "metric", "n", "degenerate_map", "degenerate_last",
@@ -204,18 +205,21 @@ def with_sanity(overview: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFra
 
 
 def findings(summary: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.05,
-             unjudged=frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
+             unjudged=frozenset(), known_false=frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(comparisons, overview): the long table of every method-baseline comparison, and one row per
     (dataset, model, method) with the metrics it beats every baseline on, beats random on but not
     every prior, is not shown to beat random on, and its sanity outcome; each metric with the paired
     difference against random (or the baseline it is not shown to beat) and its CI; "equivalent to b
     within ±m" only where the equivalence test rejects (see `equivalent`). The metrics of `unjudged`
-    (no headroom) are in none of these: they are listed in `not_judged`."""
+    (no headroom) are in none of these: they are listed in `not_judged`. The metrics of `known_false`
+    (dataset, model, metric: they fail their known-truth check, known_truth.failing) carry KNOWN_MARK
+    wherever they appear."""
     comp = comparisons(tests, alpha, unjudged)
     rows = []
     for (dataset, model, e), c in comp.groupby(["dataset", "model", "explainer"], sort=True):
         all_, floor_only, none, unjudged_here = [], [], [], []
-        for metric, g in c.groupby("metric", sort=False):
+        for name, g in c.groupby("metric", sort=False):
+            metric = name + (KNOWN_MARK if (dataset, model, name) in known_false else "")
             if not g["judged"].all():
                 unjudged_here.append(metric)
                 continue
@@ -262,6 +266,10 @@ def findings_markdown(overview: pd.DataFrame, multi: bool = False) -> str:
     for r in overview.itertuples(index=False):
         for m in filter(None, str(getattr(r, "not_judged", "") or "").split(", ")):
             skipped.setdefault(f"{r.model} ({r.dataset})" if multi else r.model, set()).add(m)
+    if KNOWN_MARK in "".join(str(v) for v in overview[["beats_all", "beats_random_only", "not_random",
+                                                        "not_judged"]].to_numpy().ravel()):
+        out += ["", f"{KNOWN_MARK} the metric fails its known-truth check on that model: it does not score the evidence "
+                "the model is known to use above a random map (see \"Known truth\"), so its verdicts say little."]
     if skipped:
         out += ["", "Not judged (no headroom: the perturbation barely moves the model's output; see \"Headroom of the "
                 "curve metrics\"): " + "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(skipped.items()))

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from ..metrics import get_metric
 from . import roles
-from .stats import wilcoxon
+from .stats import holm, wilcoxon
 from .tables import fmt
 
 LOCALISATION = ("pointing_game", "relevance_mass", "iou")
@@ -48,11 +49,30 @@ def explainer_table(scores: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"count": "n"})
 
 
+KNOWN_RANKING = "relevance_mass"  # the known-truth ranking of methods: their share of relevance on the known evidence
+
+
+def _ranking_agreement(g: pd.DataFrame, truth: pd.DataFrame, sign: float) -> float:
+    """Kendall's tau-b between the methods' means on this metric (oriented: larger is better) and their
+    means at KNOWN_RANKING, both on the known-truth cases; NaN with fewer than three methods."""
+    means = g[~g["explainer"].map(roles.is_baseline).astype(bool)].groupby("explainer")["value"].mean() * sign
+    known = truth[~truth["explainer"].map(roles.is_baseline).astype(bool)].groupby("explainer")["value"].mean()
+    both = pd.concat([means.rename("metric"), known.rename("known")], axis=1).dropna()
+    if len(both) < 3:
+        return float("nan")
+    return float(sps.kendalltau(both["metric"], both["known"]).statistic)
+
+
 def metric_validity(scores: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, model, faithfulness metric): on the known-truth cases, oracle vs random paired:
-    means, the share of images where the oracle scores better in the metric's direction, Wilcoxon p,
-    and whether the metric sees the known evidence (oracle better, p < ALPHA)."""
+    """Per (dataset, model, faithfulness metric), on the known-truth cases: the known-evidence map
+    (`oracle`) against `random` and against each prior baseline (center, lung_prior, mask_prior, sobel:
+    maps that know nothing of this image's evidence), paired. Means, the share of images where the
+    oracle scores better in the metric's direction, Wilcoxon p (against random; the largest against the
+    priors); `sees_evidence`: the oracle better than random with p < ALPHA; `beats_priors`: better than
+    every prior with p < ALPHA (Holm across the priors); `ranking_tau`: whether the metric's ranking of
+    the methods agrees with their known-truth ranking (their relevance mass on the known evidence)."""
     s = _cases(scores, rel)
+    truth = s[s["metric"] == KNOWN_RANKING].dropna(subset=["value"])
     rows = []
     for (dataset, model, metric), g in s.groupby(["dataset", "model", "metric"], sort=True):
         try:
@@ -70,12 +90,51 @@ def metric_validity(scores: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
         sign = 1.0 if spec.higher_is_better else -1.0
         o, r = sign * pair["oracle"].to_numpy(float), sign * pair["random"].to_numpy(float)
         p = wilcoxon(o, r)[1] if len(pair) > 1 else np.nan
-        better = float((o > r).mean())
+        priors = [e for e in sorted(wide.columns) if e not in ("oracle", "random") and roles.is_baseline(e)]
+        p_priors, better_priors = [], []
+        for prior in priors:
+            pp = wide[["oracle", prior]].dropna()
+            a, b = sign * pp["oracle"].to_numpy(float), sign * pp[prior].to_numpy(float)
+            p_priors.append(wilcoxon(a, b)[1] if len(pp) > 1 else np.nan)
+            better_priors.append(bool(len(pp)) and a.mean() > b.mean())
+        holm = _holm(p_priors)
+        here = truth[(truth["dataset"] == dataset) & (truth["model"] == model)]
         rows.append(dict(dataset=dataset, model=model, metric=metric, n=len(pair), oracle=float(pair["oracle"].mean()),
-                         random=float(pair["random"].mean()), oracle_better=better, p=p,
-                         sees_evidence=bool(o.mean() > r.mean() and np.isfinite(p) and p < ALPHA)))
+                         random=float(pair["random"].mean()), oracle_better=float((o > r).mean()), p=p,
+                         sees_evidence=bool(o.mean() > r.mean() and np.isfinite(p) and p < ALPHA),
+                         priors=", ".join(priors), p_priors=float(np.nanmax(holm)) if priors else np.nan,
+                         beats_priors=bool(priors) and all(better_priors) and bool(np.all(np.asarray(holm) < ALPHA)),
+                         ranking_tau=_ranking_agreement(g, here, sign)))
     return pd.DataFrame(rows, columns=["dataset", "model", "metric", "n", "oracle", "random", "oracle_better", "p",
-                                       "sees_evidence"])
+                                       "sees_evidence", "priors", "p_priors", "beats_priors", "ranking_tau"])
+
+
+def _holm(p: list[float]) -> list[float]:
+    """Holm-adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if len(ok):
+        out[ok] = holm(p[ok])
+    return list(out)
+
+
+def failing(valid: pd.DataFrame) -> frozenset:
+    """(dataset, model, metric) of the faithfulness metrics that fail their known-truth check: they do
+    not score the known evidence above random. Marked wherever their verdicts appear."""
+    if valid is None or valid.empty:
+        return frozenset()
+    bad = valid[~valid["sees_evidence"].astype(bool)]
+    return frozenset(zip(bad["dataset"], bad["model"], bad["metric"]))
+
+
+def mark(summary: pd.DataFrame, known_false: frozenset) -> pd.DataFrame:
+    """The summary with `known_truth_fails`: True for the cells of a metric that fails its known-truth
+    check on that (dataset, model) (the leaderboards mark its column)."""
+    out = summary.copy()
+    keys = list(zip(out["dataset"], out["model"], out["metric"])) if len(out) else []
+    out["known_truth_fails"] = [k in known_false for k in keys]
+    return out
 
 
 def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame) -> list[str]:
@@ -111,9 +170,17 @@ def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame
                   "known-evidence map (`oracle`, the lesion mask) better than `random`? A metric that does not "
                   f"cannot see evidence the model is known to use (paired Wilcoxon, p < {ALPHA:g}; "
                   "`known_truth_metrics.csv`).\n",
-                  "| model | metric | n | oracle | random | oracle better | p | sees the evidence |", "|---|---|---|---|---|---|---|---|"]
+                  "| model | metric | n | oracle | random | oracle better | p | sees the evidence | above every prior "
+                  "(Holm p) | ranking agrees (τ) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in valid.itertuples(index=False):
+            above = "n/a" if not r.priors else f"{'yes' if r.beats_priors else '**no**'} ({fmt(r.p_priors)})"
+            tau = "n/a" if pd.isna(r.ranking_tau) else f"{r.ranking_tau:.2f}"
             lines.append(f"| {r.model} | {r.metric} | {r.n} | {fmt(r.oracle)} | {fmt(r.random)} | {r.oracle_better:.0%} | "
-                         f"{fmt(r.p)} | {'yes' if r.sees_evidence else '**no**'} |")
+                         f"{fmt(r.p)} | {'yes' if r.sees_evidence else '**no**'} | {above} | {tau} |")
+        lines += ["", f"Above every prior: the known-evidence map also beats each prior baseline on those cases (Holm "
+                  f"across the priors). Ranking agrees: Kendall's τ between the metric's ranking of the methods and "
+                  f"their known-truth ranking (their {KNOWN_RANKING} on the known evidence); 1 is the same order. "
+                  "A metric that does not see the evidence is marked \"fails known truth\" wherever its verdicts "
+                  "appear (leaderboards, findings)."]
         lines.append("")
     return lines

@@ -79,3 +79,17 @@ def test_a_method_without_sanity_scores_is_not_run():
     judged = with_sanity(overview, summary, few_tests, images, n_resamples=100)
     assert judged.set_index("explainer").loc["gradcam", "sanity"].startswith("inconclusive")
     assert comparisons(tests.iloc[0:0]).empty
+
+
+def test_a_metric_failing_its_known_truth_check_is_marked_beside_its_verdicts():
+    scores = _case()
+    summary, tests = summarise(scores, 100), paired_tests(scores, 100)
+    _, plain = findings(summary, tests)
+    _, marked = findings(summary, tests, known_false=frozenset({("d", "m", "deletion_auc")}))
+    lrp = marked.set_index("explainer").loc["lrp"]
+    assert "deletion_auc‡" in lrp["beats_all"] + lrp["beats_random_only"]
+    assert "deletion_auc‡" not in "".join(plain.astype(str).to_numpy().ravel())
+    assert "relevance_mass‡" not in "".join(marked.astype(str).to_numpy().ravel()), "only the failing metric"
+    md = findings_markdown(marked)
+    assert "‡ the metric fails its known-truth check" in md
+    assert "known-truth" not in findings_markdown(plain)

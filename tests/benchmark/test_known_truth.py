@@ -96,3 +96,52 @@ def test_counterfactuals_of_the_phantom_and_none_of_real_x_rays():
     index, images = counterfactuals(cfg, test)
     assert index == test.labels.nonzero().flatten().tolist() and images.shape == (len(index), 1, 32, 32)
     assert not hasattr(DATASETS["covid_qu_ex"], "counterfactual"), "real X-rays have none: no reliance.csv"
+
+
+def _case_scores(n, values):
+    """Score rows of one model on images i0..i{n-1}: values = {(explainer, metric): array of n}."""
+    return pd.DataFrame([dict(dataset="d", split="s", model="m", explainer=e, metric=m, image_id=f"i{k}", value=v[k])
+                         for (e, m), v in values.items() for k in range(n)])
+
+
+def test_a_metric_must_also_put_the_known_evidence_above_the_priors():
+    """The oracle beats random but not the lung prior: the metric sees *some* evidence, yet cannot tell
+    the known evidence from a map that knows nothing of the image (beats_priors False, its Holm p shown)."""
+    rng = np.random.default_rng(1)
+    n = 15
+    oracle = rng.uniform(0.1, 0.3, n)
+    values = {("oracle", "deletion_auc"): oracle, ("random", "deletion_auc"): oracle + rng.uniform(0.2, 0.4, n),
+              ("lung_prior", "deletion_auc"): oracle + rng.normal(0, 0.05, n),
+              ("center", "deletion_auc"): oracle + rng.uniform(0.1, 0.3, n)}
+    rel = _rel([True] * n)
+    row = known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]
+    assert row["sees_evidence"] and not row["beats_priors"]
+    assert row["priors"] == "center, lung_prior"
+    p = [stats.wilcoxon(-oracle, -values[(e, "deletion_auc")]).pvalue for e in ("center", "lung_prior")]
+    holm = np.minimum(1, np.maximum.accumulate(np.array([2, 1]) * np.sort(p)))
+    assert row["p_priors"] == pytest.approx(holm.max())
+    values[("lung_prior", "deletion_auc")] = oracle + rng.uniform(0.1, 0.3, n)
+    assert known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]["beats_priors"]
+
+
+def test_ranking_agreement_with_the_known_truth_by_hand():
+    """Three methods whose relevance mass on the known evidence orders them a > b > c: a deletion
+    metric (lower is better) ordering them c, b, a is fully reversed (tau -1); baselines never enter."""
+    n = 6
+    ones = np.ones(n)
+    values = {("oracle", "deletion_auc"): 0.1 * ones, ("random", "deletion_auc"): 0.9 * ones,
+              ("a", "relevance_mass"): 0.8 * ones, ("b", "relevance_mass"): 0.5 * ones,
+              ("c", "relevance_mass"): 0.2 * ones, ("oracle", "relevance_mass"): 1.0 * ones,
+              ("a", "deletion_auc"): 0.7 * ones, ("b", "deletion_auc"): 0.5 * ones, ("c", "deletion_auc"): 0.3 * ones}
+    rel = _rel([True] * n)
+    row = known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]
+    assert row["ranking_tau"] == pytest.approx(-1.0)
+    values[("a", "deletion_auc")], values[("c", "deletion_auc")] = 0.3 * ones, 0.7 * ones
+    row = known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]
+    assert row["ranking_tau"] == pytest.approx(1.0)
+    # with the oracle's relevance mass ranked among the methods, the oracle (1.0) would lead: tau unchanged
+    # only because baselines stay out; and failing() lists what does not see the evidence
+    blind = values.copy()
+    blind[("oracle", "deletion_auc")] = 0.9 * ones
+    valid = known_truth.metric_validity(_case_scores(n, blind), rel)
+    assert known_truth.failing(valid) == frozenset({("d", "m", "deletion_auc")})
