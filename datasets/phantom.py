@@ -181,6 +181,14 @@ class PhantomDataset:
     def labels(self) -> list[int]:
         return [i % 2 for i in range(self.n)]
 
+    def index_of(self, sample_id: str) -> int | None:
+        """The index of `sample_id` in this split, None for another split's id."""
+        prefix = f"phantom-{self.split}-"
+        if not sample_id.startswith(prefix) or not sample_id[len(prefix):].isdigit():
+            return None
+        index = int(sample_id[len(prefix):])
+        return index if 0 <= index < self.n else None
+
     def counterfactual(self, sample_id: str) -> torch.Tensor | None:
         """The image (1,H,W) of sample `sample_id` of this split with its lesions rendered away (the same
         X-ray: lesions draw from their own stream), None for a normal image or another split's id."""

@@ -140,19 +140,21 @@ def mark(summary: pd.DataFrame, known_false: frozenset) -> pd.DataFrame:
 def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame) -> list[str]:
     summ = reliance_summary(rel)
     lines = ["## Known truth: what the models use\n",
-             "Each pneumonia test image rendered again without its lesion (the generator's exact counterfactual: "
-             "the same X-ray, lesions drawn from their own stream). A model that classifies the image as pneumonia "
-             "and its counterfactual as normal relies on the lesion there: those images are known-truth cases, "
-             "where the lesion mask is what the model uses (`reliance.csv`).\n",
-             "| model | pneumonia images | relies on the lesion | P(pneumonia) with lesion | without |",
+             "Each test image with known evidence rendered again without it (an exact counterfactual: the phantom's "
+             "pneumonia images without their lesions, drawn from their own stream; with planted evidence, "
+             "`data.dataset = \"planted\"`, the image without its pasted marker). A model that classifies the image "
+             "as pneumonia and its counterfactual as normal relies on that evidence there: those images are "
+             "known-truth cases, where the mask of the evidence (the lesion, or the marker) is what the model uses "
+             "(`reliance.csv`).\n",
+             "| model | images with the evidence | relies on it | P(pneumonia) with it | without |",
              "|---|---|---|---|---|"]
     for r in summ.itertuples(index=False):
         lines.append(f"| {r.model} | {r.n} | {r.reliant} ({r.share:.0%}, 95% CI {r.ci_low:.0%} to {r.ci_high:.0%}) | "
                      f"{fmt(r.p_image)} | {fmt(r.p_counterfactual)} |")
     weak = summ[summ["share"] < 0.5]
     for r in weak.itertuples(index=False):
-        lines.append(f"\n{r.model} relies little on the lesions ({r.reliant} of {r.n}): what it uses is elsewhere, "
-                     f"so the lesion masks are not what its explanations should find.")
+        lines.append(f"\n{r.model} relies little on the known evidence ({r.reliant} of {r.n}): what it uses is "
+                     f"elsewhere, so those masks are not what its explanations should find.")
     lines.append("")
     if not expl.empty:
         metrics = [m for m in LOCALISATION if m in set(expl["metric"])]

@@ -82,7 +82,7 @@ def test_a_phantom_run_measures_lesion_reliance(tmp_path):
     np.testing.assert_allclose(rel.p_image.to_numpy(), pred.loc[rel.image_id, "prob_pneumonia"].to_numpy(), rtol=1e-5)
     assert (rel.reliant == ((rel.p_image > 0.5) & (rel.p_counterfactual <= 0.5))).all()
     report = (out / "report" / "report.md").read_text()
-    assert "## Known truth: what the models use" in report and "relies on the lesion" in report
+    assert "## Known truth: what the models use" in report and "relies on it |" in report
     assert json.loads((out / "manifest.json").read_text())["stages"]["reliance"]["seconds"] >= 0
 
 
