@@ -266,8 +266,7 @@ def findings_markdown(overview: pd.DataFrame, multi: bool = False) -> str:
     for r in overview.itertuples(index=False):
         for m in filter(None, str(getattr(r, "not_judged", "") or "").split(", ")):
             skipped.setdefault(f"{r.model} ({r.dataset})" if multi else r.model, set()).add(m)
-    if KNOWN_MARK in "".join(str(v) for v in overview[["beats_all", "beats_random_only", "not_random",
-                                                        "not_judged"]].to_numpy().ravel()):
+    if KNOWN_MARK in "".join(overview.astype(str).to_numpy().ravel()):
         out += ["", f"{KNOWN_MARK} the metric fails its known-truth check on that model: it does not score the evidence "
                 "the model is known to use above a random map (see \"Known truth\"), so its verdicts say little."]
     if skipped:

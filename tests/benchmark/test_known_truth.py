@@ -145,3 +145,28 @@ def test_ranking_agreement_with_the_known_truth_by_hand():
     blind[("oracle", "deletion_auc")] = 0.9 * ones
     valid = known_truth.metric_validity(_case_scores(n, blind), rel)
     assert known_truth.failing(valid) == frozenset({("d", "m", "deletion_auc")})
+
+
+@pytest.mark.integration
+def test_a_model_trained_with_a_planted_marker_relies_on_it(tmp_path):
+    """q = 1: every pneumonia training image carries the marker. The trained model relies on it: on the
+    test images (all marked, both classes) removing the marker flips the prediction, and without the
+    marker its accuracy falls to chance."""
+    out = tmp_path / "planted"
+    args = ["score", "--preset", "smoke", "--out", str(out), "--set", 'data.dataset="planted"',
+            "--set", "data.params={base='phantom', q=1.0, test_share=1.0, extent=0.25}",
+            "--set", "data.limit={train=96, val=8, test=8}", "--set", "models.names=['resnet50']",
+            "--set", "models.train={resnet50={lr=2e-3, epochs=3}}", "--set", "explain.names=['random','oracle']",
+            "--set", "metrics.names=['pointing_game']", "--set", "metrics.reliability=false",
+            "--set", "data.cache_dir=''"]
+    assert main(args) == 0
+    rel = pd.read_csv(out / "reliance.csv", dtype={"image_id": str})
+    pred = pd.read_csv(out / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
+    assert len(rel) == 8, "every test image carries the marker and has its counterfactual"
+    assert rel["reliant"].mean() >= 0.75, rel
+    without = (rel["p_counterfactual"] > 0.5).astype(int).to_numpy()
+    labels = pred.loc[rel["image_id"], "label"].to_numpy()
+    assert (without == labels).mean() <= 0.625, "without the marker: chance (4 of 8 a class)"
+    # the oracle is the marker's mask here: it points into it on every image
+    scores = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
+    assert scores[(scores.explainer == "oracle") & (scores.metric == "pointing_game")]["value"].eq(1.0).all()
