@@ -129,6 +129,8 @@ def _record(args) -> int:
         return err
     from .report.build import build_report
     from .report.record import SIZE_BUDGET_MB, export_record, record_size
+    from .run.browser_backfill import backfill_browser
+    backfill_browser(run_dir)  # a run made before the report stage stored the case browser's inputs
     export_record(run_dir, dest)
     build_report(dest)
     mb = record_size(dest) / 2**20

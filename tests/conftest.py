@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 
 # -- what a test needs from the machine: the one place a test skips for missing data, Ray or TeX ------
 # Each helper skips on a developer's machine and fails where CI asks for the thing (CXR_REQUIRE_DATA,
-# CXR_REQUIRE_RAY, CXR_REQUIRE_LATEX). tests/test_skip_rules.py fails on a skip that goes around them.
+# CXR_REQUIRE_RAY, CXR_REQUIRE_LATEX, CXR_REQUIRE_BROWSER). tests/test_skip_rules.py fails on a skip that goes around them.
 # Tests reach them through fixtures (covid_root, pdflatex) and the `ray` marker: under
 # --import-mode=importlib a test module cannot import conftest.
 
@@ -80,6 +80,23 @@ def require_mkdocs() -> str:
     if mkdocs is None:
         _missing("CXR_REQUIRE_DOCS", "mkdocs is not installed (pip install '.[docs]')")
     return mkdocs
+
+
+def require_browser() -> str:
+    """The system's Chromium with Playwright to drive it; skips without either, fails under CXR_REQUIRE_BROWSER."""
+    import importlib.util
+    import shutil
+    if importlib.util.find_spec("playwright") is None:
+        _missing("CXR_REQUIRE_BROWSER", "playwright is not installed (pip install '.[test]')")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        _missing("CXR_REQUIRE_BROWSER", "chromium is not installed (apt-get install chromium)")
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    return require_browser()
 
 
 @pytest.fixture(scope="session")

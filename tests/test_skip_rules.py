@@ -12,7 +12,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 # what a skip about data, Ray or TeX mentions (in the skip call or the function around it)
-NEEDS = re.compile(r"\bray\b|have_ray|latex|covid|qu-ex|default_root|cxr_data_root|shared/data|rsna|chexlocalize",
+NEEDS = re.compile(r"\bray\b|have_ray|latex|covid|qu-ex|default_root|cxr_data_root|shared/data|rsna|chexlocalize|chromium|playwright",
                    re.IGNORECASE)
 SKIPS = {"skip", "skipif", "importorskip", "xfail", "skipTest", "skipUnless", "skipIf"}
 

@@ -19,15 +19,17 @@ from typing import Callable
 
 import pandas as pd
 
-from . import evidence_sections as es, figures, findings, headroom, overlays, report_sections as rs, stats
+from . import evidence_sections as es, figures, findings, headroom, html_report, known_truth, overlays, paper_figures, report_sections as rs, stats
 from .artifacts import load_curve_ends, load_curves, load_predictions, read_cases
 from .figure_pool import FigurePool
+from .instances_section import across_instances, training_runs_line  # train.seeds: verdicts across training runs
 from .report_context import ReportContext
 from ..store.files import write_text
 from ..store.runfolder import read_config
+from .record import table_path
 
 def load_scores(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / "scores.csv"
+    path = table_path(run_dir, "scores.csv")  # a committed record keeps it as scores.csv.gz
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder?")
     scores = pd.read_csv(path, dtype={"image_id": str})
@@ -46,7 +48,7 @@ def load_gaps(run_dir: Path) -> dict[str, list[str]]:
 
 Section = Callable[[ReportContext], "rs.Part"]
 # report.md in order; one entry per section
-SECTIONS: list[Section] = [rs.header, es.known_truth_part, es.target_part, es.headroom_part, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, rs.figures_part]
+SECTIONS: list[Section] = [rs.header, training_runs_line, es.known_truth_part, es.target_part, es.headroom_part, rs.data, rs.classifiers, rs.leaderboard, rs.ranks, rs.paired, across_instances, rs.figures_part]
 CLOSING: list[Section] = [rs.files_and_config]  # after "Not in this report"
 
 
@@ -73,15 +75,26 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
                              getattr(cfg.metrics, "params", {}))
     unjudged = headroom.lacking(room)
     summary = headroom.mark(stats.summarise(scores, b, conf, seed, gaps), unjudged)
-    figs["leaderboard"] = pool.submit(figures.leaderboard_figure, summary, rep / "leaderboard")
+    labels = getattr(cfg.report, "labels", None) or {}
+    # the main figure at a page's and a column's width first, then one figure per category (report order)
+    figs["main-figure"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure", labels)
+    figs["main-figure-column"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure-column", labels,
+                                             paper_figures.COLUMN_WIDTH)
+    for cat in paper_figures.categories(summary):
+        figs[f"leaderboard-{cat}"] = pool.submit(paper_figures.category_figure, summary, cat,
+                                                 rep / f"leaderboard-{cat}", labels)
     figs["runtime"] = pool.submit(figures.runtime_quality, summary, rep / "runtime")
     tests = stats.paired_tests(scores, b, conf, seed, gaps,
                                getattr(cfg.report, "equivalence_margin", stats.EQUIVALENCE_MARGIN))
     fried, ranks = stats.friedman(scores, gaps=gaps)
     figs["ranks"] = pool.submit(figures.rank_heatmap, ranks, rep / "ranks") if not ranks.empty else None
-    comparisons, overview = findings.findings(summary, tests, unjudged=unjudged)
+    # faithfulness metrics that cannot see evidence the model is known to use: marked beside their verdicts
+    rel = known_truth.read_reliance(run_dir)
+    known_false = known_truth.failing(known_truth.metric_validity(scores, rel)) if rel is not None and len(rel) else frozenset()
+    summary = known_truth.mark(summary, known_false)
+    comparisons, overview = findings.findings(summary, tests, unjudged=unjudged, known_false=known_false)
     return ReportContext(run_dir, rep, cfg, scores, manifest, gaps, pool, predictions, summary, tests, fried, ranks,
-                         comparisons, overview, figs, cases, room, unjudged)
+                         comparisons, overview, figs, cases, room, unjudged, known_false)
 
 
 def report_parts(ctx: ReportContext) -> list[rs.Part]:
@@ -107,4 +120,6 @@ def build_report(run_dir: Path, figure_workers: int | None = None) -> str:
         ctx = report_context(run_dir, cfg, scores, manifest, load_gaps(run_dir), pool)
         parts = report_parts(ctx)
     write_text(ctx.rep / "report.md", "\n".join(line for p in parts for line in p.lines))
+    # the HTML report (report/html/): leaderboards, report.md's findings and trust, every scored image
+    html_report.write_html(run_dir, ctx.rep, cfg, scores, ctx.summary, ctx.predictions)
     return (ctx.rep / "leaderboard.md").read_text()  # the Markdown leaderboard, as tables.write_tables wrote it

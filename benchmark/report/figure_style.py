@@ -21,6 +21,14 @@ HEADLINE = ("gradcam", "lrp", "lime")
 BASE_MARKERS = ("s", "^", "D", "v", "P", "X")
 GREYS = ((0.0, 0.0, 0.0), (0.33, 0.33, 0.33), (0.55, 0.55, 0.55))
 LINESTYLES = ("-", "--", "-.", ":")
+# Okabe-Ito and Paul Tol colours, no grey (greys mark the baselines) and none lighter than sand (markers
+# on white), ordered greedily so each next colour is as far as possible (CIE Lab distance, also under
+# simulated protanopia and deuteranopia) from all before it: the default run's three methods get blue,
+# orange and dark green; the package's eight methods stay apart for colour-blind readers too (tested in
+# tests/benchmark/test_figures_paper.py). Seaborn's "colorblind" palette gave EigenCAM and LRP two oranges
+# that deuteranopes cannot tell apart. A tenth method repeats a colour with another marker.
+METHOD_COLOURS = ("#0072B2", "#E69F00", "#117733", "#882255", "#332288", "#88CCEE", "#44AA99", "#DDCC77",
+                  "#D55E00")
 # no timestamps or software versions in the files: same tables, same bytes
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
@@ -30,21 +38,21 @@ EXPERT_COLOUR, REGION_COLOUR = "#00ff00", "#00e5ff"
 def explainer_styles(names) -> dict[str, dict]:
     """{name: {"color", "marker", "linestyle"}}, fixed per name across all figures and runs.
 
-    Explanation methods take seaborn's colour-blind-safe palette by their position among the method
-    names (gradcam, lrp, lime first, then sorted) (solid lines, round markers); the baselines of explainers/baselines.py (the floor and
-    ceiling a reader compares against) take shades of grey with their own markers and dashed lines, so
-    the ten colours suffice for the methods."""
+    Explanation methods take METHOD_COLOURS by their position among the method names: gradcam, lrp,
+    lime first, then the package's other explainers sorted, then plug-ins sorted (so a plug-in never
+    moves a built-in's colour); solid lines, round markers; past the palette's length colours repeat
+    with another marker and line style. The baselines (roles.is_baseline: the floor and ceiling a reader
+    compares against) take shades of grey with their own markers and dashed or dotted lines."""
     from cxr_xai_bench.explainers import EXPLAINERS
 
     from .roles import is_baseline as baseline  # one rule for tables, verdicts and figures
 
     universe = set(EXPLAINERS) | set(names)
     # the default run's methods first, so they get the three most distinct colours
-    methods = sorted((n for n in universe if not baseline(n)), key=lambda n: (n not in HEADLINE, HEADLINE.index(n)
-                                                                              if n in HEADLINE else 0, n))
+    methods = sorted((n for n in universe if not baseline(n)), key=lambda n: (
+        n not in HEADLINE, HEADLINE.index(n) if n in HEADLINE else 0, not _built_in(EXPLAINERS.get(n)), n))
     bases = sorted(n for n in universe if baseline(n))
-    # grey (palette index 7) goes last: greys mark the baselines
-    palette = [sns.color_palette("colorblind", 10)[k] for k in (0, 1, 2, 3, 4, 5, 6, 8, 9, 7)]
+    palette = [matplotlib.colors.to_rgb(c) for c in METHOD_COLOURS]
     out = {}
     for name in names:
         if baseline(name):
@@ -53,9 +61,15 @@ def explainer_styles(names) -> dict[str, dict]:
                          "linestyle": ("--", ":")[j % 2]}
         else:
             i = methods.index(name)
-            out[name] = {"color": palette[i % 10], "marker": MARKERS[(i // 10) % len(MARKERS)],
-                         "linestyle": LINESTYLES[(i // 10) % len(LINESTYLES)]}
+            lap = i // len(palette)
+            out[name] = {"color": palette[i % len(palette)], "marker": MARKERS[lap % len(MARKERS)],
+                         "linestyle": LINESTYLES[lap % len(LINESTYLES)]}
     return out
+
+
+def _built_in(cls) -> bool:
+    """Whether an explainer class is one of this package's (a plug-in's module lives elsewhere)."""
+    return cls is not None and cls.__module__.startswith("cxr_xai_bench.")
 
 
 def theme() -> None:
@@ -64,14 +78,15 @@ def theme() -> None:
     plt.rcParams["pdf.fonttype"] = 42
 
 
-def save(fig, stem: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Save `fig` as stem.png and stem.pdf (atomically, fixed metadata) and close it."""
+def save(fig, stem: Path, formats: tuple[str, ...] = ("png", "pdf"), tight: bool = True) -> list[Path]:
+    """Save `fig` as stem.png and stem.pdf (atomically, fixed metadata) and close it; `tight` crops to
+    the drawn content, else the file keeps the figure's size in inches (a paper's column or page)."""
     stem = Path(stem)
     paths = []
     for ext in formats:
         path = stem.with_suffix("." + ext)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=ext,
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight" if tight else None, format=ext,
                         metadata=PNG_METADATA if ext == "png" else PDF_METADATA)
         paths.append(path)
     plt.close(fig)

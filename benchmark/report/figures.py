@@ -1,6 +1,6 @@
-"""Figures of the report built from its tables: leaderboard panels, rank heat map, critical-difference
-diagrams, runtime against quality, deletion / insertion / ROAD curves, sanity cascades and ROC
-curves (style and saving in figure_style, overlays in overlays).
+"""Figures of the report built from its tables: rank heat map, critical-difference diagrams, runtime
+against quality, deletion / insertion / ROAD curves, sanity cascades and ROC curves (style and saving
+in figure_style, overlays in overlays, the leaderboard figures in paper_figures).
 """
 from __future__ import annotations
 
@@ -15,43 +15,6 @@ import seaborn as sns
 from ..metrics import get_metric
 from .figure_style import GREYS, LINESTYLES, explainer_styles, legend_right_and_save, panels, save, theme, titled
 from .tables import arrow, ordered_metrics
-
-
-def leaderboard_figure(summary: pd.DataFrame, stem: Path, per_row: int = 5) -> list[Path]:
-    """Mean and bootstrap CI of every explainer, one panel per (model, metric), explainers on the
-    y axis in a fixed order, runtime on a log scale; each model's metrics wrap after `per_row` panels."""
-    theme()
-    summary = summary.dropna(subset=["mean"])
-    groups = list(summary.groupby(["dataset", "model"], sort=True).groups)
-    metrics = ordered_metrics(summary["metric"])
-    explainers = sorted(summary["explainer"].unique())
-    styles = explainer_styles(explainers)
-    ncols = min(per_row, len(metrics))
-    rows_per = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(len(groups) * rows_per, ncols, figsize=(2.3 * ncols, (0.22 * len(explainers) + 0.9) * len(groups) * rows_per),
-                             squeeze=False)
-    for g, (dataset, model) in enumerate(groups):
-        for k in range(rows_per * ncols):
-            ax = axes[g * rows_per + k // ncols][k % ncols]
-            if k >= len(metrics):
-                ax.axis("off")
-                continue
-            metric = metrics[k]
-            df = summary[(summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)]
-            for _, r in df.iterrows():
-                lo, hi = r.ci_low, r.ci_high
-                err = None if np.isnan(lo) else [[max(r["mean"] - lo, 0)], [max(hi - r["mean"], 0)]]
-                st = styles[r.explainer]
-                ax.errorbar([r["mean"]], [explainers.index(r.explainer)], xerr=err, fmt=st["marker"], color=st["color"],
-                            capsize=2, ms=4, lw=1)
-            ax.set_yticks(range(len(explainers)), explainers if k % ncols == 0 else [""] * len(explainers))
-            ax.set_ylim(len(explainers) - 0.5, -0.5)
-            if get_metric(metric).category == "runtime":
-                _log_axis(ax.xaxis)
-            ax.set_title(f"{model}: {metric} {arrow(metric)}", fontsize=8)
-            ax.tick_params(labelsize=7)
-    titled(fig, "Mean and 95% bootstrap CI per explainer")
-    return save(fig, stem)
 
 
 def _log_axis(axis) -> None:

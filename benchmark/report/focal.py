@@ -8,6 +8,7 @@ must find the lesion itself. Faithfulness is kept for the same images so the two
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -35,7 +36,7 @@ def focal_scores(scores: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFram
 
 def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: Path, n_resamples: int,
                   confidence: float, seed: int, width: str, notes: list[str], gaps=None,
-                  unjudged=frozenset()) -> list[str]:
+                  unjudged=frozenset(), labels: Mapping[str, str] | None = None) -> list[str]:
     """Report lines of the focal-lesion leaderboard (and focal_leaderboard.csv / .tex); the cells of
     `unjudged` (curve metrics without headroom on the whole split) rank nobody (headroom.mark)."""
     if predictions is None or not pd.to_numeric(predictions["lesion_share"], errors="coerce").notna().any():
@@ -51,11 +52,11 @@ def focal_section(scores: pd.DataFrame, predictions: pd.DataFrame | None, rep: P
     summary = headroom.mark(stats.summarise(sub, n_resamples, confidence, seed, gaps), unjudged)
     tests = stats.paired_tests(sub, n_resamples, confidence, seed, gaps)
     tables.write_csv(rep / "focal_leaderboard.csv", summary)
-    write_text(rep / "focal_leaderboard.tex", latex.leaderboard_tex(summary, tests, confidence, width))
+    write_text(rep / "focal_leaderboard.tex", latex.leaderboard_tex(summary, tests, confidence, width, labels))
     n_models = max(predictions["model"].nunique(), 1)
     return ["## Focal lesions\n",
             f"The images whose lesion covers under {FOCAL_SHARE:.0%} of the lung area ({int((lesion & (share < FOCAL_SHARE)).sum() / n_models)} "
             f"of {int(lesion.sum() / n_models)} lesion images) and the normals ({int((share == 0).sum() / n_models)}); images "
             "without a lesion or lung mask are left out. A lesion that fills the lungs is hit by any map that stays in "
             "them; here a map must find the lesion. Localisation and faithfulness only; also in "
-            "`focal_leaderboard.csv` and `.tex`.\n", tables.leaderboard_markdown(summary, confidence, tests)]
+            "`focal_leaderboard.csv` and `.tex`.\n", tables.leaderboard_markdown(summary, confidence, tests, labels=labels)]

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .figure_pool import FigurePool
+from ..store.instances import architecture
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,24 @@ class ReportContext:
     cases: list[tuple[str, Future, Future]]    # (model, overlay figure, best/median/worst figure)
     headroom: pd.DataFrame | None = None       # headroom.headroom: the curve metrics' start / end outputs
     unjudged: frozenset = frozenset()          # (dataset, model, metric) without headroom: out of every verdict
+    known_false: frozenset = frozenset()       # (dataset, model, metric) failing the known-truth check: marked
 
     @property
     def not_run(self) -> frozenset:
         """(model, explainer) pairs explain.per_model left out: "not run" in the leaderboards."""
         per_model = getattr(self.cfg.explain, "per_model", {}) or {}
-        return frozenset((m, e) for m, spec in per_model.items() for e in spec.get("exclude", []))
+        # keyed by architecture; every trained instance of it (train.seeds: `resnet50@s1`) leaves them out too
+        names = set(self.scores["model"].astype(str)) | set(per_model)
+        return frozenset((m, e) for m in names for e in per_model.get(architecture(m), {}).get("exclude", []))
 
     @property
     def bootstrap(self) -> tuple[int, float, int]:
         return self.cfg.report.bootstrap, self.cfg.report.confidence, self.cfg.run.seed
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """report.labels: display names over labels.DEFAULT_LABELS (a run folder before the key: none)."""
+        return dict(getattr(self.cfg.report, "labels", None) or {})
 
     @property
     def width(self) -> str:

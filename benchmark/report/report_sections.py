@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..speed.floor import floor_markdown
 from ..store.files import write_text
-from . import data_section, figures, findings, focal, latex, sections, tables, trust
+from . import combined, data_section, figures, findings, focal, latex, paper_figures, sections, tables, trust
 
 from .artifacts import load_sanity_images
 from .report_context import ReportContext
@@ -39,6 +39,11 @@ def _made_by(manifest: dict | None) -> str:
     return f"Made by cxr-xai-bench {version}.\n" if version else "Made by cxr-xai-bench (version not recorded in manifest.json).\n"
 
 
+# the HTML report (html_report.py, written after report.md by build.py)
+HTML_LINK = ("The HTML report, [html/index.html](html/index.html), opens from disk: sortable leaderboards and a case "
+             "browser with every scored image, its lesion contour, each explainer's map and the per-image scores.\n")
+
+
 def header(ctx: ReportContext) -> Part:
     cfg, b, conf, seed = ctx.cfg, ctx.cfg.report.bootstrap, ctx.cfg.report.confidence, ctx.cfg.run.seed
     tables.write_csv(ctx.rep / "findings.csv", ctx.comparisons)
@@ -51,7 +56,7 @@ def header(ctx: ReportContext) -> Part:
         written.append(ctx.rep / "sanity_verdicts.csv")
     else:
         (ctx.rep / "sanity_verdicts.csv").unlink(missing_ok=True)
-    lines = [f"# Benchmark report: {cfg.run.name}\n", _made_by(ctx.manifest), "## What this run supports\n",
+    lines = [f"# Benchmark report: {cfg.run.name}\n", _made_by(ctx.manifest), HTML_LINK, "## What this run supports\n",
              findings.findings_markdown(overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
@@ -140,31 +145,33 @@ def _by_class(ctx: ReportContext, part: Part) -> list[str]:
     tables.write_csv(ctx.rep / "per_class.csv", table)
     part.files.append(ctx.rep / "per_class.csv")
     return ["## Faithfulness by class\n", "Each cell's common images (those every explainer scored) split by their "
-            "label (from `predictions.csv`): mean [CI] (n). Also in `per_class.csv`.\n", sections.per_class_markdown(table)]
+            "label (from `predictions.csv`): mean [CI] (n). Also in `per_class.csv`.\n", sections.per_class_markdown(table, ctx.labels)]
 
 
 def leaderboard(ctx: ReportContext) -> Part:
     """Leaderboard tables (md, csv, tex), NaN counts, all models side by side, by class, focal lesions."""
     rep, scores, conf = ctx.rep, ctx.scores, ctx.cfg.report.confidence
-    board = tables.write_tables(ctx.summary, rep, conf, ctx.tests, ctx.fried, ctx.ranks, ctx.not_run)
-    write_text(rep / "leaderboard.tex", latex.leaderboard_tex(ctx.summary, ctx.tests, conf, ctx.width))
-    write_text(rep / "leaderboard_all.tex", latex.combined_tex(ctx.summary, ctx.tests, conf, ctx.width))
+    board = tables.write_tables(ctx.summary, rep, conf, ctx.tests, ctx.fried, ctx.ranks, ctx.not_run, ctx.labels)
+    write_text(rep / "leaderboard.tex", latex.leaderboard_tex(ctx.summary, ctx.tests, conf, ctx.width, ctx.labels))
+    write_text(rep / "leaderboard_all.tex", latex.combined_tex(ctx.summary, ctx.tests, conf, ctx.width, ctx.labels))
+    side_by_side = combined.combined_markdown(ctx.summary, ctx.tests, ctx.not_run, ctx.labels)
+    write_text(rep / "leaderboard_all.md", side_by_side)
     part = Part(files=_written(rep, "leaderboard.md", "leaderboard.csv", "leaderboard_all.md", "paired_tests.csv",
                                "friedman.csv", "ranks.csv", "ranks.md", "leaderboard.tex", "leaderboard_all.tex"))
     by_class = _by_class(ctx, part)
     by_class += focal.focal_section(scores, ctx.predictions, rep, *ctx.bootstrap, ctx.width, part.notes, ctx.gaps,
-                                    unjudged=ctx.unjudged)
+                                    unjudged=ctx.unjudged, labels=ctx.labels)
     part.files += _written(rep, "focal_leaderboard.csv", "focal_leaderboard.tex")
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
     part.lines = [
-        "## Leaderboard\n", board,
+        "## Leaderboard\n", *paper_figures.markdown(ctx.figures, part.files), board,
         "Not scored (NaN) per metric, all models and explainers: "
         + ", ".join(f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in nan.iterrows())
         + ". Localisation metrics are NaN on images without a lesion mask or with an empty one (`lung_mass`: "
         "only without a lung mask). An image NaN for "
         "some explainers only is their failure (\"k failed\" in the cells, `n_failed` in `leaderboard.csv`) and is "
         "left out of every explainer's mean, test and rank." + _gaps_note(ctx.gaps) + "\n",
-        "### All models side by side\n", tables.combined_markdown(ctx.summary, ctx.tests, ctx.not_run), *by_class]
+        "### All models side by side\n", side_by_side, *by_class]
     return part
 
 
@@ -174,7 +181,7 @@ def ranks(ctx: ReportContext) -> Part:
                  "ties share the mean rank); Friedman test across explainers; two explainers whose average ranks differ "
                  "by less than the Nemenyi critical difference (CD) are not significantly different; the CD diagrams are "
                  "drawn only where the Friedman test rejects at p < 0.05.\n",
-                 tables.rank_markdown(ctx.fried, ctx.ranks)])
+                 tables.rank_markdown(ctx.fried, ctx.ranks, ctx.labels)])
 
 
 def _paired_summary(tests: pd.DataFrame) -> str:
@@ -234,9 +241,7 @@ def figures_part(ctx: ReportContext) -> Part:
     """Every figure the context started drawing (ctx.figures), awaited here, with a note for each missing input."""
     part, fig = Part(), ctx.figures
     drawn = lambda name: fig[name].result() if fig.get(name) is not None else None  # noqa: E731
-    leaderboard_png = drawn("leaderboard")
-    part.files += list(leaderboard_png or [])
-    lines = ["## Figures\n", "### Leaderboard\n", _img(leaderboard_png[0].stem, "leaderboard")]
+    lines = ["## Figures\n"]  # the leaderboard figures are in the leaderboard section
     for name, title, alt, note in [
             ("ranks", "Average ranks", "rank heat map", None),
             ("runtime", "Runtime against localisation", "runtime against localisation",

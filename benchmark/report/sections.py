@@ -9,7 +9,7 @@ import pandas as pd
 from ..metrics import get_metric
 from ..metrics.sign import sign_sentence
 from .stats import bootstrap_ci, common_cells
-from .tables import arrow, fmt
+from .tables import arrow
 
 OUTPUTS = {"raw": "the pre-softmax class score as trained",
            "centred": "the class score minus the mean over classes (half the logit difference)"}
@@ -91,21 +91,30 @@ def per_class(scores: pd.DataFrame, predictions: pd.DataFrame, n_resamples: int 
     return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
 
 
-def per_class_markdown(table: pd.DataFrame) -> str:
-    """One table per (dataset, model): explainers x (metric, class), cells `mean [CI] (n)`."""
+def per_class_markdown(table: pd.DataFrame, labels=None) -> str:
+    """One table per (dataset, model, class): explainers (methods, then the baselines' block) x
+    metrics, cells `mean [CI] (n)` at each metric's fixed decimals, display names; at most
+    board_format.MAX_COLUMNS columns a table."""
+    from . import board_format as bf, roles
+    from .labels import label
     out = []
     for (dataset, model), df in table.groupby(["dataset", "model"], sort=True):
-        metrics = list(dict.fromkeys(df["metric"]))
-        cols = [(m, c) for m in metrics for c in CLASS_NAMES.values()]
         cells = df.set_index(["explainer", "metric", "class"])
-        out += [f"### {model} on {dataset}: faithfulness by class\n",
-                "| explainer | " + " | ".join(f"{m} {arrow(m)} {c}" for m, c in cols) + " |", "|---|" + "---|" * len(cols)]
-        for e in sorted(df["explainer"].unique()):
-            row = []
-            for m, c in cols:
-                r = cells.loc[(e, m, c)] if (e, m, c) in cells.index else None
-                ci = "" if r is None or pd.isna(r.ci_low) else f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
-                row.append("" if r is None else "not scored (n=0)" if r["n"] == 0 else f"{fmt(r['mean'])}{ci} (n={r['n']})")
-            out.append(f"| {e} | " + " | ".join(row) + " |")
-        out.append("")
+        explainers = roles.ordered(df["explainer"].unique())
+        first_base = next((e for e in explainers if roles.is_baseline(e)), None)
+        for c in CLASS_NAMES.values():
+            for metrics in bf.column_chunks(list(dict.fromkeys(df["metric"]))):
+                rows: list = []
+                for e in explainers:
+                    if e == first_base:
+                        rows.append(None)
+                    row = [label(e, labels)]
+                    for m in metrics:
+                        r = cells.loc[(e, m, c)] if (e, m, c) in cells.index else None
+                        ci = "" if r is None or pd.isna(r.ci_low) else f" [{bf.value(m, r.ci_low)}, {bf.value(m, r.ci_high)}]"
+                        row.append("" if r is None else "not scored (n=0)" if r["n"] == 0 else
+                                   f"{bf.value(m, r['mean'])}{ci} (n={r['n']})")
+                    rows.append(row)
+                out += [f"### {label(model, labels)} on {dataset}: faithfulness on the {c} images\n",
+                        *bf.md_table(["explainer", *[f"{label(m, labels)} {arrow(m)}" for m in metrics]], rows), ""]
     return "\n".join(out)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import pandas as pd
 
 from ..metrics import category_key, get_metric, ordered_categories
 from ..store.files import atomic_path, write_text
-from . import roles
+from . import board_format as bf, roles
+from .labels import label
 
 SIG_NOTE = ("† the best method is significantly better than the runner-up method (its paired differences favour the "
             "best and a paired Wilcoxon signed-rank test, Holm-corrected across the pairs of methods, gives p < 0.05)")
@@ -27,8 +28,7 @@ def fmt(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
 
 
-def arrow(metric: str) -> str:
-    return "↑" if get_metric(metric).higher_is_better else "↓"
+arrow = bf.arrow  # other sections import it from here
 
 
 def tex(text: str) -> str:
@@ -97,36 +97,6 @@ def _cells(df: pd.DataFrame, explainers: list[str], metrics: list[str], lead: se
         yield e, [(rows.get((e, m)), best.get(m) == e, best.get(m) == e and m in lead) for m in metrics]
 
 
-def _ci(r) -> str:
-    """" [low, high]", or nothing when one image gives no interval."""
-    return "" if pd.isna(r.ci_low) else f" [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
-
-
-def _failed(r) -> int:
-    return int(getattr(r, "n_failed", 0) or 0)
-
-
-def _md_cell(r, is_best: bool, is_lead: bool, with_n: bool = True) -> str:
-    if r is None:
-        return ""
-    k = _failed(r)
-    failed = f", {k} failed" if k else ""
-    if r.n == 0:
-        return f"not scored (n=0{failed})" if with_n else "not scored" + (f" ({k} failed)" if k else "")
-    text = fmt(r.mean) + _ci(r) + (f" (n={r.n}{failed})" if with_n else (f" ({k} failed)" if k else ""))
-    return f"**{text}**" + ("†" if is_lead else "") if is_best else text
-
-
-def _tex_failures(rows, with_model: bool = False) -> list[str]:
-    """The footnote under a LaTeX table naming the cells marked $^\\ast$ and their failed images."""
-    failed = [f"{tex(r.explainer)} ({tex(r.model) + ', ' if with_model else ''}{tex(r.metric)}): {_failed(r)}"
-              for r in rows if r is not None and _failed(r)]
-    if not failed:
-        return []
-    return ["\\par\\smallskip{\\footnotesize $^{\\ast}$ images the explainer failed on (NaN where another explainer "
-            "scored the image), left out of every explainer's statistics: " + "; ".join(failed) + ".}"]
-
-
 def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame, list[str]]]:
     """(dataset, model, category, that table's rows, its metrics) in a fixed order."""
     for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
@@ -137,10 +107,26 @@ def _groups(summary: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
                 yield dataset, model, category, df[df["metric"].isin(ms)], ms
 
 
+def _column_units(grid: dict, metrics: list[str]) -> dict:
+    """metric -> its runtime unit (None for others) over the column's rows of one table."""
+    return {m: bf.unit_of(m, [row[k][0] for row in grid.values()]) for k, m in enumerate(metrics)}
+
+
+def _with_rule(explainers: list[str], rows: list[list[str]]) -> list:
+    """Rows in `explainers` order with the rule (None) opening the baselines' block."""
+    first = next((x for x in explainers if roles.is_baseline(x)), None)
+    out: list = []
+    for e, r in zip(explainers, rows):
+        out += [None, r] if e == first else [r]
+    return out
+
+
 def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests: pd.DataFrame | None = None,
-                         not_run: frozenset = frozenset()) -> str:
-    """One table per (dataset, model, metric category): explainers as rows, metrics as columns, cells
-    `mean [CI] (n)`, best mean in bold, † where its lead over the runner-up is significant."""
+                         not_run: frozenset = frozenset(), labels: Mapping[str, str] | None = None) -> str:
+    """One table per (dataset, model, metric category), split into tables of at most bf.MAX_COLUMNS
+    columns: explainers as rows (display names, methods then baselines), metrics as columns, cells
+    `mean [CI] (n)` at the metric's fixed decimals, best method in bold, † where its lead over the
+    runner-up is significant."""
     out = [f"Cells: mean [{round(confidence * 100)}% bootstrap CI; {CI_NOTE}] (n images scored). {SET_NOTE}. "
            f"↑ higher is better, ↓ lower is better; best method per column in bold; {SIG_NOTE}; {BASE_NOTE}.\n"]
     leads = significant_leads(summary, tests)
@@ -148,80 +134,58 @@ def leaderboard_markdown(summary: pd.DataFrame, confidence: float = 0.95, tests:
         # pairs explain.per_model left out: rows saying "not run" (where another model ran the explainer here)
         others = set(summary[summary["metric"].isin(metrics)]["explainer"])
         explainers = roles.ordered(set(df["explainer"]) | {e for m, e in not_run if m == model and e in others})
-        out.append(f"### {model} on {dataset}: {category}\n")
         unjudged = set(df.loc[~df["judged"].astype(bool), "metric"]) if "judged" in df.columns else set()
-        out.append("| explainer | " + " | ".join(f"{m} {arrow(m)}" + (" (no headroom: not ranked)" if m in unjudged else "")
-                                                for m in metrics) + " |")
-        out.append("|---|" + "---|" * len(metrics))
         lead = {m for m in metrics if (dataset, model, m) in leads}
-        for e, row in _cells(df, explainers, metrics, lead):
-            out += _block_rule(e, explainers, len(metrics))
-            cells = ["not run" if (model, e) in not_run else _md_cell(*c) for c in row]
-            out.append(f"| {e} | " + " | ".join(cells) + " |")
-        out.append("")
+        grid = dict(_cells(df, explainers, metrics, lead))
+        units = _column_units(grid, metrics)
+        parts = bf.column_chunks(range(len(metrics)))
+        for i, cols in enumerate(parts):
+            of = f" ({i + 1} of {len(parts)})" if len(parts) > 1 else ""
+            out.append(f"### {label(model, labels)} on {label(dataset, labels)}: {label(category, labels)}{of}\n")
+            head = ["explainer", *(f"{bf.head(metrics[k], labels, units[metrics[k]])} {bf.arrow(metrics[k])}"
+                                   + (" (no headroom: not ranked)" if metrics[k] in unjudged else "") for k in cols)]
+            rows = [[label(e, labels), *("not run" if (model, e) in not_run else
+                                         bf.md_cell(*grid[e][k], metrics[k], units[metrics[k]]) for k in cols)]
+                    for e in explainers]
+            out += bf.md_table(head, _with_rule(explainers, rows)) + [""]
     return "\n".join(out)
 
 
-def _block_rule(e: str, explainers: list[str], ncols: int) -> list[str]:
-    """The separator row opening the baselines' block, before the first baseline of `explainers`."""
-    first = next((x for x in explainers if roles.is_baseline(x)), None)
-    return [f"| *{roles.BASELINE_BLOCK}* |" + " |" * ncols] if e == first else []
+def p_text(p: float) -> str:
+    """A p-value without scientific notation: "< 0.001" below, three decimals above."""
+    return "n/a" if pd.isna(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _combined_parts(summary: pd.DataFrame, tests: pd.DataFrame | None):
-    columns = []  # (dataset, model, metric)
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
-        columns += [(dataset, model, m) for m in ordered_metrics(df["metric"])]
-    leads = significant_leads(summary, tests)
-    explainers = roles.ordered(summary["explainer"].unique())
-    grid = {}
-    for (dataset, model), df in summary.groupby(["dataset", "model"], sort=True):
-        metrics = [m for d, mo, m in columns if (d, mo) == (dataset, model)]
-        lead = {m for m in metrics if (dataset, model, m) in leads}
-        for e, row in _cells(df, explainers, metrics, lead):
-            for m, cell in zip(metrics, row):
-                grid[(e, dataset, model, m)] = cell
-    return columns, explainers, grid
-
-
-def combined_markdown(summary: pd.DataFrame, tests: pd.DataFrame | None = None, not_run: frozenset = frozenset()) -> str:
-    """Every model side by side: one row per explainer, one column per (model, metric); "not run" where
-    explain.per_model left the pair out."""
-    columns, explainers, grid = _combined_parts(summary, tests)
-    multi = summary["dataset"].nunique() > 1
-    head = [f"{mo}{' (' + d + ')' if multi else ''} {m} {arrow(m)}" for d, mo, m in columns]
-    out = ["| explainer | " + " | ".join(head) + " |", "|---|" + "---|" * len(columns)]
-    for e in explainers:
-        out += _block_rule(e, explainers, len(columns))
-        out.append(f"| {e} | " + " | ".join("not run" if (c[1], e) in not_run else
-                                            _md_cell(*grid.get((e, *c), (None, False, False)), with_n=False)
-                                            for c in columns) + " |")
-    return "\n".join(out) + "\n"
-
-
-def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame) -> str:
-    """Average ranks (1 = best) per (dataset, model): explainers x metrics, with the Friedman p, the
-    Nemenyi critical difference and the images used (n, the common set) and dropped (failed by some
-    explainer: scored by another, NaN in it). A metric
-    no image of which every explainer scored keeps its column, empty, with n = 0."""
+def rank_markdown(friedman: pd.DataFrame, ranks: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
+    """Average ranks (1 = best) per (dataset, model) and metric category, in tables of at most
+    bf.MAX_COLUMNS columns: explainers x metrics, with the Friedman p, the Nemenyi critical difference
+    and the images used (n, the common set) and dropped (failed by some explainer: scored by another,
+    NaN in it). A metric no image of which every explainer scored keeps its column, empty, with n = 0."""
     out = []
     for (dataset, model), tests in friedman.groupby(["dataset", "model"], sort=True):
-        metrics = ordered_metrics(tests["metric"])
+        all_metrics = ordered_metrics(tests["metric"])
         tests = tests.set_index("metric")
         df = ranks[(ranks.dataset == dataset) & (ranks.model == model)]
         wide = df.pivot(index="explainer", columns="metric", values="avg_rank")
         explainers = roles.ordered(set(wide.index) | set(df["explainer"]))
-        out += [f"### {model} on {dataset}: average ranks\n",
-                "| explainer | " + " | ".join(f"{m} {arrow(m)}" for m in metrics) + " |",
-                "|---|" + "---|" * len(metrics)]
-        for e in explainers:
-            out += _block_rule(e, explainers, len(metrics))
-            vals = [wide.loc[e, m] if m in wide.columns else float("nan") for m in metrics]
-            out.append(f"| {e} | " + " | ".join("" if pd.isna(v) else f"{v:.2f}" for v in vals) + " |")
-        t = [tests.loc[m] for m in metrics]
-        out += ["| *Friedman p* | " + " | ".join(fmt(float(r.p)) if pd.notna(r.p) else "n/a" for r in t) + " |",
-                "| *Nemenyi CD* | " + " | ".join(f"{r.cd:.2f}" if pd.notna(r.cd) else "n/a" for r in t) + " |",
-                "| *n images (failed by some)* | " + " | ".join(f"{int(r.n)} ({int(r.n_dropped)})" for r in t) + " |", ""]
+        for category in ordered_categories(get_metric(m).category for m in all_metrics):
+            in_category = [m for m in all_metrics if get_metric(m).category == category]
+            parts = bf.column_chunks(in_category)
+            for i, metrics in enumerate(parts):
+                of = f" ({i + 1} of {len(parts)})" if len(parts) > 1 else ""
+                out.append(f"### {label(model, labels)} on {label(dataset, labels)}: average ranks, "
+                           f"{label(category, labels)}{of}\n")
+                rows = []
+                for e in explainers:
+                    vals = [wide.loc[e, m] if m in wide.columns and e in wide.index else float("nan") for m in metrics]
+                    rows.append([label(e, labels), *("" if pd.isna(v) else f"{v:.2f}" for v in vals)])
+                t = [tests.loc[m] for m in metrics]
+                rows += [["*Friedman p*", *(p_text(float(r.p)) for r in t)],
+                         ["*Nemenyi CD*", *(f"{r.cd:.2f}" if pd.notna(r.cd) else "n/a" for r in t)],
+                         ["*n images (failed by some)*", *(f"{int(r.n)} ({int(r.n_dropped)})" for r in t)]]
+                head = ["explainer", *(f"{label(m, labels)} {bf.arrow(m)}" for m in metrics)]
+                out += bf.md_table(head, _with_rule(explainers, rows[:len(explainers)]) + rows[len(explainers):])
+                out.append("")
     return "\n".join(out)
 
 
@@ -232,18 +196,18 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 def write_tables(summary: pd.DataFrame, report_dir: Path, confidence: float, tests: pd.DataFrame | None = None,
                  friedman: pd.DataFrame | None = None, ranks: pd.DataFrame | None = None,
-                 not_run: frozenset = frozenset()) -> str:
-    """Write leaderboard.{md,csv}, leaderboard_all.md, paired_tests.csv, friedman.csv, ranks.{csv,md}
-    (the LaTeX tables come from latex.py); return the Markdown leaderboard."""
+                 not_run: frozenset = frozenset(), labels: Mapping[str, str] | None = None) -> str:
+    """Write leaderboard.{md,csv}, paired_tests.csv, friedman.csv, ranks.{csv,md} (leaderboard_all.md
+    comes from combined.py, the LaTeX tables from latex.py); return the Markdown leaderboard. The CSVs keep internal
+    names and full precision; the Markdown shows display names (`labels` over labels.DEFAULT_LABELS)."""
     report_dir = Path(report_dir)
-    md = leaderboard_markdown(summary, confidence, tests, not_run)
+    md = leaderboard_markdown(summary, confidence, tests, not_run, labels)
     write_text(report_dir / "leaderboard.md", md)
     write_csv(report_dir / "leaderboard.csv", summary)
-    write_text(report_dir / "leaderboard_all.md", combined_markdown(summary, tests, not_run))
     if tests is not None:
         write_csv(report_dir / "paired_tests.csv", tests)
     if friedman is not None and ranks is not None:
         write_csv(report_dir / "friedman.csv", friedman)
         write_csv(report_dir / "ranks.csv", ranks)
-        write_text(report_dir / "ranks.md", rank_markdown(friedman, ranks))
+        write_text(report_dir / "ranks.md", rank_markdown(friedman, ranks, labels))
     return md

@@ -13,6 +13,7 @@ from typing import Any
 from .config_merge import is_resolved, merge, merge_resolved, preset_keys_overridden
 from .config_types import ConfigError, build_section as _build, parse_value as _parse_value  # noqa: F401 (ConfigError: re-exported)
 from .presets import PRESETS
+from ..store.instances import architecture
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class TrainSection:
     augment: bool = True
     # "auto": bf16 autocast where the device runs it fast (CUDA; a CPU with AMX), else "fp32"; or either
     precision: str = "auto"
+    # training seeds: [] trains each model once with run.seed (names unchanged); [0, 1, 2] trains each
+    # architecture once per seed (initialisation and data order; same data and budget) as instances
+    # `<model>@s<seed>`, each explained and scored as a model of its own; the report adds "Across training
+    # runs" (store/instances.py, report/instances.py). A model in models.checkpoints stays one instance
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +143,7 @@ class ExplainSection:
 
     def for_model(self, model: str) -> list[str]:
         """The explainers of `names` that explain `model` (per_model's exclusions applied)."""
-        left_out = set(self.per_model.get(model, {}).get("exclude", ()))
+        left_out = set(self.per_model.get(architecture(model), {}).get("exclude", ()))  # an instance: its architecture's
         return [e for e in self.names if e not in left_out]
 
 

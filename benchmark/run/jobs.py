@@ -31,6 +31,7 @@ from .data import data_key, load_split
 from .kill_hooks import kill_in_job
 from .missing_context import job_context
 from ..store.files import MapShard, read_map_shard, stage_key, write_map_shard
+from ..store.instances import architecture
 from .scoring import SCORE_COLUMNS, aux_path, score_frame, write_scores  # noqa: F401  (gather, runner read them here)
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class WorkerState:
         held = self.models.get(key)
         if held is None or held[0] != sig:  # never loaded, or the file was written again since
             self.models.pop(key, None)  # release the stale weights before loading the new ones
-            model = build_model(name, **cfg.models.params.get(name, {}))
+            arch = architecture(name)  # an instance (`resnet50@s1`) is built as its architecture
+            model = build_model(arch, **cfg.models.params.get(arch, {}))
             load_checkpoint(model, checkpoint)
             self.models[key] = (sig, place_model(model, device).eval())
         return self.models[key][1]

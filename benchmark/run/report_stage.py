@@ -1,4 +1,4 @@
-"""Stage report: the overlay cases, cheXlocalize exports and the sanity verdict's per-image inputs
+"""Stage report: the overlay cases, the HTML case browser's thumbnails (browser/<model>.npz), cheXlocalize exports and the sanity verdict's per-image inputs
 (sanity_images.csv) stored, then the report built from the run folder alone (exactly as `python -m benchmark report` does); skipped when nothing it reads changed."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from cxr_xai_bench.datasets import Batch
 from cxr_xai_bench.explainers import EXPLAINERS
 
 from ..report.artifacts import write_cases
+from ..report.browser_store import write_browser
 from ..report.build import build_report
 from ..report.chexlocalize import export_ground_truth, export_segmentations
 from .context import Models, RunContext
@@ -57,6 +58,9 @@ def write_report(ctx: RunContext, scores: pd.DataFrame, test: Batch, models: Mod
                                  sign=cfg.metrics.sign)
         write_cases(rd / "cases" / f"{model}.npz", test.images[:, 0].numpy(), test.lesion_masks.numpy(),
                     ids, maps, signed, scores, model, case_metric, cfg.report.overlay_images)
+        # the case browser of the HTML report: every image this model's explainers were scored on
+        write_browser(rd / "browser" / f"{model}.npz", test.images[:, 0].numpy(), test.lesion_masks.numpy(), annotated,
+                      ids, maps, signed, keep=sorted(set(scores.loc[scores.model == model, "image_id"].astype(str))))
     return build_report(rd)
 
 

@@ -22,6 +22,7 @@ from .config import Config
 from .context import Models, RunContext, train_code
 from .data import data_key
 from .environment import seed_everything
+from ..store.instances import architecture, instance_name, instances, seed_of
 from ..store.code import code_closure
 from ..store.files import atomic_path, stage_key
 
@@ -56,22 +57,36 @@ def load_given(ctx: RunContext, name: str, params: dict, val: Batch, seed: int) 
 
 
 def train_key(cfg: Config, name: str, params: dict, tcfg: TrainConfig) -> str:
-    """The stored checkpoint's key: the model, its settings, the data it learns from, its code."""
+    """The stored checkpoint's key: the model, its settings (the training seed among them), the data it
+    learns from, its code. `name` is the architecture: an instance's seed is in `tcfg`."""
     return stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"), train_code(name))
+
+
+def train_config(cfg: Config, arch: str, seed: int) -> TrainConfig:
+    """The training loop's settings of `arch` with training seed `seed` (train.seeds is the run's list
+    of instances, not a setting of one training)."""
+    section = {k: v for k, v in asdict(cfg.train).items() if k != "seeds"}
+    return TrainConfig(**{**section, **cfg.models.train.get(arch, {}), "seed": seed})
 
 
 def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: int | None = None
                   ) -> tuple[torch.nn.Module, str, dict, Path]:
-    """The trained model `name` (training it unless its checkpoint is stored), its key, meta and path."""
+    """The trained model `name` (an instance name, store/instances.py; training it unless its checkpoint
+    is stored), its key, meta and path. `seed` (run.repeat_seeds) overrides the instance's own seed."""
     cfg = ctx.cfg
-    seed = cfg.run.seed if seed is None else seed
-    params = cfg.models.params.get(name, {})
-    if name in cfg.models.checkpoints:
-        return load_given(ctx, name, params, val, seed)
-    tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(name, {}), "seed": seed})
+    arch = architecture(name)
+    own = seed_of(name)
+    seed = (cfg.run.seed if own is None else own) if seed is None else seed
+    params = cfg.models.params.get(arch, {})
+    if arch in cfg.models.checkpoints:
+        return load_given(ctx, arch, params, val, seed)
+    tcfg = train_config(cfg, arch, seed)
     tcfg.precision = resolve_precision(tcfg.precision, ctx.device)  # the key holds what "auto" became here
-    key = train_key(cfg, name, params, tcfg)
-    path = ctx.run_dir / "checkpoints" / f"{name}-{key}.pt"
+    key = train_key(cfg, arch, params, tcfg)
+    # the file carries the seed it was trained with when the run trains instances (a repeat seed's
+    # retraining of two instances is then one file); without train.seeds the names stay as they were
+    stem = instance_name(arch, seed) if cfg.train.seeds else arch
+    path = ctx.run_dir / "checkpoints" / f"{stem}-{key}.pt"
     remote = cfg.run.train_on_workers and getattr(ctx.executor, "name", "local") == "ray"
     if remote and not (path.exists() and ctx.resume):
         # one Ray task trains the model into the shared run folder under this same key; the driver
@@ -85,7 +100,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
         ctx.work["train"]["computed" if got["computed"] else "reused"] += 1
         ctx.progress(f"train {name} done")
     seed_everything(seed, cfg.run.deterministic)
-    model = build_model(name, **params)
+    model = build_model(arch, **params)
     if remote and path.exists():
         meta = load_checkpoint(model, path)
     elif path.exists() and ctx.resume:
@@ -125,19 +140,22 @@ def check_given(cfg) -> None:
 
 
 def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tuple[Models, dict[str, dict[str, Any]]]:
-    """Every configured model, trained or loaded; returns the models and their classifier scores."""
+    """Every configured model instance (store/instances.py: one per architecture, or one per train.seeds
+    seed), trained or loaded; returns the instances and their classifier scores."""
     cfg = ctx.cfg
     check_given(cfg)
     classifiers: dict[str, dict[str, Any]] = {}
     models: Models = {}
     predictions = []
-    for name in cfg.models.names:
+    for name, arch, seed in instances(cfg.models.names, cfg.train.seeds, cfg.models.checkpoints):
         t0 = time.perf_counter()
         trained = ctx.work["train"]["computed"]
-        model, model_key, meta, ckpt = train_or_load(ctx, name, train, val)
+        model, model_key, meta, ckpt = _train_instance(ctx, name, seed, list(models), train, val)
         probs = predict_proba(model, test.images)
         classifiers[name] = {"val": meta["val"], "test": classifier_report(test.labels.numpy(), probs[:, 1].numpy()),
                              "best_epoch": meta["best_epoch"], "train_seconds": meta["seconds"]}
+        if seed is not None:  # one of train.seeds' instances: the report groups them by architecture
+            classifiers[name].update(architecture=arch, train_seed=seed)
         if "loaded" in meta:  # a given checkpoint: loaded, not trained
             classifiers[name].update(trained=False, loaded=meta["loaded"], trained_meta=meta["trained_meta"])
         predictions.append(predictions_frame(cfg.data.dataset, cfg.data.splits["test"], name, list(test.ids),
@@ -150,6 +168,21 @@ def train_models(ctx: RunContext, train: Batch, val: Batch, test: Batch) -> tupl
         ctx.state.keep_model(ckpt, ctx.device, model)
     write_predictions(ctx.run_dir / "predictions.csv", predictions)
     return models, classifiers
+
+
+def _train_instance(ctx: RunContext, name: str, seed: int | None, done: list[str], train: Batch, val: Batch
+                    ) -> tuple[torch.nn.Module, str, dict, Path]:
+    """train_or_load of one instance. An instance of train.seeds that fails to train stops the run (as a
+    model does) with an error naming it and the instances already stored, which a rerun reuses: an
+    architecture is never reported with one of its instances silently missing."""
+    if seed is None:
+        return train_or_load(ctx, name, train, val)
+    try:
+        return train_or_load(ctx, name, train, val)
+    except Exception as err:
+        kept = ", ".join(done) or "none"
+        raise RuntimeError(f"train {name} (architecture {architecture(name)}, training seed {seed}) failed: "
+                           f"{type(err).__name__}: {err}; instances trained and kept: {kept}") from err
 
 
 def train_on_worker(config: dict, run_dir: str, name: str, device: str, resume: bool = True,

@@ -21,8 +21,22 @@ from .missing_context import check_context
 from .param_check import check_params
 from .plugins import load_plugins, normalise
 from ..store.files import MAP_DTYPES
+from ..store.instances import SEP
 
 __all__ = ["check_context", "check_split_roles", "validate"]
+
+
+def check_seeds(cfg: Config) -> None:
+    """train.seeds (store/instances.py): distinct, apart from run.repeat_seeds (an instance compared with
+    itself would repeat perfectly), and no model name that an instance name could be mistaken for."""
+    seeds = cfg.train.seeds
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"train.seeds {seeds} names a seed twice: each seed is one trained instance")
+    if seeds and set(seeds) & set(cfg.run.repeat_seeds):
+        raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat a seed of train.seeds {seeds}")
+    bad = [m for m in cfg.models.names if SEP in m]
+    if bad:
+        raise ValueError(f"models.names {bad}: {SEP!r} marks a model instance (`resnet50@s1`); rename the model")
 
 
 def validate(cfg: Config) -> None:
@@ -58,6 +72,7 @@ def validate(cfg: Config) -> None:
                          "metrics.names and give run.repeat_seeds (e.g. [1, 2]), or neither")
     if cfg.run.seed in cfg.run.repeat_seeds:
         raise ValueError(f"run.repeat_seeds {cfg.run.repeat_seeds} must not repeat run.seed {cfg.run.seed}")
+    check_seeds(cfg)
     if cfg.run.shard_size < 1:
         raise ValueError(f"run.shard_size must be at least 1, got {cfg.run.shard_size}")
     if cfg.report.figure_workers < 0:

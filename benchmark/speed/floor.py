@@ -25,6 +25,7 @@ from ..explainer_factory import explainer_from_config
 from ..metrics import get_metric
 from ..store.code import code_closure
 from ..store.files import stage_key, write_json
+from ..store.instances import architecture, instances
 
 
 @dataclass
@@ -167,7 +168,10 @@ def plan_passes(cfg, counts: dict[str, int], metrics_for: Callable[[str], list[s
         if reliability:  # stages a run without these checks does not have
             plan.setdefault("reliability/randomised", {})[name] = randomised
             plan.setdefault("reliability/perturbed", {})[name] = perturbed
-    return plan
+    # every instance of an architecture (train.seeds) does its architecture's work again
+    names = instances(cfg.models.names, getattr(cfg.train, "seeds", []), cfg.models.checkpoints)
+    return {stage: {inst: by_model[arch] for inst, arch, _ in names if arch in by_model}
+            for stage, by_model in plan.items()}
 
 
 def floor_table(plan: dict[str, dict[str, Passes]], speed: dict[str, Throughput],
@@ -183,7 +187,7 @@ def floor_table(plan: dict[str, dict[str, Passes]], speed: dict[str, Throughput]
             bwd = sum(p.backward for p in parts.values())
             if not fwd and not bwd:
                 continue
-            floor = sum(speed[m].seconds(p) for m, p in parts.items())
+            floor = sum(speed[architecture(m)].seconds(p) for m, p in parts.items())
             actual = timings.get(label, math.nan)
             unknown = sorted({u for p in parts.values() for u in p.unknown})
             rows.append({"stage": label, "forward": fwd, "backward": bwd, "floor_s": floor, "actual_s": actual,

@@ -59,7 +59,7 @@ def test_default_run_headline_conclusions(default_run):
     manifest = json.loads((default_run / "manifest.json").read_text())
     for model, acc in accuracy_of(predictions).items():
         assert manifest["classifiers"][model]["test"]["accuracy"] == pytest.approx(acc), model
-    for f in ("report/leaderboard.md", "report/leaderboard.png", "report/report.md"):
+    for f in ("report/leaderboard.md", "report/main-figure.png", "report/report.md"):
         assert (default_run / f).stat().st_size > 0
 
 

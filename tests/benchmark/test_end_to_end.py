@@ -52,7 +52,7 @@ def smoke_copy(smoke_run, tmp_path):
 def test_run_writes_report_with_numbers(smoke_run):
     out, r = smoke_run
     for f in ("config.toml", "manifest.json", "scores.csv", "report/leaderboard.md", "report/leaderboard.csv",
-              "report/leaderboard.png", "report/overlay-vgg16_bn.png", "report/overlay-resnet50.png", "report/report.md",
+              "report/main-figure.png", "report/overlay-vgg16_bn.png", "report/overlay-resnet50.png", "report/report.md",
               "report/leaderboard.tex", "report/paired_tests.csv", "report/cases-vgg16_bn.png"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
     scores = pd.read_csv(out / "scores.csv")
@@ -73,7 +73,7 @@ def test_run_writes_report_with_numbers(smoke_run):
     loc = scores[scores.metric == "pointing_game"]
     assert loc["value"].notna().any() and loc["value"].isna().any()  # normals are NaN, pneumonia scored
     board = (out / "report/leaderboard.md").read_text()
-    assert "pointing_game" in board and "[" in board
+    assert "Pointing game" in board and "[" in board
     assert "report.md" in r.stdout and "gradcam" in r.stdout
 
 
@@ -185,12 +185,12 @@ def test_covid_qu_ex_config_runs_on_real_data(tmp_path, covid_root):
 def test_report_rebuilds_tables_from_the_score_table(smoke_copy, tmp_path):
     out = smoke_copy
     before = (out / "report" / "leaderboard.md").read_text()
-    for f in ("leaderboard.md", "leaderboard.tex", "paired_tests.csv", "leaderboard.png"):
+    for f in ("leaderboard.md", "leaderboard.tex", "paired_tests.csv", "main-figure.png"):
         (out / "report" / f).unlink()
     r = _cli(["report", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "report" / "leaderboard.md").read_text() == before
-    for f in ("leaderboard.tex", "paired_tests.csv", "leaderboard.png"):
+    for f in ("leaderboard.tex", "paired_tests.csv", "main-figure.png"):
         assert (out / "report" / f).stat().st_size > 0
     r = _cli(["report", str(tmp_path / "nothing")], tmp_path)
     assert r.returncode == 2 and "is" in r.stderr and "run folder" in r.stderr

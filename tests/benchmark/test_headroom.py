@@ -128,8 +128,8 @@ def test_a_metric_without_headroom_is_kept_out_of_every_verdict(tmp_path):
     assert significant_leads(marked, tests) == {("d", "m", "relevance_mass")}
     assert significant_leads(summary, tests) == {("d", "m", "deletion_auc"), ("d", "m", "relevance_mass")}
     md = leaderboard_markdown(marked, 0.95, tests)
-    faith = md.split("### m on d: faithfulness")[1].split("###")[0]
-    loc = md.split("### m on d: localisation")[1]
+    faith = md.split("### m on d: Faithfulness")[1].split("###")[0]
+    loc = md.split("### m on d: Localisation")[1]
     assert "**" not in faith and "†" not in faith and "**" in loc and "†" in loc
     # trust section: no agreement, discrimination or rank-first row of the metric; a line says why
     (tmp_path / "report").mkdir()

@@ -38,14 +38,14 @@ def wide():
 
 
 @pytest.mark.parametrize("width", ["columnwidth", "textwidth"])
-def test_tables_fit_their_width_without_the_guard(wide, width, tmp_path, pdflatex):
-    """The width estimate alone keeps every block inside the width (the scale-down guard removed)."""
+def test_tables_fit_their_width_without_scaling(wide, width, tmp_path, pdflatex):
+    """The width estimate alone keeps every block inside the width at \\footnotesize: nothing scaled."""
     summary, tests = wide
     for name, text in (("leaderboard", latex.leaderboard_tex(summary, tests, width=width)),
                        ("all", latex.combined_tex(summary, tests, width=width))):
         assert latex.declared_width(text) == width
         assert ("\\begin{table*}" in text) == (width == "textwidth")
-        assert latex.compile_check(text, tmp_path / name, guard=False) == [], name
+        assert not latex.SCALING.search(text), name
         assert latex.compile_check(text, tmp_path / name) == [], name
 
 
@@ -71,6 +71,7 @@ def test_every_tex_of_a_report_compiles_without_overfull_boxes(tmp_path, pdflate
     run = _run_dir(tmp_path / "run", extras=False)
     cfg = tomllib.loads((run / "config.toml").read_text())
     cfg["report"]["latex_width"] = "columnwidth"
+    cfg["report"]["labels"] = {"gradcam": "Grad-CAM (ours)", "tiny_a": "Tiny A"}  # report.labels reach every table
     (run / "config.toml").write_text(tomli_w.dumps(cfg))
     build_report(run)
     texs = sorted((run / "report").glob("*.tex"))
@@ -78,4 +79,20 @@ def test_every_tex_of_a_report_compiles_without_overfull_boxes(tmp_path, pdflate
     for p in texs:
         text = p.read_text()
         assert latex.declared_width(text) == "columnwidth"
+        assert "Grad-CAM (ours) &" in text and "Tiny A" in text and "Oracle (expert mask) &" in text, p.name
         assert latex.compile_check(text, tmp_path / p.stem) == [], p.name
+    for name in ("leaderboard.md", "leaderboard_all.md", "ranks.md"):
+        board = (run / "report" / name).read_text()
+        assert "| Grad-CAM (ours) |" in board and "| gradcam |" not in board and "Tiny A" in board, name
+    assert "gradcam" in set(pd.read_csv(run / "report" / "leaderboard.csv")["explainer"])
+
+
+def test_the_check_sees_a_table_wider_than_its_width_and_refuses_scaling(tmp_path, pdflatex):
+    """compile_check can fail: a block 300 pt wide in a 240 pt column is an overfull box; a scaled one is refused."""
+    wide = ("% declared width: \\columnwidth\n\\begin{table}\\centering\\footnotesize\n"
+            "\\begin{tabular}{lc}\\toprule a & \\rule{300pt}{1pt} \\\\ \\bottomrule\\end{tabular}\n\\end{table}")
+    assert latex.compile_check(wide, tmp_path / "wide") != []
+    assert latex.compile_check(wide.replace("300pt", "150pt"), tmp_path / "fits") == []
+    with pytest.raises(ValueError, match="scaled"):
+        latex.compile_check(wide.replace("\\begin{tabular}", "\\resizebox{\\linewidth}{!}{\\begin{tabular}"),
+                            tmp_path / "scaled")

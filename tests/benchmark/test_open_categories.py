@@ -128,34 +128,35 @@ def _run_folder(tmp: Path) -> Path:
 
 
 def test_report_gives_each_category_its_table_figure_and_verdicts(plugin, tmp_path, monkeypatch):
-    from benchmark.report import figures
+    from benchmark.report import figures, paper_figures
     from benchmark.report.build import build_report
     panels: dict[str, list[str]] = {}
     save = figures.save
 
-    def recording_save(fig, stem):  # the panel titles of every figure drawn (one worker: this process)
+    def recording_save(fig, stem, **kw):  # the panel titles of every figure drawn (one worker: this process)
         panels[Path(stem).name] = [ax.get_title() for ax in fig.axes]
-        return save(fig, stem)
+        return save(fig, stem, **kw)
 
     monkeypatch.setattr(figures, "save", recording_save)
+    monkeypatch.setattr(paper_figures, "save", recording_save)
     run = _run_folder(tmp_path / "run")
     md = build_report(run, figure_workers=1)
     rep = run / "report"
 
     # one leaderboard table per category, known ones first, the plug-in's own after them
     heads = re.findall(r"^### tiny on phantom: (\w+)$", md, re.M)
-    assert heads == ["localisation", "complexity", "runtime", "smoothness"]
+    assert heads == ["Localisation", "Complexity", "Runtime", "smoothness"]  # display names; a plug-in's as it is
     assert "gini_complexity ↑" in md and "map_roughness ↓" in md
     tex = (rep / "leaderboard.tex").read_text()
-    assert [c for c in ("localisation", "complexity", "runtime", "smoothness") if f"phantom, {c}:" in tex] == \
-        ["localisation", "complexity", "runtime", "smoothness"]
-    assert tex.index("phantom, complexity:") < tex.index("phantom, smoothness:")
-    combined = (rep / "leaderboard_all.md").read_text().splitlines()[0]
-    assert combined.index("relevance_mass") < combined.index("gini_complexity") < combined.index(
-        "seconds_per_image") < combined.index("map_roughness")
+    assert [c for c in ("Localisation", "Complexity", "Runtime", "smoothness") if f"phantom, {c}:" in tex] == \
+        ["Localisation", "Complexity", "Runtime", "smoothness"]
+    assert tex.index("phantom, Complexity:") < tex.index("phantom, smoothness:")
+    combined = (rep / "leaderboard_all.md").read_text()
+    assert combined.index("Relevance mass") < combined.index("gini_complexity") < combined.index(
+        "Time per image") < combined.index("map_roughness")
     # a panel of its own in the leaderboard figure, and a column in the rank heat map
-    assert "tiny: gini_complexity ↑" in panels["leaderboard"] and "tiny: map_roughness ↓" in panels["leaderboard"]
-    assert (rep / "leaderboard.png").stat().st_size > 1000 and (rep / "ranks.png").exists()
+    assert "gini_complexity ↑" in panels["leaderboard-complexity"] and "map_roughness ↓" in panels["leaderboard-smoothness"]
+    assert (rep / "leaderboard-smoothness.png").stat().st_size > 1000 and (rep / "ranks.png").exists()
 
     # findings: the generic rule (method against each baseline in the metric's direction) for both
     comp = pd.read_csv(rep / "findings.csv")
@@ -208,4 +209,4 @@ def test_a_run_with_the_plugin_scores_its_categories(tmp_path, clean_registries,
     g = scores[scores.metric == "gini_complexity"].set_index("explainer").value
     assert ((g >= 0) & (g <= 1)).all()
     board = (out / "report" / "leaderboard.md").read_text()
-    assert "### resnet50 on phantom: complexity" in board and "### resnet50 on phantom: smoothness" in board
+    assert "### ResNet50 on phantom: Complexity" in board and "### ResNet50 on phantom: smoothness" in board

@@ -24,10 +24,11 @@ def test_dagger_marks_a_significant_lead_only():
         assert ("†" in md.split("\n", 1)[1]) == marked
         tex = leaderboard_tex(summary, tests)
         assert ("\\textbf" in tex) and (("\\dagger" in tex.split("\\toprule")[1]) == marked)
-        assert "relevance\\_\\\\mass" in tex and tex.count("\\begin{tabular}{l") == 1  # header: two lines
+        assert "Relevance\\\\mass" in tex and tex.count("\\begin{tabular}{l") == 1  # header: two lines
 
 
 import json  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -97,7 +98,8 @@ def _run_dir(tmp: Path, extras: bool = True) -> Path:
     return tmp
 
 
-FIGURES = ["leaderboard", "ranks", "cd-tiny_a", "cd-tiny_b", "runtime", "curves", "sanity", "roc", "overlay-tiny_a",
+FIGURES = ["main-figure", "main-figure-column", "leaderboard-localisation", "ranks", "cd-tiny_a", "cd-tiny_b", "runtime",
+           "curves", "sanity", "roc", "overlay-tiny_a",
            "cases-tiny_a", "cases-tiny_b"]
 
 
@@ -124,7 +126,7 @@ def test_build_report_writes_every_table_and_figure(built):
                    "Nemenyi", "(roc.png)", "(cases-tiny_b.png)", "relevance_mass 18 of 48", "```toml",
                    "## What was measured", "model output explained: `tiny_a` raw", "explain target: `label`",
                    "`deletion_auc` fill `mean`, order `morf`", "trained on `train`, selected on `val`",
-                   "### tiny_a on phantom: faithfulness by class", "deletion_auc ↓ pneumonia",
+                   "### tiny_a on phantom: faithfulness on the pneumonia images", "| explainer | Deletion AUC ↓ |",
                    "## How far to trust these metrics", "(metric_agreement.png)", "### What the numbers justify: tiny_a",
                    "- `relevance_mass`: ", "| tiny_a | gradcam |", "## Focal lesions", "(3 of 5 lesion images) and the normals (3)",
                    "## Headroom of the curve metrics", "| tiny_a | deletion_auc | pneumonia | 5 |",
@@ -132,7 +134,7 @@ def test_build_report_writes_every_table_and_figure(built):
         assert needle in report, needle
     assert "## Not in this report" not in report
     assert report.split("\n## ")[1].startswith("What this run supports")  # the report opens with the findings
-    assert md.startswith("Cells: mean") and "### tiny_a on phantom: localisation" in md
+    assert md.startswith("Cells: mean") and "### tiny_a on phantom: Localisation" in md
 
 
 def test_report_rebuild_is_byte_identical(built, tmp_path):
@@ -142,8 +144,10 @@ def test_report_rebuild_is_byte_identical(built, tmp_path):
     copy = tmp_path / "again"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
     build_report(copy, figure_workers=1)
-    first = sorted(p.name for p in (run / "report").iterdir())
-    assert first == sorted(p.name for p in (copy / "report").iterdir())
+    # every file, the HTML report's folder (report/html/) included
+    files = lambda rep: sorted(str(p.relative_to(rep)) for p in rep.rglob("*") if p.is_file())  # noqa: E731
+    first = files(run / "report")
+    assert first == files(copy / "report") and "html/index.html" in first
     for name in first:
         assert (run / "report" / name).read_bytes() == (copy / "report" / name).read_bytes(), name
 
@@ -156,7 +160,7 @@ def test_missing_optional_files_drop_their_figures_with_a_note(tmp_path):
     report = (run / "report" / "report.md").read_text()
     for needle in ("no `curves.csv`", "no `sanity.csv`", "no `predictions.csv`", "no `cases/<model>.npz`", "no `manifest.json`"):
         assert needle in report, needle
-    assert not (run / "report" / "roc.png").exists() and (run / "report" / "leaderboard.png").exists()
+    assert not (run / "report" / "roc.png").exists() and (run / "report" / "main-figure.png").exists()
 
 
 def test_build_report_names_what_is_missing(tmp_path):
@@ -173,11 +177,15 @@ def test_tables_by_category_combined_and_ranks(built):
     assert tex.count("\\begin{table*}") == 6 and tex.count("\\toprule") == 6 and "$n$ images" in tex
     assert "$\\pm$" in tex and "declared width: \\textwidth" in tex
     combined = (rep / "leaderboard_all.md").read_text()
-    # header, rule, one row per explainer, and the row that opens the baselines' block (random, oracle)
-    assert combined.count("\n") == 3 + len(EXPLAINERS) and "tiny_b seconds_per_image ↓" in combined
-    assert combined.index("| gradcam |") < combined.index("| *Baselines (reference)* |") < combined.index("| oracle |")
+    # one table per category, both models side by side (display names; runtime in s: oracle's ~1.2 s)
+    assert re.findall(r"^#### (.+)$", combined, re.M) == ["Faithfulness", "Localisation", "Runtime"]
+    assert "| explainer | tiny_a: Time per image (s) ↓ | tiny_b: Time per image (s) ↓ |" in combined
+    for table in combined.split("####")[1:]:
+        # header, one row per explainer, and the row that opens the baselines' block (random, oracle)
+        assert table.count("\n| ") == 1 + len(EXPLAINERS) + 1
+        assert table.index("| Grad-CAM |") < table.index("| *Baselines (reference)* |") < table.index("| Oracle (expert mask) |")
     alltex = (rep / "leaderboard_all.tex").read_text()
-    assert "\\multicolumn{3}{c}{tiny\\_a}" in alltex and "\\cmidrule(lr){2-4}" in alltex
+    assert "\\multicolumn{3}{c}{\\begin{tabular}[b]{@{}c@{}}tiny\\_a\\end{tabular}}" in alltex and "\\cmidrule(lr){2-4}" in alltex
     ranks = pd.read_csv(rep / "ranks.csv")
     # oracle's values are offset highest: best (rank 1) for relevance_mass, worst for deletion_auc (lower is better)
     r = ranks[(ranks.model == "tiny_a")].set_index(["metric", "explainer"])["avg_rank"]

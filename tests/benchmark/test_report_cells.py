@@ -5,7 +5,8 @@ import pandas as pd
 
 from benchmark.report.stats import paired_tests, summarise
 from benchmark.report.latex import combined_tex as combined_latex, leaderboard_tex as leaderboard_latex
-from benchmark.report.tables import combined_markdown, leaderboard_markdown
+from benchmark.report.combined import combined_markdown
+from benchmark.report.tables import leaderboard_markdown
 
 
 def _long(values: dict[str, np.ndarray], metric: str = "relevance_mass") -> pd.DataFrame:
@@ -37,7 +38,7 @@ def test_dagger_follows_the_common_set_not_the_unpaired_means():
     assert "(n=30, 20 failed)" in _row(md, "b") and "(n=30)" in _row(md, "a")
     b_tex = next(line for line in tex.splitlines() if line.startswith("b & "))
     assert "}$^{\\dagger\\ast}${\\scriptsize\\,$\\pm$" in b_tex and "\\textbf" in b_tex  # bold, dagger, failures marked
-    assert "b (relevance\\_mass): 20" in tex  # the LaTeX footnote of the failures
+    assert "b (Relevance mass): 20" in tex  # the LaTeX footnote of the failures
     assert summary.set_index("explainer")["n_failed"].to_dict() == {"a": 0, "b": 20}
 
 
@@ -84,7 +85,7 @@ def test_all_nan_metric_is_listed_not_scored():
     assert (summary[summary.metric == "iou"]["n"] == 0).all() and (summary[summary.metric == "iou"]["n_failed"] == 0).all()
     for e in "ab":
         assert _row(md, e).split("|")[3].strip() == "not scored (n=0)"  # iou column, after dice
-    assert "iou" in tex and "--" in tex
+    assert "IoU" in tex and "--" in tex
     assert "not scored" in combined_markdown(summary, paired_tests(scores)) and "--" in combined_latex(summary, None)
 
 

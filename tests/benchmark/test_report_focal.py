@@ -44,7 +44,7 @@ def test_focal_section_means_by_hand(tmp_path):
     assert table.loc[("b", "relevance_mass"), "mean"] == pytest.approx(0.5)
     assert table.loc[("a", "deletion_auc"), "mean"] == pytest.approx(0.5) and table.loc[("a", "deletion_auc"), "n"] == 2
     tex = (tmp_path / "focal_leaderboard.tex").read_text()
-    assert "tabular" in tex and "relevance" in tex
+    assert "tabular" in tex and "Relevance" in tex
 
 
 def test_no_lesion_share_no_table_and_a_note(tmp_path):

@@ -39,7 +39,8 @@ def test_per_class_breakdown_on_the_common_set():
     assert t.loc[("a", "pneumonia"), "mean"] == pytest.approx(0.2) and t.loc[("a", "normal"), "mean"] == pytest.approx(0.6)
     assert t.loc[("b", "normal"), "mean"] == pytest.approx(0.4) and t.loc[("b", "normal"), "n"] == 2
     md = per_class_markdown(per_class(scores, preds, 50))
-    assert "| explainer | deletion_auc ↓ pneumonia | deletion_auc ↓ normal |" in md and "(n=2)" in md
+    assert "on the pneumonia images" in md and "on the normal images" in md
+    assert "| explainer | Deletion AUC ↓ |" in md and "| a | 0.600 [" in md and "(n=2)" in md
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -2,7 +2,6 @@
 module in a stage's import closure (a comment appended, as the store reads it) changes that key and
 every key downstream of it, and editing a module outside it changes nothing. The keys are computed
 by the runner's own key functions, with the store's source reader patched for one module at a time."""
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,10 @@ from benchmark.run.config import load_config
 from benchmark.run.context import RunContext, explainer_code, metric_code
 from benchmark.run.data import data_key
 from benchmark.run.report_stage import report_code
-from benchmark.run.train import train_key
+from benchmark.run.train import train_config, train_key
 from benchmark.store import code
 from benchmark.store.code import module_closure
 from cxr_xai_bench.explainers import EXPLAINERS
-from cxr_xai_bench.models import TrainConfig
 from cxr_xai_bench.models.builders import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +37,7 @@ def _project_modules() -> list[str]:
 def keys_if_edited(tmp_path_factory):
     cfg = load_config()
     ctx = RunContext(cfg, tmp_path_factory.mktemp("run"), torch.device("cpu"))
-    tcfg = TrainConfig(**{**asdict(cfg.train), **cfg.models.train.get(MODEL, {}), "seed": cfg.run.seed})
+    tcfg = train_config(cfg, MODEL, cfg.run.seed)
     original = code.read_source
 
     def keys(edited: str | None) -> dict[str, str]:

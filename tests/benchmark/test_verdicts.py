@@ -9,7 +9,8 @@ from benchmark.report import reliability as rel
 from benchmark.report.findings import comparisons
 from benchmark.report.latex import leaderboard_tex
 from benchmark.report.stats import paired_tests, summarise
-from benchmark.report.tables import combined_markdown, leaderboard_markdown, significant_leads
+from benchmark.report.combined import combined_markdown
+from benchmark.report.tables import leaderboard_markdown, significant_leads
 
 
 def _long(values: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
@@ -31,15 +32,16 @@ def test_a_baseline_is_never_bold_and_sits_in_its_own_block():
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     names = [r.split("|")[1].strip() for r in rows[1:]]
     # methods first, then the separator row, then the baselines
-    assert names == ["gradcam", "lrp", "*Baselines (reference)*", "oracle", "random"]
+    assert names == ["Grad-CAM", "LRP", "*Baselines (reference)*", "Oracle (expert mask)", "Random"]
     assert "**" in rows[1] and "†" in rows[1]  # gradcam: the best method, a significant lead over lrp
     assert "**" not in rows[4] and "†" not in rows[4]  # oracle is higher, but a reference row
     assert significant_leads(summary, tests) == {("d", "m", "relevance_mass")}
     assert "*Baselines (reference)*" in combined_markdown(summary, tests)
     tex = leaderboard_tex(summary, tests).split("\\midrule", 1)[1]
     body = [line for line in tex.split("\\bottomrule")[0].splitlines() if line.strip()]
-    assert body[0].startswith("gradcam") and "\\textbf" in body[0] and "\\dagger" in body[0]
-    assert body[1].startswith("lrp") and body[2] == "\\midrule" and body[3].startswith("oracle")
+    assert body[0].startswith("Grad-CAM") and "\\textbf" in body[0] and "\\dagger" in body[0]
+    assert body[1].startswith("LRP") and body[2] == "\\midrule" and body[3].startswith("Oracle (expert mask)")
+    assert body[4].startswith("Random")  # one rule only: between the methods and the baselines
     assert "\\textbf" not in body[3] and "\\dagger" not in body[3]
 
 

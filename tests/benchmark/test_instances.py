@@ -1,0 +1,151 @@
+"""Several trained instances per architecture (train.seeds, issue 34): instance names, the two-level
+interval over instances and images by hand, ranking agreement, and verdicts printed only where they
+hold in every instance. The whole-run checks (weights, keys, files, a failing instance) are in
+test_instances_run.py."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.report import instances as inst
+from benchmark.report.instances_section import verdict_lines
+from benchmark.store.instances import architecture, by_architecture, instances, seed_of
+
+
+def test_instance_names_map_back_to_architecture_and_seed():
+    assert instances(["vgg16_bn", "resnet50"], []) == [("vgg16_bn", "vgg16_bn", None), ("resnet50", "resnet50", None)]
+    assert instances(["resnet50", "vgg16_bn"], [0, 2], given=["vgg16_bn"]) == [
+        ("resnet50@s0", "resnet50", 0), ("resnet50@s2", "resnet50", 2), ("vgg16_bn", "vgg16_bn", None)]
+    assert (architecture("resnet50@s2"), seed_of("resnet50@s2")) == ("resnet50", 2)
+    assert (architecture("resnet50"), seed_of("resnet50")) == ("resnet50", None)
+    assert by_architecture(["a@s0", "b", "a@s1", "a@s0"]) == {"a": ["a@s0", "a@s1"], "b": ["b"]}
+    with pytest.raises(ValueError, match="not a training seed"):
+        seed_of("resnet50@sx")
+
+
+def test_plan_means_by_hand():
+    """values: images x instances. Resample 0 draws images [0, 0] and instances [0, 1]: instance means
+    1 and 10, mean 5.5. Resample 1 draws images [0, 1] and instances [1, 1]: instance 1's mean 15 twice."""
+    values = np.array([[1.0, 10.0], [3.0, 20.0]])
+    got = inst.plan_means(values, np.array([[0, 1], [1, 1]]), np.array([[0, 0], [0, 1]]))
+    np.testing.assert_allclose(got, [5.5, 15.0])
+
+
+def test_interval_covers_instances_when_images_agree_within_each():
+    """Every image alike within an instance: the interval is the instance means' alone. Two instances at
+    0.2 and 0.6: resamples draw (0.2, 0.2), one of each, or (0.6, 0.6), so the 95% interval is [0.2, 0.6]
+    and the mean 0.4 (an interval over images only would be [0.4, 0.4])."""
+    values = np.column_stack([np.full(5, 0.2), np.full(5, 0.6)])
+    mean, low, high = inst.two_level_ci(values, 1000, 0.95, seed=0)
+    assert mean == pytest.approx(0.4) and low == pytest.approx(0.2) and high == pytest.approx(0.6)
+
+
+def test_instances_share_one_image_draw():
+    """Identical instances: the two-level interval is the image bootstrap of the plan's image draws
+    (one draw shared by the instances; independent draws per instance would narrow it)."""
+    v = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    _, low, high = inst.two_level_ci(np.column_stack([v, v, v]), 500, 0.9, seed=3)
+    _, draws = inst.resample_plan(3, len(v), 500, 3)
+    assert (low, high) == tuple(np.percentile(v[draws].mean(axis=1), [5, 95]))
+
+
+def _scores(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    rows = [dict(dataset="d", split="test", model=m, explainer=e, metric="relevance_mass", image_id=str(i), value=v)
+            for m, by_e in values.items() for e, vs in by_e.items() for i, v in enumerate(vs)]
+    return pd.DataFrame(rows)
+
+
+def test_means_over_instances_on_a_constructed_table_by_hand():
+    """gradcam scores 0.3 on every image of a@s0 and 0.5 on a@s1 (image 3 NaN there: left out of both);
+    random 0.1 on both. By hand: gradcam mean 0.4, interval [0.3, 0.5], SD of instance means 0.1414, n 3;
+    random 0.1 [0.1, 0.1]. The single-instance architecture b is not reported."""
+    table = _scores({"a@s0": {"gradcam": [0.3, 0.3, 0.3, 0.3], "random": [0.1] * 4},
+                     "a@s1": {"gradcam": [0.5, 0.5, 0.5, np.nan], "random": [0.1] * 4},
+                     "b": {"gradcam": [0.9] * 4, "random": [0.1] * 4}})
+    got = inst.instance_means(table, 1000, 0.95, 0).set_index("explainer")
+    assert list(got["architecture"].unique()) == ["a"]
+    g = got.loc["gradcam"]
+    assert (g["n"], g["instances"]) == (3, 2)
+    assert (g["mean"], g["ci_low"], g["ci_high"]) == pytest.approx((0.4, 0.3, 0.5))
+    assert g["sd_instances"] == pytest.approx(np.sqrt(0.02))
+    assert (got.loc["random", "ci_low"], got.loc["random", "ci_high"]) == pytest.approx((0.1, 0.1))
+
+
+def test_kendall_agreement_by_hand():
+    """[x, y, z] against [x, z, y]: 2 concordant pairs, 1 discordant, tau = 1/3; an order of one shared
+    item has no pair."""
+    assert inst.mean_kendall([["x", "y", "z"], ["x", "z", "y"]]) == (pytest.approx(1 / 3), 1)
+    assert inst.mean_kendall([["x", "y"], ["x", "y"], ["y", "x"]]) == (pytest.approx(-1 / 3), 3)
+    assert np.isnan(inst.mean_kendall([["x"], ["x", "y"]])[0])
+
+
+def _comparison(model, metric, baseline, beats):
+    return dict(dataset="d", model=model, explainer="gradcam", metric=metric, baseline=baseline, n=10, mean_diff=0.1,
+                diff_ci_low=0.0, diff_ci_high=0.2, p_holm=0.01 if beats else 0.5, beats=beats,
+                equivalence_margin=0.05, p_tost_holm=0.9, equivalent=False, judged=True)
+
+
+def test_a_verdict_of_one_instance_only_is_not_printed_as_a_verdict():
+    """gradcam beats random on relevance_mass in both instances, on pointing_game in a@s0 only: the
+    verdict line names relevance_mass; pointing_game is counted (1 of 2), not claimed."""
+    comp = pd.DataFrame([_comparison("a@s0", "relevance_mass", "random", True),
+                         _comparison("a@s1", "relevance_mass", "random", True),
+                         _comparison("a@s0", "pointing_game", "random", True),
+                         _comparison("a@s1", "pointing_game", "random", False)])
+    v = inst.verdicts(comp).set_index("metric")
+    assert bool(v.loc["relevance_mass", "holds"]) and not bool(v.loc["pointing_game", "holds"])
+    assert v.loc["pointing_game", "holds_in"] == 1
+    agree = pd.DataFrame(columns=inst.AGREEMENT_COLUMNS)
+    line = verdict_lines(inst.verdicts(comp), agree)[0]
+    held, _, partial = line.partition("; in some instances only, not a verdict: ")
+    assert "relevance_mass" in held and "pointing_game" not in held, line
+    assert partial == "pointing_game (1 of 2)", line
+
+
+def _summary_row(model, explainer, mean):
+    return dict(dataset="d", model=model, explainer=explainer, metric="relevance_mass", n=10, n_failed=0, n_nan=0,
+                mean=mean, median=mean, ci_low=mean, ci_high=mean)
+
+
+def _test_row(model, p):
+    return dict(dataset="d", model=model, metric="relevance_mass", a="gradcam", b="lrp", n=10, mean_diff=0.2,
+                diff_ci_low=0.1, diff_ci_high=0.3, p=p, p_holm=p, rank_biserial=0.8)
+
+
+def test_a_lead_significant_in_one_instance_only_is_not_a_lead_across_instances():
+    """gradcam is first in both instances (share 100%, tau 1), but beats the runner-up significantly in
+    a@s0 only: it does not lead in every instance; with both significant it does."""
+    summary = pd.DataFrame([_summary_row(m, e, v) for m in ("a@s0", "a@s1") for e, v in
+                            (("gradcam", 0.6), ("lrp", 0.4), ("random", 0.1))])
+    tests = pd.DataFrame([_test_row("a@s0", 0.001), _test_row("a@s1", 0.3)])
+    row = inst.agreement(summary, tests).iloc[0]
+    assert (row["leader"], row["leader_share"], row["kendall_tau"]) == ("gradcam", 1.0, pytest.approx(1.0))
+    assert not bool(row["leads_every_instance"])
+    both = pd.DataFrame([_test_row("a@s0", 0.001), _test_row("a@s1", 0.001)])
+    assert bool(inst.agreement(summary, both).iloc[0]["leads_every_instance"])
+
+
+def test_classifier_spread_mean_and_sd():
+    cls = {"a@s0": {"val": {"accuracy": 0.8}, "test": {"accuracy": 0.7, "auroc": 0.9}},
+           "a@s1": {"val": {"accuracy": 0.9}, "test": {"accuracy": 0.9, "auroc": 0.7}},
+           "b": {"val": {"accuracy": 0.5}, "test": {"accuracy": 0.5, "auroc": 0.5}}}
+    [row] = inst.classifier_spread(cls)
+    assert row["architecture"] == "a" and row["test_accuracy"] == pytest.approx((0.8, np.sqrt(0.02)))
+
+
+def test_default_run_trains_one_instance_per_model_under_its_own_name():
+    """train.seeds = [] (default): names and the train config are those of a run before the setting."""
+    from benchmark.run.config import load_config
+    from benchmark.run.train import train_config
+    cfg = load_config()
+    assert cfg.train.seeds == []
+    assert [n for n, _, _ in instances(cfg.models.names, cfg.train.seeds)] == cfg.models.names
+    assert train_config(cfg, "resnet50", 0).seed == 0 and not hasattr(train_config(cfg, "resnet50", 0), "seeds")
+
+
+@pytest.mark.parametrize("sets,match", [(["train.seeds=[1, 1]"], "names a seed twice"),
+                                        (["train.seeds=[0, 1]", "run.repeat_seeds=[1]"], "must not repeat a seed")])
+def test_bad_seeds_are_refused(sets, match):
+    from benchmark.run.config import load_config
+    from benchmark.run.validate import check_seeds
+    with pytest.raises(ValueError, match=match):
+        check_seeds(load_config(overrides=sets))
