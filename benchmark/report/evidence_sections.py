@@ -19,7 +19,7 @@ def known_truth_part(ctx: ReportContext) -> Part:
     expl, valid = known_truth.explainer_table(ctx.scores, rel), known_truth.metric_validity(ctx.scores, rel)
     tables.write_csv(ctx.rep / "known_truth_explainers.csv", expl)
     tables.write_csv(ctx.rep / "known_truth_metrics.csv", valid)
-    return Part(known_truth.known_truth_lines(rel, expl, valid),
+    return Part(known_truth.known_truth_lines(rel, expl, valid, ctx.labels),
                 [ctx.rep / "known_truth_explainers.csv", ctx.rep / "known_truth_metrics.csv"])
 
 

@@ -137,7 +137,11 @@ def mark(summary: pd.DataFrame, known_false: frozenset) -> pd.DataFrame:
     return out
 
 
-def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame) -> list[str]:
+def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame, labels=None) -> list[str]:
+    from .labels import label
+
+    def n(x: str) -> str:  # display names (report.labels)
+        return label(x, labels)
     summ = reliance_summary(rel)
     lines = ["## Known truth: what the models use\n",
              "Each test image with known evidence rendered again without it (an exact counterfactual: the phantom's "
@@ -149,23 +153,23 @@ def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame
              "| model | images with the evidence | relies on it | P(pneumonia) with it | without |",
              "|---|---|---|---|---|"]
     for r in summ.itertuples(index=False):
-        lines.append(f"| {r.model} | {r.n} | {r.reliant} ({r.share:.0%}, 95% CI {r.ci_low:.0%} to {r.ci_high:.0%}) | "
+        lines.append(f"| {n(r.model)} | {r.n} | {r.reliant} ({r.share:.0%}, 95% CI {r.ci_low:.0%} to {r.ci_high:.0%}) | "
                      f"{fmt(r.p_image)} | {fmt(r.p_counterfactual)} |")
     weak = summ[summ["share"] < 0.5]
     for r in weak.itertuples(index=False):
-        lines.append(f"\n{r.model} relies little on the known evidence ({r.reliant} of {r.n}): what it uses is "
+        lines.append(f"\n{n(r.model)} relies little on the known evidence ({r.reliant} of {r.n}): what it uses is "
                      f"elsewhere, so those masks are not what its explanations should find.")
     lines.append("")
     if not expl.empty:
         metrics = [m for m in LOCALISATION if m in set(expl["metric"])]
         lines += ["Explainers on the known-truth cases (localisation of the evidence the model is known to use; "
                   "`known_truth_explainers.csv`):\n",
-                  "| model | explainer | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+                  "| model | explainer | " + " | ".join(n(m) for m in metrics) + " |", "|---|---|" + "---|" * len(metrics)]
         for model, by_model in expl.groupby("model", sort=True):
             for explainer in roles.ordered(by_model["explainer"].unique()):  # methods, then baselines
                 g = by_model[by_model["explainer"] == explainer]
                 cell = {r.metric: f"{fmt(r.mean)} (n={r.n})" for r in g.itertuples(index=False)}
-                lines.append(f"| {model} | {explainer} | " + " | ".join(cell.get(m, "") for m in metrics) + " |")
+                lines.append(f"| {n(model)} | {n(explainer)} | " + " | ".join(cell.get(m, "") for m in metrics) + " |")
         lines.append("")
     if not valid.empty:
         lines += ["Faithfulness metrics against the known truth: on those cases, does the metric score the "
@@ -177,7 +181,7 @@ def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame
         for r in valid.itertuples(index=False):
             above = "n/a" if not r.priors else f"{'yes' if r.beats_priors else '**no**'} ({fmt(r.p_priors)})"
             tau = "n/a" if pd.isna(r.ranking_tau) else f"{r.ranking_tau:.2f}"
-            lines.append(f"| {r.model} | {r.metric} | {r.n} | {fmt(r.oracle)} | {fmt(r.random)} | {r.oracle_better:.0%} | "
+            lines.append(f"| {n(r.model)} | {n(r.metric)} | {r.n} | {fmt(r.oracle)} | {fmt(r.random)} | {r.oracle_better:.0%} | "
                          f"{fmt(r.p)} | {'yes' if r.sees_evidence else '**no**'} | {above} | {tau} |")
         lines += ["", f"Above every prior: the known-evidence map also beats each prior baseline on those cases (Holm "
                   f"across the priors). Ranking agrees: Kendall's τ between the metric's ranking of the methods and "

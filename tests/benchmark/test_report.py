@@ -205,7 +205,8 @@ def test_explainer_styles_are_fixed_by_name():
     from benchmark.report.figure_style import explainer_styles
     a, b = explainer_styles(["random", "gradcam"]), explainer_styles(["gradcam", "lrp", "random", "zzz_new"])
     assert a["gradcam"] == b["gradcam"] and a["random"] == b["random"]
-    styles = explainer_styles(sorted(__import__("explainers").EXPLAINERS))
+    from cxr_xai_bench.explainers import EXPLAINERS as REGISTERED
+    styles = explainer_styles(sorted(REGISTERED))
     assert len({(tuple(s["color"]), s["marker"]) for s in styles.values()}) == len(styles)
     methods = [n for n in styles if n not in ("center", "lung_prior", "mask_prior", "oracle", "random", "sobel")]
     assert len({tuple(styles[n]["color"]) for n in methods}) == len(methods)  # every method its own colour
