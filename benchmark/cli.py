@@ -190,11 +190,14 @@ def summary_screen(result, elapsed: float) -> str:
         lines.append(f"  {name:<10} {val}test acc {c['test']['accuracy']:.3f}{given}")
     if len(result.summary):
         from .metrics import get_metric
-        lines += ["", "Best three explainers per metric (means over images; CIs, tests and figures in the report):"]
+        from .report.roles import is_baseline
+        lines += ["", "Best three methods per metric (means over images; baselines are reference rows, never ranked; "
+                      "CIs, tests and figures in the report):"]
         for metric, by_metric in result.summary.groupby("metric", sort=False):
             spec = get_metric(metric)
             parts = []
             for model, cell in by_metric.groupby("model", sort=False):
+                cell = cell[~cell["explainer"].map(is_baseline).astype(bool)]
                 top = cell.dropna(subset=["mean"]).sort_values("mean", ascending=not spec.higher_is_better).head(3)
                 parts.append(f"{model}: " + ", ".join(f"{r.explainer} {r.mean:.3g}" for r in top.itertuples()))
             lines.append(f"  {metric:<24}{'↑' if spec.higher_is_better else '↓'} " + " | ".join(parts))

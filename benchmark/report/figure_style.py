@@ -16,6 +16,9 @@ import seaborn as sns  # noqa: E402
 from ..store.files import atomic_path  # noqa: E402
 
 DPI = 200
+# the overlay and case grids (many small X-ray panels): their PNG at 120 dpi is a third of the bytes
+# and still shows each panel at least at a 64-px run's resolution; their PDF keeps the full image
+GRID_DPI = 120
 MARKERS = ("o", "s", "^", "D")
 HEADLINE = ("gradcam", "lrp", "lime")
 BASE_MARKERS = ("s", "^", "D", "v", "P", "X")
@@ -78,15 +81,16 @@ def theme() -> None:
     plt.rcParams["pdf.fonttype"] = 42
 
 
-def save(fig, stem: Path, formats: tuple[str, ...] = ("png", "pdf"), tight: bool = True) -> list[Path]:
+def save(fig, stem: Path, formats: tuple[str, ...] = ("png", "pdf"), tight: bool = True, dpi: int = DPI) -> list[Path]:
     """Save `fig` as stem.png and stem.pdf (atomically, fixed metadata) and close it; `tight` crops to
-    the drawn content, else the file keeps the figure's size in inches (a paper's column or page)."""
+    the drawn content, else the file keeps the figure's size in inches (a paper's column or page);
+    `dpi` of the PNG (the PDF keeps every image at its own resolution)."""
     stem = Path(stem)
     paths = []
     for ext in formats:
         path = stem.with_suffix("." + ext)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight" if tight else None, format=ext,
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=ext,
                         metadata=PNG_METADATA if ext == "png" else PDF_METADATA)
         paths.append(path)
     plt.close(fig)

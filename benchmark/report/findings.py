@@ -44,8 +44,8 @@ from ..metrics import get_metric
 from . import roles
 from .stats import bootstrap_ci
 from .tables import _favours_first, fmt
+from .verdict_cells import FLOOR, _diff, _shortfall
 
-FLOOR = "random"
 JUDGED_APART = ("sanity", "runtime")  # categories never "beaten": cost, and the sanity verdict below
 PRIORS = ("center", "lung_prior", "mask_prior", "sobel")
 KNOWN_MARK = "‡"  # a metric that fails its known-truth check (report/known_truth.py), beside its verdicts
@@ -226,11 +226,7 @@ def findings(summary: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.05,
             lost = sorted(g[~g.beats].baseline)
             ref = g.set_index("baseline")
             floor = _diff(ref.loc[FLOOR]) if FLOOR in ref.index else ""
-            unshown = [b for b in lost if not ref.loc[b, "equivalent"]]
-            same = [f"equivalent to {b} within ±{ref.loc[b, 'equivalence_margin']:g} ({_diff(ref.loc[b])})"
-                    for b in lost if ref.loc[b, "equivalent"]]
-            shy = "; ".join((["not shown vs " + "; ".join(f"{b} {_diff(ref.loc[b])}" for b in unshown)] if unshown else [])
-                            + same)
+            shy = _shortfall(ref, lost, floor)
             if not lost:
                 all_.append(f"{metric} ({floor or shy})" if floor else metric)
             elif FLOOR in set(g.baseline) and FLOOR not in lost:
@@ -243,12 +239,6 @@ def findings(summary: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.05,
                          sanity=sanity_outcome(summary, tests, dataset, model, e, alpha)))
     return comp, pd.DataFrame(rows, columns=["dataset", "model", "explainer", "beats_all", "beats_random_only",
                                              "not_random", "sanity", "not_judged"])
-
-
-def _diff(r) -> str:
-    """"Δ +0.019 [0.004, 0.035], n = 27": the paired difference (method - baseline) and its CI."""
-    ci = "" if pd.isna(r.diff_ci_low) else f" [{fmt(r.diff_ci_low)}, {fmt(r.diff_ci_high)}]"
-    return f"Δ {'+' if r.mean_diff >= 0 else ''}{fmt(r.mean_diff)}{ci}, n = {int(r.n)}"
 
 
 def findings_markdown(overview: pd.DataFrame, multi: bool = False) -> str:

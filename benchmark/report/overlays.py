@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from .figure_style import EXPERT_COLOUR, REGION_COLOUR, save, theme, titled
+from .figure_style import EXPERT_COLOUR, GRID_DPI, REGION_COLOUR, save, theme, titled
 
 
 def own_region(heat: np.ndarray) -> np.ndarray:
@@ -69,7 +69,7 @@ def case_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list[Pa
     left_out = [names[i] for i in range(len(names)) if i not in rows]
     note = f"\nno finite {metric} (left out): {', '.join(left_out)}" if left_out else ""
     titled(fig, f"{title}\n{_LEGEND}{note}")
-    return save(fig, stem)
+    return save(fig, stem, dpi=GRID_DPI)
 
 
 def overlay_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list[Path] | None:
@@ -89,4 +89,4 @@ def overlay_figure(cases: dict[str, np.ndarray], title: str, stem: Path) -> list
     for i, name in enumerate(["X-ray"] + names):
         axes[i][0].set_ylabel(name, fontsize=8)
     titled(fig, f"{title}\n{_LEGEND}")
-    return save(fig, stem)
+    return save(fig, stem, dpi=GRID_DPI)

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 
 from ..metrics import get_metric
 from . import roles
-from .figure_style import explainer_styles, save, theme
+from .figure_style import DPI, explainer_styles, save, theme
 from .labels import label
 from .tables import arrow, ordered_metrics
 
@@ -155,7 +155,19 @@ def leaderboard_grid(summary: pd.DataFrame, metrics: list[str], stem: Path, widt
     if title:
         fig.suptitle(title, fontsize=7.5, y=1.0, va="top")
     fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.5, rect=(0, legend_h / height, 1, 1 - title_h / height))
+    _keep_row_labels_inside(fig, axes)
     return save(fig, stem, tight=False)
+
+
+def _keep_row_labels_inside(fig, axes) -> None:
+    """tight_layout can leave the bold model name left of the page when method names are long
+    (seen on the COVID-QU-Ex record): move the panels' left edge right by the overflow."""
+    fig.set_dpi(DPI)  # measured at the PNG's resolution: the label sits further left there than at 100 dpi
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    left = min((ax.yaxis.label.get_window_extent(renderer).x0 for ax in axes[:, 0] if ax.get_ylabel()), default=0.0)
+    if left < 2.0:  # pixels
+        fig.subplots_adjust(left=fig.subplotpars.left + (2.0 - left) / (fig.dpi * fig.get_figwidth()))
 
 
 def main_figure(summary: pd.DataFrame, stem: Path, labels: Mapping[str, str] | None = None,

@@ -20,10 +20,11 @@ TABLES = ("config.toml", "manifest.json", "predictions.csv", "curves.csv", "curv
           "data_preview.npz")
 COMPRESSED = ("scores.csv",)  # the one large table: kept as scores.csv.gz
 FOLDERS = ("cases", "browser")  # the overlay cases (a few images with their maps), the case browser's inputs
-# per record, every committed file (tables, report, PNG figures at 200 dpi, the HTML report; the
-# default run's record is about 14 MB, most of it the overlay and case grids); the PDF figures are
+# per record, every committed file (tables, report, PNG figures, the HTML report: the COVID-QU-Ex
+# CPU record, 80 images x 13 explainers x 2 models, is the largest, its case browser's thumbnails
+# about 9 MB of it); the PDF figures are
 # not committed (.gitignore): `benchmark report` on the record writes them
-SIZE_BUDGET_MB = 20.0
+SIZE_BUDGET_MB = 25.0
 UNCOMMITTED = ("*.pdf",)
 
 

@@ -45,10 +45,11 @@ def test_findings_on_a_constructed_case():
     # each verdict with the paired difference (method - baseline) and its CI; "not shown", not "does not beat"
     # lung_prior is gradcam plus noise of sd 0.01: the equivalence test (TOST within ±0.05) says so
     assert rows.loc["gradcam", "beats_random_only"].startswith("relevance_mass (Δ +0.500 [0.500, 0.500], n = 16; "
-                                                               "equivalent to lung_prior within ±0.05 (Δ ")
+                                                               "equivalent to lung_prior within ±0.05")
     assert rows.loc["gradcam", "not_random"] == "deletion_auc (not shown vs random Δ +0.300 [0.300, 0.300], n = 16)"
     assert rows.loc["lrp", "beats_all"] == "deletion_auc (Δ -0.300 [-0.300, -0.300], n = 16)"
-    assert rows.loc["lrp", "not_random"].startswith("relevance_mass (not shown vs center Δ")
+    assert rows.loc["lrp", "not_random"].startswith("relevance_mass (equivalent to random within ±0.05 (Δ ")
+    assert rows.loc["lrp", "not_random"].endswith("; not shown vs center, lung_prior)"), "priors by name (Δs: findings.csv)"
     # sanity is judged from the per-image values (sanity_images.csv; test_sanity_verdict.py), not the stage means
     assert rows.loc["gradcam", "sanity"] == "not judged (randomisation_ssim: no per-image values (sanity_images.csv))"
     images = pd.DataFrame([dict(dataset="d", split="s", model="m", explainer=e, metric="randomisation_ssim",

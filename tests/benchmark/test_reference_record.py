@@ -38,8 +38,9 @@ def test_the_record_reports_every_explainer_and_metric():
             assert scored == set(cfg.explain.names) - set(skipped), (model, metric)
     report = (RECORD / "report" / "report.md").read_text()
     assert "## Focal lesions" in report and (RECORD / "report" / "focal_leaderboard.csv").exists()
+    from benchmark.report.labels import label
     for e in cfg.explain.names:
-        assert f"| {e} |" in report, e
+        assert f"| {label(e)} |" in report, e
 
 
 def test_the_record_is_what_the_readme_command_resolves_to():
