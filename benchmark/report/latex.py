@@ -125,12 +125,21 @@ def category_table(df: pd.DataFrame, metrics: list[str], lead: set[str], width: 
     return out, [grid[e][k][0] for e in explainers for k in range(len(metrics))]
 
 
-def _caption(what: str, confidence: float) -> str:
+def _unjudged_note(df: pd.DataFrame, metrics: list[str], labels) -> str:
+    """" No headroom (not ranked, in no verdict): Deletion AUC, ..." for the caption, or nothing."""
+    if "judged" not in df.columns:
+        return ""
+    bad = [m for m in metrics if not df.loc[df["metric"] == m, "judged"].astype(bool).all()]
+    return (" No headroom (the perturbation barely moves the output; not ranked, in no verdict): "
+            + ", ".join(name(m, labels)[0] for m in bad) + ".") if bad else ""
+
+
+def _caption(what: str, confidence: float, extra: str = "") -> str:
     return (f"\\caption{{{what}: mean $\\pm$ half-width of the {round(confidence * 100)}\\% bootstrap CI (exact "
             f"Clopper-Pearson for binary metrics) over the $n$ images every explainer scored; best method in bold "
             f"(baselines: reference rows below the rule, never bold), $^\\dagger$ significantly better than the "
             f"runner-up method (paired differences in its favour, Wilcoxon signed-rank, Holm, $p<0.05$). "
-            f"Full precision: leaderboard.csv.}}")
+            f"Full precision: leaderboard.csv.{extra}}}")
 
 
 def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidence: float = 0.95,
@@ -145,7 +154,8 @@ def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidenc
         lead = {m for m in metrics if (dataset, model, m) in leads}
         blocks, shown = category_table(df, metrics, lead, width, labels)
         what = f"{name(model, labels)[0]} on {name(dataset, labels)[0]}, {name(category, labels)[0]}"
-        out += [f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy", _caption(what, confidence),
+        out += [f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy",
+                _caption(what, confidence, _unjudged_note(df, metrics, labels)),
                 *blocks, *failures(shown, labels), f"\\end{{{env}}}", ""]
     return "\n".join(out)
 

@@ -110,3 +110,18 @@ def test_latex_is_never_scaled():
     for width in latex.WIDTHS_PT:
         for text in (latex.leaderboard_tex(summary, tests, width=width), latex.combined_tex(summary, tests, width=width)):
             assert not latex.SCALING.search(text) and "graphicx" not in text
+
+
+def test_latex_caption_names_the_metrics_without_headroom():
+    """A curve metric kept out of the verdicts (no headroom) is said so in the LaTeX caption, as the
+    Markdown header says it: a reader of the paper table must not read its numbers as a ranking."""
+    rng = np.random.default_rng(3)
+    scores = _scores({(e, m): rng.random(12) for e in ("gradcam", "lrp", "random")
+                      for m in ("deletion_auc", "faithfulness_correlation")})
+    summary = summarise(scores, 50)
+    summary["judged"] = summary["metric"] != "deletion_auc"
+    tex = latex.leaderboard_tex(summary, None)
+    assert "No headroom (the perturbation barely moves the output; not ranked, in no verdict): Deletion AUC." in tex
+    assert "Faithfulness corr" not in tex.split("No headroom")[1].split("}")[0]
+    summary["judged"] = True
+    assert "No headroom" not in latex.leaderboard_tex(summary, None)
