@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", metavar="DIR", help="write compare.md and compare.csv here")
     rec = sub.add_parser("record", help="cut a finished run down to a committable record and build its report",
                          description="Copy what `report` needs from RUN_DIR into DEST (the tables, scores as "
-                                     "scores.csv.gz, the overlay cases; no checkpoints or maps) and build DEST/report, "
+                                     "scores.csv.gz; no images, checkpoints or maps) and build DEST/report, "
                                      "so `python -m benchmark report DEST` rebuilds it byte for byte.")
     rec.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder written by `run`")
     rec.add_argument("dest", metavar="DEST", help="the record folder, e.g. results/reference/<name>")
@@ -129,8 +129,6 @@ def _record(args) -> int:
         return err
     from .report.build import build_report
     from .report.record import SIZE_BUDGET_MB, export_record, record_size
-    from .run.browser_backfill import backfill_browser
-    backfill_browser(run_dir)  # a run made before the report stage stored the case browser's inputs
     export_record(run_dir, dest)
     build_report(dest)
     mb = record_size(dest) / 2**20

@@ -2,8 +2,8 @@
 repository rebuilds its own report byte for byte and stays small.
 
 A record keeps the run's tables (scores compressed as scores.csv.gz, written with a fixed gzip header
-so the same table gives the same bytes), config.toml, manifest.json, the overlay cases and the data
-preview; not the checkpoints, maps, shard stores or caches, which only a rerun needs. `export_record`
+so the same table gives the same bytes), config.toml and manifest.json; no image of the dataset (data
+preview, overlay cases, case-browser inputs) and no checkpoints, maps, shard stores or caches. `export_record`
 copies them and builds the report in the record; `record_size` is what the size budget checks.
 """
 from __future__ import annotations
@@ -16,16 +16,15 @@ from ..store.files import atomic_path
 
 # files of a run folder that the report reads (build.py and the sections); the optional ones may be absent
 TABLES = ("config.toml", "manifest.json", "predictions.csv", "curves.csv", "curve_ends.csv", "sanity.csv",
-          "sanity_images.csv", "randomised_scores.csv", "stability.csv", "reliance.csv", "target_scores.csv",
-          "data_preview.npz")
+          "sanity_images.csv", "randomised_scores.csv", "stability.csv", "reliance.csv", "target_scores.csv")
 COMPRESSED = ("scores.csv",)  # the one large table: kept as scores.csv.gz
-FOLDERS = ("cases", "browser")  # the overlay cases (a few images with their maps), the case browser's inputs
-# per record, every committed file (tables, report, PNG figures, the HTML report: the COVID-QU-Ex
-# CPU record, 80 images x 13 explainers x 2 models, is the largest, its case browser's thumbnails
-# about 9 MB of it); the PDF figures are
-# not committed (.gitignore): `benchmark report` on the record writes them
-SIZE_BUDGET_MB = 25.0
-UNCOMMITTED = ("*.pdf",)
+# no X-ray leaves the run folder: the data preview, overlay cases and the case browser's inputs hold
+# images of the dataset, so a record has no such folders and its report draws no image figures
+FOLDERS: tuple[str, ...] = ()
+# per record, every committed file: tables, report.md, the LaTeX and Markdown tables and the main
+# figure; the other figures and the HTML report are rebuilt by `benchmark report` and not committed
+# (.gitignore), nor are PDFs
+SIZE_BUDGET_MB = 5.0
 
 
 def gzip_copy(src: Path, dest: Path) -> None:
@@ -68,10 +67,20 @@ def export_record(run_dir: Path, dest: Path) -> list[Path]:
     return written
 
 
+def committed(path: Path, root: Path) -> bool:
+    """Whether the repository keeps this file of a record (mirrors .gitignore): no PDF, nothing of
+    report/html/, and of the report's PNGs only the main figure."""
+    rel = path.relative_to(root).parts
+    if path.suffix == ".pdf" or "html" in rel[:-1]:
+        return False
+    return not (path.suffix == ".png" and "report" in rel[:-1] and not path.name.startswith("main-figure"))
+
+
 def committed_files(dest: Path) -> list[Path]:
-    """The files of a record that the repository keeps (all but UNCOMMITTED), sorted."""
-    return sorted(p for p in Path(dest).rglob("*")
-                  if p.is_file() and not any(p.match(pattern) for pattern in UNCOMMITTED))
+    """The files of a record that the repository keeps, sorted."""
+    dest = Path(dest)
+    root = dest.parent if dest.name == "report" else dest
+    return sorted(p for p in dest.rglob("*") if p.is_file() and committed(p, root))
 
 
 def record_size(dest: Path) -> int:

@@ -37,8 +37,7 @@ def test_a_record_keeps_the_tables_and_cases_not_weights_or_maps(tmp_path):
     rec = tmp_path / "record"
     export_record(run, rec)
     assert (rec / "config.toml").exists() and (rec / "predictions.csv").exists()
-    assert (rec / "cases" / "vgg16_bn.npz").read_bytes() == b"cases"
-    for dropped in ("checkpoints", "maps", "scores", "context", "scores.csv"):
+    for dropped in ("checkpoints", "maps", "scores", "context", "scores.csv", "cases"):  # no X-ray leaves the run
         assert not (rec / dropped).exists(), dropped
     # the score table comes back exactly, image ids as strings (leading zeros kept)
     back = pd.read_csv(table_path(rec, "scores.csv"), dtype={"image_id": str})
@@ -65,11 +64,15 @@ def test_a_record_is_not_written_over_its_run(tmp_path):
         export_record(tmp_path / "nothing", tmp_path / "rec")
 
 
-def test_pdfs_are_not_committed_and_not_counted(tmp_path):
-    (tmp_path / "report").mkdir()
-    (tmp_path / "report" / "a.pdf").write_bytes(b"x" * 1000)
-    (tmp_path / "report" / "a.png").write_bytes(b"x" * 10)
-    assert [p.name for p in committed_files(tmp_path)] == ["a.png"] and record_size(tmp_path) == 10
+def test_only_tables_and_the_main_figure_are_committed_and_counted(tmp_path):
+    (tmp_path / "report" / "html").mkdir(parents=True)
+    (tmp_path / "report" / "main-figure.pdf").write_bytes(b"x" * 1000)
+    (tmp_path / "report" / "overlay-m.png").write_bytes(b"x" * 1000)
+    (tmp_path / "report" / "html" / "index.html").write_bytes(b"x" * 1000)
+    (tmp_path / "report" / "main-figure.png").write_bytes(b"x" * 10)
+    (tmp_path / "report" / "leaderboard.md").write_bytes(b"x" * 5)
+    assert [p.name for p in committed_files(tmp_path)] == ["leaderboard.md", "main-figure.png"]
+    assert record_size(tmp_path) == 15
 
 
 @pytest.mark.integration
