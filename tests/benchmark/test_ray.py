@@ -247,3 +247,26 @@ def test_training_as_a_ray_task_gives_the_driver_checkpoint(reference, local_ray
     assert mine.keys() == theirs.keys()
     for k in mine:
         assert torch.equal(mine[k], theirs[k]), k
+
+
+@pytest.mark.integration
+@needs_ray
+def test_instances_of_train_seeds_train_as_ray_tasks_like_in_process(reference, local_ray, reference_threads, tmp_path):
+    """train.seeds on Ray: each instance is its own task, lands under its own name and key, and gives the
+    weights the in-process training of that instance gives; two seeds give two sets of weights."""
+    import torch
+
+    from benchmark.run.config import load_config
+    from benchmark.run.ray_executor import RayExecutor
+    from benchmark.run.train import train_on_worker
+    cfg = load_config(None, OVERRIDES + ["train.seeds=[1, 2]"], "smoke").to_dict()
+    remote = {n: RayExecutor().call(train_on_worker, cfg, str(tmp_path / "ray"), n, "cpu") for n in ("vgg16_bn@s1", "vgg16_bn@s2")}
+    local = train_on_worker(cfg, str(tmp_path / "local"), "vgg16_bn@s1", "cpu")
+    paths = {n: Path(got["checkpoint"]) for n, got in remote.items()}
+    assert all(got["computed"] for got in remote.values())
+    assert paths["vgg16_bn@s1"].name.startswith("vgg16_bn@s1") and paths["vgg16_bn@s2"].name.startswith("vgg16_bn@s2")
+    assert Path(local["checkpoint"]).name == paths["vgg16_bn@s1"].name, "same instance, same key"
+    s1, s2, mine = (torch.load(p, weights_only=True)["model"] for p in (paths["vgg16_bn@s1"], paths["vgg16_bn@s2"], Path(local["checkpoint"])))
+    for k in s1:
+        assert torch.equal(s1[k], mine[k]), k
+    assert any(not torch.equal(s1[k], s2[k]) for k in s1 if s1[k].is_floating_point()), "two seeds, two instances"
