@@ -30,7 +30,7 @@ from .figure_style import explainer_styles
 from .labels import decimals, label, number, time_unit, TIME_METRICS
 from ..store.files import write_text
 
-SECTIONS = ("What this run supports", "Known truth", "How far to trust")
+SECTIONS = ("What this run supports", "Known truth", "Across training runs", "How far to trust")
 CATEGORIES = ("faithfulness", "localisation", "sanity", "runtime")
 
 

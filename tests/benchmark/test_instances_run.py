@@ -55,3 +55,5 @@ def test_two_seeds_give_two_instances_and_a_failed_one_is_reported(tmp_path, mon
     assert "## Across training runs" in report and "### vgg16_bn: 2 instances" in report
     assert "several trained instances per architecture (`vgg16_bn` 2" in report
     assert (out / "report" / "across_instances.csv").exists()
+    data = json.loads((out / "report" / "html" / "data.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
+    assert "Across training runs" in [s["title"] for s in data["sections"]], "the HTML report carries the section"
