@@ -70,7 +70,9 @@ def metric_validity(scores: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
     oracle scores better in the metric's direction, Wilcoxon p (against random; the largest against the
     priors); `sees_evidence`: the oracle better than random with p < ALPHA; `beats_priors`: better than
     every prior with p < ALPHA (Holm across the priors); `ranking_tau`: whether the metric's ranking of
-    the methods agrees with their known-truth ranking (their relevance mass on the known evidence)."""
+    the methods agrees with their known-truth ranking (their relevance mass on the known evidence);
+    `oracle_rank`: the known-evidence map's place among all `maps` scored there (methods and baselines,
+    by mean; 1 = the metric ranks the known evidence first; ties count in its favour)."""
     s = _cases(scores, rel)
     truth = s[s["metric"] == KNOWN_RANKING].dropna(subset=["value"])
     rows = []
@@ -99,14 +101,17 @@ def metric_validity(scores: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
             better_priors.append(bool(len(pp)) and a.mean() > b.mean())
         holm = _holm(p_priors)
         here = truth[(truth["dataset"] == dataset) & (truth["model"] == model)]
+        means = sign * wide.mean()  # every map's mean on the cases it scored, oriented: larger is better
+        rank = int((means.drop("oracle") > means["oracle"]).sum()) + 1
         rows.append(dict(dataset=dataset, model=model, metric=metric, n=len(pair), oracle=float(pair["oracle"].mean()),
                          random=float(pair["random"].mean()), oracle_better=float((o > r).mean()), p=p,
                          sees_evidence=bool(o.mean() > r.mean() and np.isfinite(p) and p < ALPHA),
                          priors=", ".join(priors), p_priors=float(np.nanmax(holm)) if priors else np.nan,
                          beats_priors=bool(priors) and all(better_priors) and bool(np.all(np.asarray(holm) < ALPHA)),
-                         ranking_tau=_ranking_agreement(g, here, sign)))
+                         ranking_tau=_ranking_agreement(g, here, sign), oracle_rank=rank, maps=int(means.notna().sum())))
     return pd.DataFrame(rows, columns=["dataset", "model", "metric", "n", "oracle", "random", "oracle_better", "p",
-                                       "sees_evidence", "priors", "p_priors", "beats_priors", "ranking_tau"])
+                                       "sees_evidence", "priors", "p_priors", "beats_priors", "ranking_tau",
+                                       "oracle_rank", "maps"])
 
 
 def _holm(p: list[float]) -> list[float]:
@@ -181,9 +186,12 @@ def known_truth_lines(rel: pd.DataFrame, expl: pd.DataFrame, valid: pd.DataFrame
         for r in valid.itertuples(index=False):
             above = "n/a" if not r.priors else f"{'yes' if r.beats_priors else '**no**'} ({fmt(r.p_priors)})"
             tau = "n/a" if pd.isna(r.ranking_tau) else f"{r.ranking_tau:.2f}"
-            lines.append(f"| {n(r.model)} | {n(r.metric)} | {r.n} | {fmt(r.oracle)} | {fmt(r.random)} | {r.oracle_better:.0%} | "
+            lines.append(f"| {n(r.model)} | {n(r.metric)} | {r.n} | {fmt(r.oracle)} ({r.oracle_rank} of {r.maps}) | "
+                         f"{fmt(r.random)} | {r.oracle_better:.0%} | "
                          f"{fmt(r.p)} | {'yes' if r.sees_evidence else '**no**'} | {above} | {tau} |")
-        lines += ["", f"Above every prior: the known-evidence map also beats each prior baseline on those cases (Holm "
+        lines += ["", "Oracle: its mean, and its place among every map scored on those cases (methods and baselines; "
+                  "\"1 of k\": the metric ranks the known evidence first). "
+                  f"Above every prior: the known-evidence map also beats each prior baseline on those cases (Holm "
                   f"across the priors). Ranking agrees: Kendall's τ between the metric's ranking of the methods and "
                   f"their known-truth ranking (their {KNOWN_RANKING} on the known evidence); 1 is the same order. "
                   "A metric that does not see the evidence is marked \"fails known truth\" wherever its verdicts "

@@ -136,6 +136,8 @@ def test_ranking_agreement_with_the_known_truth_by_hand():
     rel = _rel([True] * n)
     row = known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]
     assert row["ranking_tau"] == pytest.approx(-1.0)
+    # deletion, lower is better: oracle 0.1 first of the five maps (c 0.3, b 0.5, a 0.7, random 0.9)
+    assert (row["oracle_rank"], row["maps"]) == (1, 5)
     values[("a", "deletion_auc")], values[("c", "deletion_auc")] = 0.3 * ones, 0.7 * ones
     row = known_truth.metric_validity(_case_scores(n, values), rel).iloc[0]
     assert row["ranking_tau"] == pytest.approx(1.0)
@@ -145,6 +147,9 @@ def test_ranking_agreement_with_the_known_truth_by_hand():
     blind[("oracle", "deletion_auc")] = 0.9 * ones
     valid = known_truth.metric_validity(_case_scores(n, blind), rel)
     assert known_truth.failing(valid) == frozenset({("d", "m", "deletion_auc")})
+    # at 0.9 the oracle ties random and trails a, b, c (0.3, 0.5, 0.7): fourth of five, the tie in its favour
+    assert (valid.iloc[0]["oracle_rank"], valid.iloc[0]["maps"]) == (4, 5)
+    assert "| 0.900 (4 of 5) |" in "\n".join(known_truth.known_truth_lines(rel, pd.DataFrame(), valid))
 
 
 @pytest.mark.integration
