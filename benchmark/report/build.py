@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import evidence_sections as es, figures, findings, headroom, html_report, known_truth, overlays, paper_figures, report_sections as rs, stats
 from .artifacts import load_curve_ends, load_curves, load_predictions, read_cases
+from .labels import run_labels
 from .figure_pool import FigurePool
 from .instances_section import across_instances, training_runs_line  # train.seeds: verdicts across training runs
 from .report_context import ReportContext
@@ -75,7 +76,7 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
                              getattr(cfg.metrics, "params", {}))
     unjudged = headroom.lacking(room)
     summary = headroom.mark(stats.summarise(scores, b, conf, seed, gaps), unjudged)
-    labels = getattr(cfg.report, "labels", None) or {}
+    labels = run_labels(cfg)
     # the main figure at a page's and a column's width first, then one figure per category (report order)
     figs["main-figure"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure", labels)
     figs["main-figure-column"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure-column", labels,

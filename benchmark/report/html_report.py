@@ -27,7 +27,7 @@ from matplotlib.colors import to_hex
 from . import html_markdown, html_thumbs, roles
 from .browser_store import read_browser
 from .figure_style import explainer_styles
-from .labels import decimals, label, number, time_unit, TIME_METRICS
+from .labels import decimals, label, number, run_labels, time_unit, TIME_METRICS
 from ..store.files import write_text
 
 SECTIONS = ("What this run supports", "Known truth", "Across training runs", "How far to trust")
@@ -155,7 +155,7 @@ def _template(name: str) -> str:
 def write_html(run_dir: Path, rep: Path, cfg, scores: pd.DataFrame, summary: pd.DataFrame,
                predictions: pd.DataFrame | None) -> Path:
     """Write report/html/ (module docstring); return the path of its index.html."""
-    labels = getattr(cfg.report, "labels", None) or {}
+    labels = run_labels(cfg)
     html = rep / "html"
     new = rep / ".html-new"
     shutil.rmtree(new, ignore_errors=True)

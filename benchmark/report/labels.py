@@ -49,6 +49,14 @@ def label(name: str, labels: Mapping[str, str] | None = None) -> str:
     return DEFAULT_LABELS.get(name, name)
 
 
+def run_labels(cfg) -> dict[str, str]:
+    """A run's display names over DEFAULT_LABELS: `report.labels`, after what the dataset changes
+    (with planted evidence the known-evidence map is the marker's mask, not an expert's)."""
+    data = getattr(cfg, "data", None)
+    own = {"oracle": "Oracle (marker mask)"} if getattr(data, "dataset", None) == "planted" else {}
+    return {**own, **dict(getattr(getattr(cfg, "report", None), "labels", None) or {})}
+
+
 def decimals(metric: str) -> int:
     return DECIMALS.get(metric, DEFAULT_DECIMALS)
 

@@ -53,7 +53,8 @@ class ReportContext:
     @property
     def labels(self) -> dict[str, str]:
         """report.labels: display names over labels.DEFAULT_LABELS (a run folder before the key: none)."""
-        return dict(getattr(self.cfg.report, "labels", None) or {})
+        from .labels import run_labels
+        return run_labels(self.cfg)
 
     @property
     def width(self) -> str:

@@ -175,3 +175,14 @@ def test_a_model_trained_with_a_planted_marker_relies_on_it(tmp_path):
     # the oracle is the marker's mask here: it points into it on every image
     scores = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
     assert scores[(scores.explainer == "oracle") & (scores.metric == "pointing_game")]["value"].eq(1.0).all()
+
+
+def test_with_planted_evidence_the_oracle_is_named_the_marker_mask():
+    """The known-evidence map of a planted run is the marker's mask: no table may call it an expert's."""
+    from benchmark.report.labels import label, run_labels
+    from benchmark.run.config import load_config
+    planted = load_config(None, ["data.dataset='planted'"], "smoke")
+    assert label("oracle", run_labels(planted)) == "Oracle (marker mask)"
+    assert label("oracle", run_labels(load_config(None, [], "smoke"))) == "Oracle (expert mask)"
+    mine = load_config(None, ["data.dataset='planted'", "report.labels={oracle='Marker'}"], "smoke")
+    assert label("oracle", run_labels(mine)) == "Marker", "report.labels still wins"
