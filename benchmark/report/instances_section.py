@@ -8,6 +8,9 @@ import pandas as pd
 from . import instances as inst
 from .report_context import ReportContext
 from .report_sections import Part
+from ..metrics import get_metric
+from . import board_format as bf, roles
+from .labels import label, number
 from .tables import fmt, ordered_metrics, write_csv
 
 def training_runs_line(ctx: ReportContext) -> Part:
@@ -31,37 +34,50 @@ def _classifier_lines(spread: list[dict]) -> list[str]:
     out = ["Classifiers across instances (mean ± SD over the instances; each instance's row is in \"Classifiers\"):\n",
            "| architecture | instances | val accuracy | test accuracy | test AUROC |", "|---|---|---|---|---|"]
     for r in spread:
-        cell = lambda k: f"{fmt(r[k][0])} ± {fmt(r[k][1])}"  # noqa: E731
-        out.append(f"| {r['architecture']} | {r['instances']} | {cell('val_accuracy')} | {cell('test_accuracy')} | "
+        cell = lambda k: f"{number('accuracy', r[k][0])} ± {number('accuracy', r[k][1])}"  # noqa: E731
+        out.append(f"| {label(r['architecture'])} | {r['instances']} | {cell('val_accuracy')} | {cell('test_accuracy')} | "
                    f"{cell('test_auroc')} |")
     return out + [""]
 
 
-def _means_table(means: pd.DataFrame) -> list[str]:
-    """Explainers x metrics: `mean [low, high]` over instances and images."""
-    metrics = ordered_metrics(means["metric"])
-    out = ["| explainer | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+def _means_tables(means: pd.DataFrame, labels=None) -> list[str]:
+    """Explainers x metrics, `mean [low, high] (n)` over instances and images: one table per metric
+    category, split so that none is wider than the leaderboards' limit; methods, then baselines."""
     cells = {(r.explainer, r.metric): r for r in means.itertuples(index=False)}
-    for e in sorted(dict.fromkeys(means["explainer"])):
-        row = []
-        for m in metrics:
-            r = cells.get((e, m))
-            row.append("–" if r is None else f"{fmt(r.mean)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] ({r.n})")
-        out.append(f"| {e} | " + " | ".join(row) + " |")
-    return out + [""]
+    explainers = roles.ordered(means["explainer"].unique())
+    methods = [e for e in explainers if not roles.is_baseline(e)]
+    out = []
+    by_category: dict[str, list[str]] = {}
+    for m in ordered_metrics(means["metric"]):
+        by_category.setdefault(get_metric(m).category, []).append(m)
+    for category, metrics in by_category.items():
+        for chunk in bf.column_chunks(metrics):
+            units = {m: bf.unit_of(m, [cells.get((e, m)) for e in explainers]) for m in chunk}
+            rows: list[list[str] | None] = []
+            for e in explainers:
+                if methods and e == next((b for b in explainers if b not in methods), None):
+                    rows.append(None)  # the baselines' block opens at the first baseline
+                row = []
+                for m in chunk:
+                    r = cells.get((e, m))
+                    row.append("–" if r is None else f"{bf.value(m, r.mean, units[m])}{bf.ci(r, m, units[m])} (n={r.n})")
+                rows.append([label(e, labels)] + row)
+            out += [f"{label(category, labels)}:\n", *bf.md_table(
+                ["explainer"] + [f"{bf.head(m, labels, units[m])} {bf.arrow(m)}" for m in chunk], rows), ""]
+    return out
 
 
-def _agreement_table(agree: pd.DataFrame) -> list[str]:
+def _agreement_table(agree: pd.DataFrame, labels=None) -> list[str]:
     out = ["| metric | mean Kendall tau (pairs) | leading method (share of instances) | leads significantly in every instance |",
            "|---|---|---|---|"]
     for r in agree.set_index("metric").loc[ordered_metrics(agree["metric"])].reset_index().itertuples(index=False):
-        lead = f"{r.leader} ({r.leader_share:.0%})" if r.leader else "– (not ranked)"
-        tau = f"{fmt(r.kendall_tau)} ({r.pairs})" if r.pairs else "– (fewer than two methods ranked)"
-        out.append(f"| {r.metric} | {tau} | {lead} | {'yes' if r.leads_every_instance else 'no'} |")
+        lead = f"{label(r.leader, labels)} ({r.leader_share:.0%})" if r.leader else "– (not ranked)"
+        tau = f"{fmt(r.kendall_tau)} ({r.pairs})" if r.pairs else "– (fewer than two instances rank two methods)"
+        out.append(f"| {label(r.metric, labels)} | {tau} | {lead} | {'yes' if r.leads_every_instance else 'no'} |")
     return out + [""]
 
 
-def verdict_lines(verdicts: pd.DataFrame, agree: pd.DataFrame) -> list[str]:
+def verdict_lines(verdicts: pd.DataFrame, agree: pd.DataFrame, labels=None) -> list[str]:
     """Per method: the metrics it beats random (and every prior) on in every instance, and, apart and
     not as a verdict, those it does in some instances only; then the leads that hold in every instance."""
     out = []
@@ -72,15 +88,17 @@ def verdict_lines(verdicts: pd.DataFrame, agree: pd.DataFrame) -> list[str]:
             floor = m[m.baseline == "random"]
             if floor.empty:
                 continue
+            name = label(metric, labels)
             if bool(floor["holds"].iloc[0]):
-                held.append(metric + (" (and every prior)" if bool(m["holds"].all()) and len(m) > 1 else ""))
+                held.append(name + (" (and every prior)" if bool(m["holds"].all()) and len(m) > 1 else ""))
             elif int(floor["holds_in"].iloc[0]) > 0:
-                partial.append(f"{metric} ({int(floor['holds_in'].iloc[0])} of {int(floor['instances'].iloc[0])})")
-        out.append(f"- `{e}` beats random in every instance on: {', '.join(held) or '–'}"
+                partial.append(f"{name} ({int(floor['holds_in'].iloc[0])} of {int(floor['instances'].iloc[0])})")
+        out.append(f"- {label(e, labels)} beats random in every instance on: {', '.join(held) or '–'}"
                    + (f"; in some instances only, not a verdict: {', '.join(partial)}" if partial else ""))
     leads = agree[agree["leads_every_instance"].astype(bool)]
     out.append("- leads (significantly better than the runner-up) in every instance: "
-               + (", ".join(f"`{r.leader}` on {r.metric}" for r in leads.itertuples(index=False)) or "none"))
+               + (", ".join(f"{label(r.leader, labels)} on {label(r.metric, labels)}"
+                            for r in leads.itertuples(index=False)) or "none"))
     return out + [""]
 
 
@@ -111,10 +129,10 @@ def across_instances(ctx: ReportContext) -> Part:
              *_classifier_lines(inst.classifier_spread((ctx.manifest or {}).get("classifiers", {})))]
     multi = ctx.scores["dataset"].nunique() > 1
     for (dataset, arch), m in means.groupby(["dataset", "architecture"], sort=True):
-        title = f"{arch} ({dataset})" if multi else arch
+        title = f"{label(arch, ctx.labels)} ({dataset})" if multi else label(arch, ctx.labels)
         a = agree[(agree.dataset == dataset) & (agree.architecture == arch)]
         v = verdicts[(verdicts.dataset == dataset) & (verdicts.architecture == arch)]
-        lines += [f"### {title}: {int(m['instances'].iloc[0])} instances\n", *_means_table(m),
-                  "Ranking agreement across instances:\n", *_agreement_table(a),
-                  "Verdicts that hold in every instance:\n", *verdict_lines(v, a)]
+        lines += [f"### {title}: {int(m['instances'].iloc[0])} instances\n", *_means_tables(m, ctx.labels),
+                  "Ranking agreement across instances:\n", *_agreement_table(a, ctx.labels),
+                  "Verdicts that hold in every instance:\n", *verdict_lines(v, a, ctx.labels)]
     return Part(lines, [ctx.rep / n for n in files])

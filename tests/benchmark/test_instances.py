@@ -97,8 +97,8 @@ def test_a_verdict_of_one_instance_only_is_not_printed_as_a_verdict():
     agree = pd.DataFrame(columns=inst.AGREEMENT_COLUMNS)
     line = verdict_lines(inst.verdicts(comp), agree)[0]
     held, _, partial = line.partition("; in some instances only, not a verdict: ")
-    assert "relevance_mass" in held and "pointing_game" not in held, line
-    assert partial == "pointing_game (1 of 2)", line
+    assert "Relevance mass" in held and "Pointing game" not in held, line
+    assert partial == "Pointing game (1 of 2)", line
 
 
 def _summary_row(model, explainer, mean):
@@ -149,3 +149,24 @@ def test_bad_seeds_are_refused(sets, match):
     from benchmark.run.validate import check_seeds
     with pytest.raises(ValueError, match=match):
         check_seeds(load_config(overrides=sets))
+
+
+def test_means_across_instances_are_tables_a_reader_can_print():
+    """One table per metric category, none wider than the leaderboards' limit, display names, methods
+    first and the baselines in one block below them (the first version put 18 metrics in one table)."""
+    from benchmark.report.board_format import MAX_COLUMNS
+    from benchmark.report.instances_section import _means_tables
+    from benchmark.metrics import get_metric
+    metrics = ["deletion_auc", "insertion_auc", "faithfulness_correlation", "road_morf", "road_lerf", "dice", "iou",
+               "lung_mass", "pixel_auprc", "pixel_auroc", "pointing_game", "relevance_mass", "relevance_rank",
+               "top_k_intersection", "randomisation_ssim", "seconds_per_image"]
+    means = pd.DataFrame([dict(explainer=e, metric=m, mean=0.5, ci_low=0.4, ci_high=0.6, n=10)
+                          for e in ("random", "lrp", "gradcam", "center") for m in metrics])
+    lines = _means_tables(means)
+    heads = [line for line in lines if line.startswith("| explainer |")]
+    assert len(heads) >= len({get_metric(m).category for m in metrics})
+    assert all(line.count("|") - 1 <= MAX_COLUMNS for line in heads), heads
+    first = lines.index(heads[0])
+    rows = [line.split(" | ")[0][2:] for line in lines[first + 2:first + 7]]
+    assert rows == ["Grad-CAM", "LRP", "*Baselines (reference)*", "Centre prior", "Random"], rows
+    assert "Time per image (ms) ↓" in "\n".join(lines)

@@ -52,7 +52,7 @@ def test_two_seeds_give_two_instances_and_a_failed_one_is_reported(tmp_path, mon
     assert len(maps) == 4 and {m.split("-")[0] for m in maps} == {"vgg16_bn@s0", "vgg16_bn@s1"}
     assert len({m.rsplit("-", 1)[1] for m in maps}) == 4  # every (instance, explainer) its own maps key
     report = (out / "report" / "report.md").read_text()
-    assert "## Across training runs" in report and "### vgg16_bn: 2 instances" in report
+    assert "## Across training runs" in report and "### VGG16-BN: 2 instances" in report
     assert "several trained instances per architecture (`vgg16_bn` 2" in report
     assert (out / "report" / "across_instances.csv").exists()
     data = json.loads((out / "report" / "html" / "data.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
