@@ -72,7 +72,7 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
                                   rep / f"cases-{model}")))
     # curve metrics without headroom: shown, kept out of every verdict (headroom.py)
     margin = getattr(cfg.report, "headroom_margin", headroom.DEFAULT_MARGIN)
-    room = headroom.headroom(load_curve_ends(run_dir / "curve_ends.csv"), predictions, cfg.explain.target, margin,
+    room = headroom.headroom(load_curve_ends(table_path(run_dir, "curve_ends.csv")), predictions, cfg.explain.target, margin,
                              getattr(cfg.metrics, "params", {}))
     unjudged = headroom.lacking(room)
     summary = headroom.mark(stats.summarise(scores, b, conf, seed, gaps), unjudged)

@@ -1,7 +1,7 @@
 """Committed records: a run folder cut down to what `benchmark report` needs, so a record in the
 repository rebuilds its own report byte for byte and stays small.
 
-A record keeps the run's tables (scores compressed as scores.csv.gz, written with a fixed gzip header
+A record keeps the run's tables (the per-image ones compressed, e.g. scores.csv.gz, written with a fixed gzip header
 so the same table gives the same bytes), config.toml and manifest.json; no image of the dataset (data
 preview, overlay cases, case-browser inputs) and no checkpoints, maps, shard stores or caches. `export_record`
 copies them and builds the report in the record; `record_size` is what the size budget checks.
@@ -16,14 +16,15 @@ from ..store.files import atomic_path
 
 # files of a run folder that the report reads (build.py and the sections); the optional ones may be absent
 TABLES = ("config.toml", "manifest.json", "predictions.csv", "curves.csv", "curve_ends.csv", "sanity.csv",
-          "sanity_images.csv", "randomised_scores.csv", "stability.csv", "reliance.csv", "target_scores.csv")
-COMPRESSED = ("scores.csv",)  # the one large table: kept as scores.csv.gz
+          "sanity_images.csv", "stability.csv", "reliance.csv")
+# the per-image tables, kept as <name>.gz (a record's files stay small; readers go through table_path);
+# the optional ones may be absent
+COMPRESSED = ("scores.csv", "target_scores.csv", "curve_ends.csv", "randomised_scores.csv")
 # no X-ray leaves the run folder: the data preview, overlay cases and the case browser's inputs hold
 # images of the dataset, so a record has no such folders and its report draws no image figures
 FOLDERS: tuple[str, ...] = ()
-# per record, every committed file: tables, report.md, the LaTeX and Markdown tables and the main
-# figure; the other figures and the HTML report are rebuilt by `benchmark report` and not committed
-# (.gitignore), nor are PDFs
+# per record, every committed file: tables, report.md and the LaTeX and Markdown tables; its figures,
+# PDFs and HTML report are rebuilt by `benchmark report` and not committed (.gitignore)
 SIZE_BUDGET_MB = 5.0
 
 
@@ -56,6 +57,8 @@ def export_record(run_dir: Path, dest: Path) -> list[Path]:
             shutil.copyfile(run_dir / name, dest / name)
             written.append(dest / name)
     for name in COMPRESSED:
+        if not (run_dir / name).exists():
+            continue
         gzip_copy(run_dir / name, dest / (name + ".gz"))
         written.append(dest / (name + ".gz"))
     for folder in FOLDERS:
@@ -69,11 +72,9 @@ def export_record(run_dir: Path, dest: Path) -> list[Path]:
 
 def committed(path: Path, root: Path) -> bool:
     """Whether the repository keeps this file of a record (mirrors .gitignore): no PDF, nothing of
-    report/html/, and of the report's PNGs only the main figure."""
+    report/html/ and no figure of the report (tables and text only; `benchmark report` draws them)."""
     rel = path.relative_to(root).parts
-    if path.suffix == ".pdf" or "html" in rel[:-1]:
-        return False
-    return not (path.suffix == ".png" and "report" in rel[:-1] and not path.name.startswith("main-figure"))
+    return not (path.suffix in (".pdf", ".png") and "report" in rel[:-1] or "html" in rel[:-1])
 
 
 def committed_files(dest: Path) -> list[Path]:

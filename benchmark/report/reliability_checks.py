@@ -34,6 +34,7 @@ from scipy import stats as sps
 
 from ..metrics import get_metric
 from . import roles
+from .record import table_path
 from .stats import rank_biserial, wilcoxon
 from .tables import arrow, fmt, write_csv
 
@@ -197,7 +198,7 @@ def sentence(metric: str, disc: pd.DataFrame, stab: pd.DataFrame, noise: float |
 def checks(run_dir: Path, scores: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None, float | None]:
     """(trained-vs-randomised table, stability table, noise sigma) of a run folder; a table is None
     when the run stored no input for it."""
-    randomised = read_table(Path(run_dir) / "randomised_scores.csv")
+    randomised = read_table(table_path(run_dir, "randomised_scores.csv"))
     perturbed = read_table(Path(run_dir) / "stability.csv")
     disc = None if randomised is None else randomised_discrimination(scores, randomised)
     stab = None if perturbed is None else stability(scores, perturbed)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .tables import fmt
+from .record import table_path
 
 HEADLINE = ("pointing_game", "relevance_mass", "iou", "deletion_auc", "road_morf")
 SAYS = {"label": "each image's label (explain.target = \"label\"): on a misclassified image, a class the model did not predict",
@@ -19,7 +20,7 @@ SAYS = {"label": "each image's label (explain.target = \"label\"): on a misclass
 
 
 def read_target_scores(run_dir: Path) -> pd.DataFrame | None:
-    p = Path(run_dir) / "target_scores.csv"
+    p = table_path(run_dir, "target_scores.csv")
     return pd.read_csv(p, dtype={"image_id": str}) if p.exists() else None
 
 

@@ -64,15 +64,16 @@ def test_a_record_is_not_written_over_its_run(tmp_path):
         export_record(tmp_path / "nothing", tmp_path / "rec")
 
 
-def test_only_tables_and_the_main_figure_are_committed_and_counted(tmp_path):
+def test_only_tables_and_text_are_committed_and_counted(tmp_path):
     (tmp_path / "report" / "html").mkdir(parents=True)
     (tmp_path / "report" / "main-figure.pdf").write_bytes(b"x" * 1000)
     (tmp_path / "report" / "overlay-m.png").write_bytes(b"x" * 1000)
     (tmp_path / "report" / "html" / "index.html").write_bytes(b"x" * 1000)
     (tmp_path / "report" / "main-figure.png").write_bytes(b"x" * 10)
     (tmp_path / "report" / "leaderboard.md").write_bytes(b"x" * 5)
-    assert [p.name for p in committed_files(tmp_path)] == ["leaderboard.md", "main-figure.png"]
-    assert record_size(tmp_path) == 15
+    (tmp_path / "report.md").write_bytes(b"x" * 7)
+    assert [p.name for p in committed_files(tmp_path)] == ["leaderboard.md", "report.md"]
+    assert record_size(tmp_path) == 12
 
 
 @pytest.mark.integration
