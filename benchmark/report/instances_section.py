@@ -46,6 +46,7 @@ def _means_tables(means: pd.DataFrame, labels=None) -> list[str]:
     cells = {(r.explainer, r.metric): r for r in means.itertuples(index=False)}
     explainers = roles.ordered(means["explainer"].unique())
     methods = [e for e in explainers if not roles.is_baseline(e)]
+    first_baseline = next((e for e in explainers if e not in methods), None) if methods else None
     out = []
     by_category: dict[str, list[str]] = {}
     for m in ordered_metrics(means["metric"]):
@@ -55,7 +56,7 @@ def _means_tables(means: pd.DataFrame, labels=None) -> list[str]:
             units = {m: bf.unit_of(m, [cells.get((e, m)) for e in explainers]) for m in chunk}
             rows: list[list[str] | None] = []
             for e in explainers:
-                if methods and e == next((b for b in explainers if b not in methods), None):
+                if e == first_baseline:
                     rows.append(None)  # the baselines' block opens at the first baseline
                 row = []
                 for m in chunk:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .figure_pool import FigurePool
+from .labels import run_labels
 from ..store.instances import architecture
 
 
@@ -53,7 +54,6 @@ class ReportContext:
     @property
     def labels(self) -> dict[str, str]:
         """report.labels: display names over labels.DEFAULT_LABELS (a run folder before the key: none)."""
-        from .labels import run_labels
         return run_labels(self.cfg)
 
     @property
