@@ -14,6 +14,7 @@ from ..report import stats
 from ..speed.floor import throughputs
 from ..store.files import atomic_path, stage_key, write_json
 from . import report_stage
+from .adopt import adopt_run_seed_instance
 from .context import RunContext
 from .context_gaps import context_gaps
 from .data import data_key, has_role, load_split, read_prior_file, train_prior
@@ -80,6 +81,7 @@ def dataset_context(ctx: RunContext, train, test) -> dict[str, Any]:
 
 
 def train_stage(ctx: RunContext, train, val, test) -> dict[str, Any]:
+    adopt_run_seed_instance(ctx)
     models, classifiers = train_models(ctx, train, val, test)
     return {"models": models, "classifiers": classifiers}
 

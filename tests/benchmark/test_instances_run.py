@@ -57,3 +57,40 @@ def test_two_seeds_give_two_instances_and_a_failed_one_is_reported(tmp_path, mon
     assert (out / "report" / "across_instances.csv").exists()
     data = json.loads((out / "report" / "html" / "data.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
     assert "Across training runs" in [s["title"] for s in data["sections"]], "the HTML report carries the section"
+
+
+def _table(path, models):
+    df = pd.read_csv(path, dtype={"image_id": str})
+    return df[df["model"].isin(models)].sort_values(list(df.columns[:6])).reset_index(drop=True)
+
+
+def test_a_seeds_run_in_the_single_seed_runs_folder_adopts_its_work(tmp_path):
+    """The run.seed instance has the single-seed model's keys: a seeds run in that run's folder trains,
+    explains and scores only the other seeds, and its run.seed instance's numbers are a fresh seeds
+    run's, bit for bit, under the instance's name."""
+    sets = ["models.names=['vgg16_bn']", "models.train.vgg16_bn.epochs=1",
+            "explain.names=['gradcam', 'random']", "metrics.names=['relevance_mass', 'deletion_auc']",
+            f"data.cache_dir='{tmp_path / 'cache'}'"]
+
+    def run(out, *extra):
+        args = ["run", "--preset", "smoke", "--out", str(out)] + [a for s in sets + list(extra) for a in ("--set", s)]
+        assert main(args) == 0
+        return json.loads((out / "manifest.json").read_text())["work"]
+
+    single, fresh = tmp_path / "single", tmp_path / "fresh"
+    run(single)
+    work = run(single, "train.seeds=[0, 1]")
+    assert work["train"] == {"computed": 1, "reused": 1}, work
+    assert work["explain"]["reused"] == 2 and work["explain"]["computed"] == 2, work
+    assert work["score"]["reused"] == work["score"]["computed"] > 0, work
+    assert "adopt vgg16_bn:" in (single / "progress.log").read_text()
+    run(fresh, "train.seeds=[0]")
+    for table in ("scores.csv", "target_scores.csv", "curve_ends.csv"):
+        if not (fresh / table).exists():
+            continue
+        adopted, computed = _table(single / table, ["vgg16_bn@s0"]), _table(fresh / table, ["vgg16_bn@s0"])
+        assert len(adopted) > 0
+        pd.testing.assert_frame_equal(adopted, computed, check_exact=True)
+    preds = pd.read_csv(single / "predictions.csv")
+    assert set(preds["model"]) == {"vgg16_bn@s0", "vgg16_bn@s1"}
+    assert not (pd.read_csv(single / "scores.csv")["model"] == "vgg16_bn").any()
