@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark.report import instances as inst
-from benchmark.report.instances_section import verdict_lines
+from benchmark.report.instances_section import headline_lines, verdict_lines
 from benchmark.store.instances import architecture, by_architecture, instances, seed_of
 
 
@@ -99,6 +99,33 @@ def test_a_verdict_of_one_instance_only_is_not_printed_as_a_verdict():
     held, _, partial = line.partition("; in some instances only, not a verdict: ")
     assert "Relevance mass" in held and "Pointing game" not in held, line
     assert partial == "Pointing game (1 of 2)", line
+
+
+def test_the_headline_of_a_seeds_run_claims_only_what_holds_in_every_instance():
+    """"What this run supports" of a run with two instances of `a`: gradcam beats random and lung_prior
+    on iou in both (every prior), random in both but lung_prior in a@s0 only on dice, random in a@s0
+    only on deletion_auc (counted 1 of 2, marked where a@s1 fails its known-truth check), neither on
+    pointing_game (absent); sanity passes in one instance of two."""
+    comp = pd.DataFrame([_comparison(m, metric, b, won) for m, metric, b, won in (
+        ("a@s0", "iou", "random", True), ("a@s1", "iou", "random", True),
+        ("a@s0", "iou", "lung_prior", True), ("a@s1", "iou", "lung_prior", True),
+        ("a@s0", "dice", "random", True), ("a@s1", "dice", "random", True),
+        ("a@s0", "dice", "lung_prior", True), ("a@s1", "dice", "lung_prior", False),
+        ("a@s0", "deletion_auc", "random", True), ("a@s1", "deletion_auc", "random", False),
+        ("a@s0", "pointing_game", "random", False), ("a@s1", "pointing_game", "random", False))])
+    overview = pd.DataFrame([dict(dataset="d", model="a@s0", explainer="gradcam", sanity="passes (Δ -0.3)"),
+                             dict(dataset="d", model="a@s1", explainer="gradcam", sanity="fails (Δ 0.4)")])
+    agree = pd.DataFrame(columns=inst.AGREEMENT_COLUMNS)
+    lines = headline_lines(inst.verdicts(comp), agree, overview, known_false={("d", "a@s1", "deletion_auc")})
+    row = [line for line in lines if line.startswith("| a | Grad-CAM |")]
+    assert len(row) == 1, lines
+    every, floor_only, some, sanity = [c.strip() for c in row[0].strip("|").split("|")][2:]
+    assert every == "IoU", row
+    assert floor_only == "Dice", row
+    assert some == "Deletion AUC‡ (1 of 2)", row
+    assert "Pointing game" not in row[0]
+    assert sanity == "passes in 1 of 2", row
+    assert "Leads (significantly better than the runner-up) in every instance: none." in lines
 
 
 def _summary_row(model, explainer, mean):
