@@ -35,7 +35,7 @@ from .tables import ranked, significant_leads
 
 MEAN_COLUMNS = ["dataset", "architecture", "metric", "explainer", "instances", "n", "mean", "ci_low", "ci_high",
                 "sd_instances"]
-AGREEMENT_COLUMNS = ["dataset", "architecture", "metric", "instances", "kendall_tau", "pairs", "leader",
+AGREEMENT_COLUMNS = ["dataset", "architecture", "metric", "instances", "judged_in", "kendall_tau", "pairs", "leader",
                      "leader_share", "leads_every_instance"]
 VERDICT_COLUMNS = ["dataset", "architecture", "explainer", "metric", "baseline", "instances", "holds_in", "holds"]
 
@@ -131,11 +131,19 @@ def agreement(summary: pd.DataFrame, tests: pd.DataFrame | None) -> pd.DataFrame
                 leader = min(firsts, key=lambda e: (-firsts[e], e)) if firsts else ""
                 every = bool(leader) and all(o and o[0] == leader and (dataset, m, metric) in leads
                                              for m, o in zip(members, orders))
+                judged = sum(_judged(per[m], metric) for m in members)
                 rows.append(dict(dataset=dataset, architecture=arch, metric=metric, instances=len(members),
-                                 kendall_tau=tau, pairs=pairs, leader=leader,
+                                 judged_in=judged, kendall_tau=tau, pairs=pairs, leader=leader,
                                  leader_share=firsts[leader] / len(members) if leader else float("nan"),
                                  leads_every_instance=every))
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def _judged(summary: pd.DataFrame, metric: str) -> bool:
+    """Whether one instance's summary judges `metric` (headroom.mark: a curve metric without headroom is
+    not judged, and ranks nobody)."""
+    col = summary[summary.metric == metric]
+    return "judged" not in col.columns or bool(col["judged"].astype(bool).all())
 
 
 def verdicts(comparisons: pd.DataFrame) -> pd.DataFrame:

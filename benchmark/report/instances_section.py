@@ -74,7 +74,12 @@ def _agreement_table(agree: pd.DataFrame, labels=None) -> list[str]:
            "|---|---|---|---|"]
     for r in agree.set_index("metric").loc[ordered_metrics(agree["metric"])].reset_index().itertuples(index=False):
         lead = f"{label(r.leader, labels)} ({r.leader_share:.0%})" if r.leader else "– (not ranked)"
-        tau = f"{fmt(r.kendall_tau)} ({r.pairs})" if r.pairs else "– (fewer than two instances rank two methods)"
+        if r.pairs:
+            tau = f"{fmt(r.kendall_tau)} ({r.pairs})"
+        elif r.judged_in < 2:  # a curve metric without headroom ranks nobody
+            tau = f"– (not judged in {r.instances - r.judged_in} of {r.instances} instances: no headroom)"
+        else:
+            tau = "– (fewer than two instances rank two methods)"
         out.append(f"| {label(r.metric, labels)} | {tau} | {lead} | {'yes' if r.leads_every_instance else 'no'} |")
     return out + [""]
 

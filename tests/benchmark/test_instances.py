@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark.report import instances as inst
-from benchmark.report.instances_section import headline_lines, verdict_lines
+from benchmark.report.instances_section import _agreement_table, headline_lines, verdict_lines
 from benchmark.store.instances import architecture, by_architecture, instances, seed_of
 
 
@@ -149,6 +149,20 @@ def test_a_lead_significant_in_one_instance_only_is_not_a_lead_across_instances(
     assert not bool(row["leads_every_instance"])
     both = pd.DataFrame([_test_row("a@s0", 0.001), _test_row("a@s1", 0.001)])
     assert bool(inst.agreement(summary, both).iloc[0]["leads_every_instance"])
+
+
+def test_agreement_says_when_no_headroom_leaves_nothing_to_rank():
+    """relevance_mass not judged in a@s1 (no headroom): one instance ranks, no pair; the table says
+    why, not that the instances rank too few methods."""
+    summary = pd.DataFrame([_summary_row(m, e, v) for m in ("a@s0", "a@s1") for e, v in
+                            (("gradcam", 0.6), ("lrp", 0.4), ("random", 0.1))]).assign(judged=True)
+    summary.loc[summary.model == "a@s1", "judged"] = False
+    agree = inst.agreement(summary, pd.DataFrame([_test_row("a@s0", 0.001)]))
+    row = agree.iloc[0]
+    assert (row["judged_in"], row["pairs"], row["instances"]) == (1, 0, 2)
+    assert "– (not judged in 1 of 2 instances: no headroom)" in "\n".join(_agreement_table(agree))
+    both = inst.agreement(summary.assign(judged=True), pd.DataFrame([_test_row("a@s0", 0.001)]))
+    assert (both.iloc[0]["judged_in"], both.iloc[0]["pairs"]) == (2, 1)
 
 
 def test_classifier_spread_mean_and_sd():
