@@ -19,7 +19,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import evidence_sections as es, figures, findings, headroom, html_report, known_truth, overlays, paper_figures, report_sections as rs, stats
+from . import evidence_sections as es, figures, findings, headroom, html_report, instances, known_truth, overlays, paper_figures, report_sections as rs, stats
 from .artifacts import load_curve_ends, load_curves, load_predictions, read_cases
 from .labels import run_labels
 from .figure_pool import FigurePool
@@ -78,9 +78,15 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
     summary = headroom.mark(stats.summarise(scores, b, conf, seed, gaps), unjudged)
     labels = run_labels(cfg)
     # the main figure at a page's and a column's width first, then one figure per category (report order)
-    figs["main-figure"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure", labels)
-    figs["main-figure-column"] = pool.submit(paper_figures.main_figure, summary, rep / "main-figure-column", labels,
-                                             paper_figures.COLUMN_WIDTH)
+    # several instances per architecture: the main figure is about the architectures (instances.py)
+    main, points, means = summary, None, None
+    if instances.repeated(scores["model"].astype(str)):
+        means = instances.instance_means(scores, b, conf, seed, gaps)  # also the section "Across training runs"
+        main, points = instances.architecture_summary(means, summary), instances.instance_points(scores, gaps)
+    figs["main-figure"] = pool.submit(paper_figures.main_figure, main, rep / "main-figure", labels,
+                                      paper_figures.PAGE_WIDTH, points)
+    figs["main-figure-column"] = pool.submit(paper_figures.main_figure, main, rep / "main-figure-column", labels,
+                                             paper_figures.COLUMN_WIDTH, points)
     for cat in paper_figures.categories(summary):
         figs[f"leaderboard-{cat}"] = pool.submit(paper_figures.category_figure, summary, cat,
                                                  rep / f"leaderboard-{cat}", labels)
@@ -95,7 +101,7 @@ def report_context(run_dir: Path, cfg, scores: pd.DataFrame, manifest: dict | No
     summary = known_truth.mark(summary, known_false)
     comparisons, overview = findings.findings(summary, tests, unjudged=unjudged, known_false=known_false)
     return ReportContext(run_dir, rep, cfg, scores, manifest, gaps, pool, predictions, summary, tests, fried, ranks,
-                         comparisons, overview, figs, cases, room, unjudged, known_false)
+                         comparisons, overview, figs, cases, room, unjudged, known_false, means)
 
 
 def report_parts(ctx: ReportContext) -> list[rs.Part]:

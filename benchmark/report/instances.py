@@ -78,14 +78,13 @@ def _common(scores: pd.DataFrame, gaps) -> dict[tuple[str, str, str], pd.DataFra
     return {key: common for key, _, _, common in stats.common_cells(scores, gaps)}
 
 
-def instance_means(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                   gaps=None) -> pd.DataFrame:
-    """MEAN_COLUMNS per (dataset, architecture with >= 2 instances, metric, explainer)."""
+def _wide_cells(scores: pd.DataFrame, gaps):
+    """(dataset, architecture, metric, explainer, members, images x instances values) for every
+    architecture with >= 2 instances: each instance's values on the images every instance scored."""
     groups = repeated(scores["model"].astype(str))
     if not groups:
-        return pd.DataFrame(columns=MEAN_COLUMNS)
+        return
     cells = _common(scores[scores["model"].astype(str).map(architecture).isin(groups)], gaps)
-    rows = []
     for (dataset, metric) in sorted({(d, m) for d, _, m in cells}):
         for arch, members in groups.items():
             frames = [cells.get((dataset, m, metric)) for m in members]
@@ -93,13 +92,40 @@ def instance_means(scores: pd.DataFrame, n_resamples: int = 1000, confidence: fl
                 continue
             for e in sorted(set.intersection(*(set(f.columns) for f in frames))):
                 wide = pd.concat([f[e].rename(m) for f, m in zip(frames, members)], axis=1, join="inner").dropna()
-                values = wide.to_numpy(float)
-                mean, low, high = two_level_ci(values, n_resamples, confidence, seed)
-                sd = float(values.mean(axis=0).std(ddof=1)) if len(values) else float("nan")
-                rows.append(dict(dataset=dataset, architecture=arch, metric=metric, explainer=e,
-                                 instances=len(members), n=len(values), mean=mean, ci_low=low, ci_high=high,
-                                 sd_instances=sd))
+                yield dataset, arch, metric, e, members, wide.to_numpy(float)
+
+
+def instance_means(scores: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                   gaps=None) -> pd.DataFrame:
+    """MEAN_COLUMNS per (dataset, architecture with >= 2 instances, metric, explainer)."""
+    rows = []
+    for dataset, arch, metric, e, members, values in _wide_cells(scores, gaps):
+        mean, low, high = two_level_ci(values, n_resamples, confidence, seed)
+        sd = float(values.mean(axis=0).std(ddof=1)) if len(values) else float("nan")
+        rows.append(dict(dataset=dataset, architecture=arch, metric=metric, explainer=e,
+                         instances=len(members), n=len(values), mean=mean, ci_low=low, ci_high=high,
+                         sd_instances=sd))
     return pd.DataFrame(rows, columns=MEAN_COLUMNS)
+
+
+def instance_points(scores: pd.DataFrame, gaps=None) -> pd.DataFrame:
+    """Each instance's mean on the images every instance of its architecture scored (the images of
+    instance_means): dataset, model (the architecture), metric, explainer, instance, mean."""
+    rows = [dict(dataset=dataset, model=arch, metric=metric, explainer=e, instance=m, mean=float(v))
+            for dataset, arch, metric, e, members, values in _wide_cells(scores, gaps) if len(values)
+            for m, v in zip(members, values.mean(axis=0))]
+    return pd.DataFrame(rows, columns=["dataset", "model", "metric", "explainer", "instance", "mean"])
+
+
+def architecture_summary(means: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """instance_means shaped as a per-model summary (`model` = the architecture) for the leaderboard
+    figures; a metric is judged only where every instance's summary judges it (headroom.mark)."""
+    out = means.rename(columns={"architecture": "model"}).copy()
+    if "judged" in summary.columns and len(out):
+        arch = summary["model"].astype(str).map(architecture)
+        judged = summary.assign(arch=arch).groupby(["dataset", "arch", "metric"])["judged"].all()
+        out["judged"] = [bool(judged.get((d, a, m), True)) for d, a, m in zip(out["dataset"], out["model"], out["metric"])]
+    return out
 
 
 def mean_kendall(orders: list[list[str]]) -> tuple[float, int]:

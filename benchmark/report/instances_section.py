@@ -186,7 +186,7 @@ def across_instances(ctx: ReportContext) -> Part:
     if not inst.repeated(ctx.scores["model"].astype(str)):
         return Part()  # one instance per architecture: training_runs_line says so
     b, conf, seed = ctx.bootstrap
-    means = inst.instance_means(ctx.scores, b, conf, seed, ctx.gaps)
+    means = ctx.instance_means if ctx.instance_means is not None else inst.instance_means(ctx.scores, b, conf, seed, ctx.gaps)
     agree = inst.agreement(ctx.summary, ctx.tests)
     verdicts = inst.verdicts(ctx.comparisons)
     files = {"across_instances.csv": means, "ranking_agreement.csv": agree, "verdicts_across_instances.csv": verdicts}

@@ -70,9 +70,20 @@ def _slots(metrics: list[str], ncols: int) -> list[str | None]:
     return slots + [None] * (-len(slots) % ncols)
 
 
-def _panel(ax, cell: pd.DataFrame, methods: list[str], styles: dict, labels, log: bool, judged: bool) -> None:
-    """One (dataset, model, metric): methods as points with CIs on rows, baselines as vertical lines."""
+def _panel(ax, cell: pd.DataFrame, methods: list[str], styles: dict, labels, log: bool, judged: bool,
+           points: pd.DataFrame | None = None) -> None:
+    """One (dataset, model, metric): methods as points with CIs on rows, baselines as vertical lines;
+    `points` (a model that is an architecture of several instances): each instance's mean as an open
+    marker just below its method's row."""
     fade = 1.0 if judged else 0.35
+    if points is not None and len(points):
+        for i, e in enumerate(methods):
+            x = points.loc[points["explainer"] == e, "mean"].to_numpy(float)
+            x = x[np.isfinite(x) & ((x > 0) if log else True)]
+            if len(x):
+                st = styles[e]
+                ax.plot(x, np.full(len(x), i + 0.3), st["marker"], mfc="none", mec=st["color"], mew=0.6, ms=2.6,
+                        alpha=0.9 * fade, zorder=2, ls="none")
     top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     by_name = cell.set_index("explainer")
     for i, e in enumerate(methods):
@@ -110,9 +121,11 @@ def _legend_handles(baselines: list[str], styles: dict, labels) -> list:
 
 
 def leaderboard_grid(summary: pd.DataFrame, metrics: list[str], stem: Path, width: float, ncols: int,
-                     labels: Mapping[str, str] | None = None, title: str | None = None) -> list[Path] | None:
+                     labels: Mapping[str, str] | None = None, title: str | None = None,
+                     points: pd.DataFrame | None = None) -> list[Path] | None:
     """Panels of `metrics` (wrapping after `ncols`) for every (dataset, model), `width` inches wide;
-    None when no metric has a mean."""
+    None when no metric has a mean. `points` (instances.instance_points, when `summary` is per
+    architecture): each trained instance's mean, drawn in its method's row."""
     summary = summary[summary["metric"].isin(metrics)].dropna(subset=["mean"])
     metrics = [m for m in metrics if m in set(summary["metric"])]
     if not metrics:
@@ -126,6 +139,9 @@ def leaderboard_grid(summary: pd.DataFrame, metrics: list[str], stem: Path, widt
     rows_per = len(slots) // ncols
     judged = summary["judged"].astype(bool) if "judged" in summary.columns else pd.Series(True, summary.index)
     handles = _legend_handles(baselines, styles, labels)
+    if points is not None and len(points):
+        handles.append(Line2D([], [], color="0.3", ls="none", marker="o", mfc="none", mew=0.6, ms=2.6,
+                              label="one trained instance's mean"))
     legend_cols = max(1, min(len(handles), int(width // 1.15)))
     legend_h = LEGEND_ROW_IN * (0.8 + -(-len(handles) // legend_cols)) + 0.04 if handles else 0.0  # + its title
     title_h = 0.15 if title else 0.0
@@ -140,8 +156,11 @@ def leaderboard_grid(summary: pd.DataFrame, metrics: list[str], stem: Path, widt
                 ax.axis("off")
                 continue
             key = (summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)
+            pts = None
+            if points is not None:
+                pts = points[(points.dataset == dataset) & (points.model == model) & (points.metric == metric)]
             _panel(ax, summary[key], methods, styles, labels, category(metric) in LOG_CATEGORIES,
-                   bool(judged[key].all()))
+                   bool(judged[key].all()), pts)
             ax.set_title(f"{label(metric, labels)} {arrow(metric)}", fontsize=6.5, pad=5)  # clear of the markers
             if k % ncols:
                 ax.set_yticklabels([])
@@ -171,12 +190,13 @@ def _keep_row_labels_inside(fig, axes) -> None:
 
 
 def main_figure(summary: pd.DataFrame, stem: Path, labels: Mapping[str, str] | None = None,
-                width: float = PAGE_WIDTH) -> list[Path] | None:
+                width: float = PAGE_WIDTH, points: pd.DataFrame | None = None) -> list[Path] | None:
     """The main figure: main_metrics as panels, one row of panels per model at page width (two rows,
-    a category each, at column width)."""
+    a category each, at column width). A run with several instances per architecture draws one row
+    per architecture (instances.architecture_summary) with each instance's mean (`points`)."""
     metrics = main_metrics(summary.dropna(subset=["mean"])["metric"])
     ncols = len(metrics) if width >= PAGE_WIDTH else PER_CATEGORY
-    return leaderboard_grid(summary, metrics, stem, width, max(ncols, 1), labels)
+    return leaderboard_grid(summary, metrics, stem, width, max(ncols, 1), labels, points=points)
 
 
 def categories(summary: pd.DataFrame) -> list[str]:
@@ -193,7 +213,14 @@ def category_figure(summary: pd.DataFrame, cat: str, stem: Path, labels: Mapping
                             title=f"{label(cat, labels)}: mean and 95% CI per method{scale}; lines: baselines")
 
 
-def markdown(figures: Mapping, files: list[Path]) -> list[str]:
+ACROSS_CAPTION = ("Several trained instances per architecture: one row per architecture, each method's mean over "
+                  "instances and images with the 95% interval of the two-level bootstrap (instances, then images; "
+                  "\"Across training runs\"), each instance's own mean as an open marker below it; baselines' lines "
+                  "at their means over instances; a greyed panel: a curve metric without headroom in some instance. "
+                  "Each instance's panels: the `leaderboard-<category>` figures.\n")
+
+
+def markdown(figures: Mapping, files: list[Path], across: bool = False) -> list[str]:
     """report.md's lines for the leaderboard figures that build.py started drawing (`figures`: stem ->
     Future of the paths or None): the main figure, then the category figures; their paths go to `files`."""
     lines = []
@@ -211,6 +238,8 @@ def markdown(figures: Mapping, files: list[Path]) -> list[str]:
                       "baselines' means; a greyed panel: a curve metric without headroom (not judged). For a paper: "
                       f"`main-figure.pdf` ({PAGE_WIDTH} in, page width), `main-figure-column.pdf` ({COLUMN_WIDTH} in, "
                       "column width); every metric of a category in its `leaderboard-<category>.pdf`, below.\n"]
+            if across:
+                lines.append(ACROSS_CAPTION)
         else:
             lines.append(f"![leaderboard figure: {name[len('leaderboard-'):]}]({name}.png)  \n[PDF]({name}.pdf)\n")
     return lines

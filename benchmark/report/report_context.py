@@ -38,6 +38,7 @@ class ReportContext:
     headroom: pd.DataFrame | None = None       # headroom.headroom: the curve metrics' start / end outputs
     unjudged: frozenset = frozenset()          # (dataset, model, metric) without headroom: out of every verdict
     known_false: frozenset = frozenset()       # (dataset, model, metric) failing the known-truth check: marked
+    instance_means: Any = None                 # instances.instance_means when architectures have several instances
 
     @property
     def not_run(self) -> frozenset:

@@ -165,7 +165,7 @@ def leaderboard(ctx: ReportContext) -> Part:
     part.files += _written(rep, "focal_leaderboard.csv", "focal_leaderboard.tex")
     nan = scores.assign(isnan=scores["value"].isna()).groupby("metric", sort=True)["isnan"].agg(["sum", "size"])
     part.lines = [
-        "## Leaderboard\n", *paper_figures.markdown(ctx.figures, part.files), board,
+        "## Leaderboard\n", *paper_figures.markdown(ctx.figures, part.files, ctx.instance_means is not None), board,
         "Not scored (NaN) per metric, all models and explainers: "
         + ", ".join(f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in nan.iterrows())
         + ". Localisation metrics are NaN on images without a lesion mask or with an empty one (`lung_mass`: "

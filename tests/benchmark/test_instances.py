@@ -211,3 +211,22 @@ def test_means_across_instances_are_tables_a_reader_can_print():
     rows = [line.split(" | ")[0][2:] for line in lines[first + 2:first + 7]]
     assert rows == ["Grad-CAM", "LRP", "*Baselines (reference)*", "Centre prior", "Random"], rows
     assert "Time per image (ms) ↓" in "\n".join(lines)
+
+
+def test_the_main_figure_of_a_seeds_run_is_per_architecture_with_each_instance(tmp_path):
+    """The main figure's rows are architectures: the mean over instances (instance_means) and each
+    instance's mean on the images both scored, by hand (gradcam 0.3 on a@s0; 0.5 on a@s1 whose image 3
+    is NaN, so 3 images); a metric not judged in one instance is not judged for the architecture."""
+    from benchmark.report import paper_figures
+    table = _scores({"a@s0": {"gradcam": [0.3, 0.3, 0.3, 0.3], "random": [0.1] * 4},
+                     "a@s1": {"gradcam": [0.5, 0.5, 0.5, np.nan], "random": [0.1] * 4}})
+    points = inst.instance_points(table).set_index(["explainer", "instance"])["mean"]
+    assert points[("gradcam", "a@s0")] == pytest.approx(0.3) and points[("gradcam", "a@s1")] == pytest.approx(0.5)
+    means = inst.instance_means(table, 200, 0.95, 0)
+    summary = pd.DataFrame([dict(dataset="d", model=m, metric="relevance_mass", judged=m == "a@s0")
+                            for m in ("a@s0", "a@s1")])
+    arch = inst.architecture_summary(means, summary)
+    assert set(arch["model"]) == {"a"} and not arch["judged"].any()
+    assert not inst.architecture_summary(means, summary.assign(judged=True))["judged"].eq(False).any()
+    files = paper_figures.main_figure(arch, tmp_path / "main", points=inst.instance_points(table))
+    assert files and all(p.exists() and p.stat().st_size > 0 for p in files)
