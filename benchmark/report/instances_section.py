@@ -9,7 +9,8 @@ from . import instances as inst
 from .report_context import ReportContext
 from .report_sections import Part
 from ..metrics import get_metric
-from . import board_format as bf, roles
+from . import board_format as bf, latex, roles
+from ..store.files import write_text
 from .labels import label, number
 from .findings import KNOWN_MARK
 from .tables import fmt, ordered_metrics, write_csv
@@ -178,7 +179,8 @@ METHOD_NOTE = ("Each architecture's instances were trained with the seeds of `tr
                "averaged over every two instances; the leading method is first in the most instances. A verdict "
                "(\"beats\", \"leads\") is printed here only where it holds in every instance (the per-instance paired "
                "tests of \"What this run supports\"); where it holds in some, it is counted, not claimed. Files: "
-               "`across_instances.csv`, `ranking_agreement.csv`, `verdicts_across_instances.csv`.\n")
+               "`across_instances.csv` (as LaTeX tables: `across_instances.tex`), `ranking_agreement.csv`, "
+               "`verdicts_across_instances.csv`.\n")
 
 
 def across_instances(ctx: ReportContext) -> Part:
@@ -192,6 +194,10 @@ def across_instances(ctx: ReportContext) -> Part:
     files = {"across_instances.csv": means, "ranking_agreement.csv": agree, "verdicts_across_instances.csv": verdicts}
     for name, df in files.items():
         write_csv(ctx.rep / name, df)
+    # for a paper: the means over instances as LaTeX tables, one per (architecture, category)
+    write_text(ctx.rep / "across_instances.tex",
+               latex.leaderboard_tex(inst.architecture_summary(means, ctx.summary), None, conf, ctx.width, ctx.labels,
+                                     across=True))
     lines = ["## Across training runs\n", METHOD_NOTE.format(conf=conf, b=b, seed=seed),
              *_classifier_lines(inst.classifier_spread((ctx.manifest or {}).get("classifiers", {})))]
     multi = ctx.scores["dataset"].nunique() > 1
@@ -202,4 +208,4 @@ def across_instances(ctx: ReportContext) -> Part:
         lines += [f"### {title}: {int(m['instances'].iloc[0])} instances\n", *_means_tables(m, ctx.labels),
                   "Ranking agreement across instances:\n", *_agreement_table(a, ctx.labels),
                   "Verdicts that hold in every instance:\n", *verdict_lines(v, a, ctx.labels)]
-    return Part(lines, [ctx.rep / n for n in files])
+    return Part(lines, [ctx.rep / n for n in [*files, "across_instances.tex"]])

@@ -142,9 +142,19 @@ def _caption(what: str, confidence: float, extra: str = "") -> str:
             f"Full precision: leaderboard.csv.{extra}}}")
 
 
+def _across_caption(what: str, confidence: float, extra: str = "") -> str:
+    return (f"\\caption{{{what}, across trained instances: mean $\\pm$ half-width of the {round(confidence * 100)}\\% "
+            f"interval of a two-level bootstrap over the instances and the $n$ images every instance scored; best "
+            f"method in bold (baselines: reference rows below the rule, never bold). A verdict about the "
+            f"architecture holds in every instance (the report's \\emph{{What this run supports}}). Full precision: "
+            f"across\\_instances.csv.{extra}}}")
+
+
 def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidence: float = 0.95,
-                    width: str = "textwidth", labels: Mapping[str, str] | None = None) -> str:
-    """One compact table per (dataset, model, metric category), fitting `width` at \\footnotesize."""
+                    width: str = "textwidth", labels: Mapping[str, str] | None = None, across: bool = False) -> str:
+    """One compact table per (dataset, model, metric category), fitting `width` at \\footnotesize.
+    `across`: `summary` is per architecture over several trained instances (instances.architecture_summary;
+    the report's across_instances.tex), captioned so, with no significance marks."""
     if width not in WIDTHS_PT:
         raise ValueError(f"report.latex_width must be one of {sorted(WIDTHS_PT)}, not {width!r}")
     leads = significant_leads(summary, tests)
@@ -155,7 +165,7 @@ def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidenc
         blocks, shown = category_table(df, metrics, lead, width, labels)
         what = f"{name(model, labels)[0]} on {name(dataset, labels)[0]}, {name(category, labels)[0]}"
         out += [f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy",
-                _caption(what, confidence, _unjudged_note(df, metrics, labels)),
+                (_across_caption if across else _caption)(what, confidence, _unjudged_note(df, metrics, labels)),
                 *blocks, *failures(shown, labels), f"\\end{{{env}}}", ""]
     return "\n".join(out)
 

@@ -230,3 +230,24 @@ def test_the_main_figure_of_a_seeds_run_is_per_architecture_with_each_instance(t
     assert not inst.architecture_summary(means, summary.assign(judged=True))["judged"].eq(False).any()
     files = paper_figures.main_figure(arch, tmp_path / "main", points=inst.instance_points(table))
     assert files and all(p.exists() and p.stat().st_size > 0 for p in files)
+
+
+@pytest.mark.parametrize("width", ["columnwidth", "textwidth"])
+def test_the_means_across_instances_compile_as_latex_tables(width, tmp_path, pdflatex):
+    """across_instances.tex: per architecture, captioned as the two-level interval over instances and
+    images (no significance marks), inside the declared width without scaling."""
+    from benchmark.report import latex
+    rng = np.random.default_rng(0)
+    metrics = ["relevance_mass", "pointing_game", "iou", "dice", "deletion_auc", "insertion_auc"]
+    rows = [dict(dataset="d", split="test", model=m, explainer=e, metric=metric, image_id=str(i),
+                 value=float(rng.random() if metric != "pointing_game" else rng.integers(0, 2)))
+            for m in ("vgg16_bn@s0", "vgg16_bn@s1", "vgg16_bn@s2") for e in ("gradcam", "lrp", "random", "sobel")
+            for metric in metrics for i in range(12)]
+    means = inst.instance_means(pd.DataFrame(rows), 100, 0.95, 0)
+    summary = pd.DataFrame([dict(dataset="d", model=m, metric=metric, judged=True)
+                            for m in ("vgg16_bn@s0", "vgg16_bn@s1", "vgg16_bn@s2") for metric in metrics])
+    text = latex.leaderboard_tex(inst.architecture_summary(means, summary), None, width=width, across=True)
+    assert "two-level bootstrap over the instances" in text and "VGG16-BN" in text
+    assert "\\dagger" not in text, "no lead is claimed across instances here"
+    assert not latex.SCALING.search(text)
+    assert latex.compile_check(text, tmp_path / "across") == []
