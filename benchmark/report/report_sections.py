@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..speed.floor import floor_markdown
 from ..store.files import write_text
-from . import combined, data_section, figures, findings, focal, latex, paper_figures, sections, tables, trust
+from . import combined, data_section, figures, findings, focal, instances_headline, latex, paper_figures, sections, tables, trust
 
 from .artifacts import load_sanity_images
 from .report_context import ReportContext
@@ -45,7 +45,6 @@ HTML_LINK = ("The HTML report, [html/index.html](html/index.html), opens from di
 
 
 def header(ctx: ReportContext) -> Part:
-    from . import instances_section  # it builds on Part (this module)
     cfg, b, conf, seed = ctx.cfg, ctx.cfg.report.bootstrap, ctx.cfg.report.confidence, ctx.cfg.run.seed
     tables.write_csv(ctx.rep / "findings.csv", ctx.comparisons)
     # the sanity verdicts from the per-image values (sanity_images.csv), methods and baselines
@@ -58,7 +57,7 @@ def header(ctx: ReportContext) -> Part:
     else:
         (ctx.rep / "sanity_verdicts.csv").unlink(missing_ok=True)
     lines = [f"# Benchmark report: {cfg.run.name}\n", _made_by(ctx.manifest), HTML_LINK, "## What this run supports\n",
-             *instances_section.headline(ctx, overview), findings.findings_markdown(overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
+             *instances_headline.headline(ctx, overview), findings.findings_markdown(overview, ctx.scores["dataset"].nunique() > 1), findings.findings_note(),
              f"Dataset `{cfg.data.dataset}` at {cfg.data.size} px, test split `{cfg.data.splits['test']}`; models "
              f"{', '.join(f'`{m}`' for m in cfg.models.names)}; explainers {', '.join(f'`{e}`' for e in cfg.explain.names)} "
              f"(target: {cfg.explain.target}); metrics {', '.join(f'`{m}`' for m in cfg.metrics.names)}. "

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmark.report import instances as inst
-from benchmark.report.instances_section import _agreement_table, headline_lines, verdict_lines
+from benchmark.report.instances_headline import headline_lines
+from benchmark.report.instances_section import _agreement_table, verdict_lines
 from benchmark.store.instances import architecture, by_architecture, instances, seed_of
 
 
