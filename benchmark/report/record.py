@@ -15,11 +15,11 @@ from pathlib import Path
 from ..store.files import atomic_path
 
 # files of a run folder that the report reads (build.py and the sections); the optional ones may be absent
-TABLES = ("config.toml", "manifest.json", "predictions.csv", "curves.csv", "curve_ends.csv", "sanity.csv",
-          "sanity_images.csv", "stability.csv", "reliance.csv")
+TABLES = ("config.toml", "manifest.json", "predictions.csv", "curves.csv", "sanity.csv",
+          "stability.csv", "reliance.csv")
 # the per-image tables, kept as <name>.gz (a record's files stay small; readers go through table_path);
 # the optional ones may be absent
-COMPRESSED = ("scores.csv", "target_scores.csv", "curve_ends.csv", "randomised_scores.csv")
+COMPRESSED = ("scores.csv", "target_scores.csv", "curve_ends.csv", "randomised_scores.csv", "sanity_images.csv")
 # no X-ray leaves the run folder: the data preview, overlay cases and the case browser's inputs hold
 # images of the dataset, so a record has no such folders and its report draws no image figures
 FOLDERS: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ from ..store.files import write_text
 from . import combined, data_section, figures, findings, focal, instances_headline, latex, paper_figures, sections, tables, trust
 
 from .artifacts import load_sanity_images
+from .record import table_path
 from .report_context import ReportContext
 
 
@@ -48,7 +49,7 @@ def header(ctx: ReportContext) -> Part:
     cfg, b, conf, seed = ctx.cfg, ctx.cfg.report.bootstrap, ctx.cfg.report.confidence, ctx.cfg.run.seed
     tables.write_csv(ctx.rep / "findings.csv", ctx.comparisons)
     # the sanity verdicts from the per-image values (sanity_images.csv), methods and baselines
-    images = load_sanity_images(ctx.run_dir / "sanity_images.csv")
+    images = load_sanity_images(table_path(ctx.run_dir, "sanity_images.csv"))
     overview = findings.with_sanity(ctx.overview, ctx.summary, ctx.tests, images, n_resamples=b, seed=seed)
     written = [ctx.rep / "findings.csv"]
     if images is not None:
