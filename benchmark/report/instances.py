@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from ..store.instances import architecture, by_architecture  # noqa: F401 (by_architecture: the section's)
 from . import stats
-from .tables import ranked, significant_leads
+from .tables import ordered_metrics, ranked, significant_leads
 
 MEAN_COLUMNS = ["dataset", "architecture", "metric", "explainer", "instances", "n", "mean", "ci_low", "ci_high",
                 "sd_instances"]
@@ -187,6 +187,24 @@ def verdicts(comparisons: pd.DataFrame) -> pd.DataFrame:
             rows.append(dict(dataset=dataset, architecture=arch, explainer=e, metric=metric, baseline=b,
                              instances=len(members), holds_in=won, holds=won == len(members)))
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+def standing(rows: pd.DataFrame):
+    """One method's rows of `verdicts` (one dataset and architecture), per metric compared with random in
+    report order: (metric, kind, holds_in, instances, baselines), kind "every" (beats random and every
+    baseline in every instance), "random" (random in every instance, not every baseline), "some" (random
+    in some instances only: counted, not a verdict) or "none"."""
+    for metric in ordered_metrics(rows["metric"]):
+        m = rows[rows.metric == metric]
+        floor = m[m.baseline == "random"]
+        if floor.empty:
+            continue
+        k, n = int(floor["holds_in"].iloc[0]), int(floor["instances"].iloc[0])
+        if bool(floor["holds"].iloc[0]):
+            kind = "every" if bool(m["holds"].all()) else "random"
+        else:
+            kind = "some" if k > 0 else "none"
+        yield metric, kind, k, n, len(m)
 
 
 def classifier_spread(classifiers: dict[str, dict]) -> list[dict]:

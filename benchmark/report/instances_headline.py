@@ -9,7 +9,6 @@ from . import instances as inst
 from .findings import KNOWN_MARK
 from .labels import label
 from .report_context import ReportContext
-from .tables import ordered_metrics
 
 
 HEADLINE_NOTE = ("Several trained instances per architecture (`train.seeds`): a verdict here is about the "
@@ -42,18 +41,16 @@ def headline_lines(verdicts: pd.DataFrame, agree: pd.DataFrame, overview: pd.Dat
     for (dataset, arch, e), g in verdicts.groupby(["dataset", "architecture", "explainer"], sort=True):
         members = groups.get(arch, [])
         every, floor_only, some = [], [], []
-        for metric in ordered_metrics(g["metric"]):
-            m = g[g.metric == metric]
-            floor = m[m.baseline == "random"]
-            if floor.empty:
-                continue
+        for metric, kind, k, n, _ in inst.standing(g):
             failing = sum((dataset, x, metric) in known_false for x in members)
             name = label(metric, labels) + (KNOWN_MARK if failing else "")
             marked |= bool(failing)
-            if bool(floor["holds"].iloc[0]):
-                (every if bool(m["holds"].all()) else floor_only).append(name)
-            elif int(floor["holds_in"].iloc[0]) > 0:
-                some.append(f"{name} ({int(floor['holds_in'].iloc[0])} of {int(floor['instances'].iloc[0])})")
+            if kind == "every":
+                every.append(name)
+            elif kind == "random":
+                floor_only.append(name)
+            elif kind == "some":
+                some.append(f"{name} ({k} of {n})")
         rows = overview[(overview["dataset"] == dataset) & overview["model"].isin(members) & (overview["explainer"] == e)]
         outcomes = [str(s).split(" ", 1)[0] for s in rows["sanity"]]
         sanity = ("not run" if all(o == "not" for o in outcomes)

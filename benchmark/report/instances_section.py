@@ -90,16 +90,12 @@ def verdict_lines(verdicts: pd.DataFrame, agree: pd.DataFrame, labels=None) -> l
     out = []
     for e, g in verdicts.groupby("explainer", sort=True):
         held, partial = [], []
-        for metric in ordered_metrics(g["metric"]):
-            m = g[g.metric == metric]
-            floor = m[m.baseline == "random"]
-            if floor.empty:
-                continue
+        for metric, kind, k, n, baselines in inst.standing(g):
             name = label(metric, labels)
-            if bool(floor["holds"].iloc[0]):
-                held.append(name + (" (and every prior)" if bool(m["holds"].all()) and len(m) > 1 else ""))
-            elif int(floor["holds_in"].iloc[0]) > 0:
-                partial.append(f"{name} ({int(floor['holds_in'].iloc[0])} of {int(floor['instances'].iloc[0])})")
+            if kind in ("every", "random"):
+                held.append(name + (" (and every prior)" if kind == "every" and baselines > 1 else ""))
+            elif kind == "some":
+                partial.append(f"{name} ({k} of {n})")
         out.append(f"- {label(e, labels)} beats random in every instance on: {', '.join(held) or '–'}"
                    + (f"; in some instances only, not a verdict: {', '.join(partial)}" if partial else ""))
     leads = agree[agree["leads_every_instance"].astype(bool)]

@@ -134,20 +134,22 @@ def _unjudged_note(df: pd.DataFrame, metrics: list[str], labels) -> str:
             + ", ".join(name(m, labels)[0] for m in bad) + ".") if bad else ""
 
 
-def _caption(what: str, confidence: float, extra: str = "") -> str:
-    return (f"\\caption{{{what}: mean $\\pm$ half-width of the {round(confidence * 100)}\\% bootstrap CI (exact "
-            f"Clopper-Pearson for binary metrics) over the $n$ images every explainer scored; best method in bold "
-            f"(baselines: reference rows below the rule, never bold), $^\\dagger$ significantly better than the "
-            f"runner-up method (paired differences in its favour, Wilcoxon signed-rank, Holm, $p<0.05$). "
-            f"Full precision: leaderboard.csv.{extra}}}")
-
-
-def _across_caption(what: str, confidence: float, extra: str = "") -> str:
-    return (f"\\caption{{{what}, across trained instances: mean $\\pm$ half-width of the {round(confidence * 100)}\\% "
-            f"interval of a two-level bootstrap over the instances and the $n$ images every instance scored; best "
-            f"method in bold (baselines: reference rows below the rule, never bold). A verdict about the "
-            f"architecture holds in every instance (the report's \\emph{{What this run supports}}). Full precision: "
-            f"across\\_instances.csv.{extra}}}")
+def _caption(what: str, confidence: float, extra: str = "", across: bool = False) -> str:
+    """A leaderboard table's caption; `across`: means over trained instances (across_instances.tex)."""
+    if across:
+        what += ", across trained instances"
+        interval = ("interval of a two-level bootstrap over the instances and the $n$ images every instance scored; "
+                    "best method in bold (baselines: reference rows below the rule, never bold). A verdict about the "
+                    "architecture holds in every instance (the report's \\emph{What this run supports}).")
+        table = "across\\_instances.csv"
+    else:
+        interval = ("bootstrap CI (exact Clopper-Pearson for binary metrics) over the $n$ images every explainer "
+                    "scored; best method in bold (baselines: reference rows below the rule, never bold), "
+                    "$^\\dagger$ significantly better than the runner-up method (paired differences in its favour, "
+                    "Wilcoxon signed-rank, Holm, $p<0.05$).")
+        table = "leaderboard.csv"
+    return (f"\\caption{{{what}: mean $\\pm$ half-width of the {round(confidence * 100)}\\% {interval} "
+            f"Full precision: {table}.{extra}}}")
 
 
 def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidence: float = 0.95,
@@ -165,7 +167,7 @@ def leaderboard_tex(summary: pd.DataFrame, tests: pd.DataFrame | None, confidenc
         blocks, shown = category_table(df, metrics, lead, width, labels)
         what = f"{name(model, labels)[0]} on {name(dataset, labels)[0]}, {name(category, labels)[0]}"
         out += [f"\\begin{{{env}}}[t]", "\\centering\\footnotesize\\sloppy",
-                (_across_caption if across else _caption)(what, confidence, _unjudged_note(df, metrics, labels)),
+                _caption(what, confidence, _unjudged_note(df, metrics, labels), across),
                 *blocks, *failures(shown, labels), f"\\end{{{env}}}", ""]
     return "\n".join(out)
 
