@@ -223,6 +223,9 @@ def test_the_main_figure_of_a_seeds_run_is_per_architecture_with_each_instance(t
                      "a@s1": {"gradcam": [0.5, 0.5, 0.5, np.nan], "random": [0.1] * 4}})
     points = inst.instance_points(table).set_index(["explainer", "instance"])["mean"]
     assert points[("gradcam", "a@s0")] == pytest.approx(0.3) and points[("gradcam", "a@s1")] == pytest.approx(0.5)
+    # on the images both instances scored: a@s0's image 3 (0.9) is left out with a@s1's NaN
+    uneven = _scores({"a@s0": {"gradcam": [0.1, 0.3, 0.5, 0.9]}, "a@s1": {"gradcam": [0.2, 0.2, 0.2, np.nan]}})
+    assert inst.instance_points(uneven).set_index("instance")["mean"]["a@s0"] == pytest.approx(0.3)
     means = inst.instance_means(table, 200, 0.95, 0)
     summary = pd.DataFrame([dict(dataset="d", model=m, metric="relevance_mass", judged=m == "a@s0")
                             for m in ("a@s0", "a@s1")])
