@@ -16,6 +16,8 @@ from pathlib import Path
 from ..store.files import atomic_path
 from ..store.instances import instance_name
 from .context import RunContext
+from .train import train_config, train_key
+from cxr_xai_bench.models.precision import resolve_precision
 
 # the folders of stored stage work whose entries start with "<model>-" (files or folders of shards)
 STAGE_DIRS = ("checkpoints", "maps", "scores", "thresholds", "reliability/maps", "reliability/scores")
@@ -23,15 +25,30 @@ STAGE_DIRS = ("checkpoints", "maps", "scores", "thresholds", "reliability/maps",
 
 def adopt_run_seed_instance(ctx: RunContext) -> None:
     """Before training: a train.seeds run that lists run.seed, resumed in the folder of the
-    single-seed run, takes that run's work as its run.seed instance's."""
+    single-seed run, takes that run's work as its run.seed instance's, where that run's checkpoint has
+    the instance's key (a run made with other settings or code is left alone)."""
     cfg = ctx.cfg
     if not ctx.resume or cfg.run.seed not in cfg.train.seeds:
         return
-    archs = [a for a in cfg.models.names if a not in cfg.models.checkpoints]
+    archs = []
+    for arch in (a for a in cfg.models.names if a not in cfg.models.checkpoints):
+        if (ctx.run_dir / "checkpoints" / f"{arch}-{_instance_key(ctx, arch)}.pt").exists():
+            archs.append(arch)
+        elif any((ctx.run_dir / "checkpoints").glob(f"{arch}-*.pt")):
+            # made by other code or settings: its keys are not the instance's, so nothing of it is reused
+            ctx.progress(f"adopt {arch}: not adopted, the single-seed run's checkpoint has another key "
+                         f"(other code or settings); {instance_name(arch, cfg.run.seed)} is trained")
     for arch, n in adopt_single_seed_work(ctx.run_dir, archs, cfg.run.seed).items():
         if n:
             ctx.progress(f"adopt {arch}: {n} stored files of the single-seed run taken as "
                          f"{instance_name(arch, cfg.run.seed)}'s (same keys)")
+
+
+def _instance_key(ctx: RunContext, arch: str) -> str:
+    """The checkpoint key of `arch`'s run.seed instance, as the train stage computes it."""
+    tcfg = train_config(ctx.cfg, arch, ctx.cfg.run.seed)
+    tcfg.precision = resolve_precision(tcfg.precision, ctx.device)
+    return train_key(ctx.cfg, arch, ctx.cfg.models.params.get(arch, {}), tcfg)
 
 
 def adopt_single_seed_work(run_dir: Path, archs: list[str], seed: int) -> dict[str, int]:

@@ -94,3 +94,26 @@ def test_a_seeds_run_in_the_single_seed_runs_folder_adopts_its_work(tmp_path):
     preds = pd.read_csv(single / "predictions.csv")
     assert set(preds["model"]) == {"vgg16_bn@s0", "vgg16_bn@s1"}
     assert not (pd.read_csv(single / "scores.csv")["model"] == "vgg16_bn").any()
+
+
+def test_a_seeds_run_adopts_nothing_from_a_single_seed_run_made_with_other_settings(tmp_path):
+    """Adopting is for the same keys only: a single-seed run trained with another learning rate (or by
+    other code) has another checkpoint key, so the seeds run trains its run.seed instance and takes none
+    of that run's files under the instance's name."""
+    sets = ["models.names=['vgg16_bn']", "models.train.vgg16_bn.epochs=1",
+            "explain.names=['random']", "metrics.names=['relevance_mass']", "metrics.reliability=false",
+            f"data.cache_dir='{tmp_path / 'cache'}'"]
+    out = tmp_path / "run"
+
+    def run(*extra):
+        args = ["run", "--preset", "smoke", "--out", str(out)] + [a for s in sets + list(extra) for a in ("--set", s)]
+        assert main(args) == 0
+        return json.loads((out / "manifest.json").read_text())["work"]
+
+    run("models.train.vgg16_bn.lr=0.01")
+    work = run("train.seeds=[0]")
+    assert work["train"] == {"computed": 1, "reused": 0}, work
+    log = (out / "progress.log").read_text()
+    assert "adopt vgg16_bn: not adopted, the single-seed run's checkpoint has another key" in log, log
+    single_key = next((out / "checkpoints").glob("vgg16_bn-*.pt")).stem.split("-", 1)[1]
+    assert not list(out.rglob(f"vgg16_bn@s0-{single_key}*")), "a file of the other run under the instance's name"
