@@ -10,7 +10,11 @@ the stage does not run the code they bring in:
 - `from . import a, b` in a package's `__init__` (a registry registering its entries): the entry a
   stage uses (an explainer, metric, dataset or model builder module) is one of that stage's roots,
   so editing gradcam re-explains gradcam only;
-- imports under `if TYPE_CHECKING:` (annotations only).
+- imports under `if TYPE_CHECKING:` (annotations only);
+- the modules that resolve a configuration (`CONFIG_RESOLUTION`: the presets and the merging of
+  defaults, preset, file and `--set`): a stage key holds the resolved settings it uses, so how they
+  were resolved is no part of its code. Followed, a preset's comment re-keyed every stage of every
+  run (the data stage's closure reaches them through the config's dataclasses).
 The closure and the module sources are cached per process (`clear_code_cache` after editing files).
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 PROJECT_PACKAGES = ("benchmark", "cxr_xai_bench")
+CONFIG_RESOLUTION = frozenset({"benchmark.run.presets", "benchmark.run.config_merge"})
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,7 +131,8 @@ def module_closure(*roots: str, source: Callable[[str], str] | None = None) -> l
         if name in seen or not is_module(name):
             continue
         seen.add(name)
-        todo.extend(m for m in imports_of(name, read(name)) if m.partition(".")[0] in project and m not in seen)
+        todo.extend(m for m in imports_of(name, read(name))
+                    if m.partition(".")[0] in project and m not in seen and m not in CONFIG_RESOLUTION)
     return sorted(seen)
 
 

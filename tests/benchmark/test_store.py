@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.store import files as store
-from benchmark.store.code import clear_code_cache, code_closure
+from benchmark.store.code import clear_code_cache, code_closure, read_source
 from benchmark.store.files import (CorruptShardError, MapShard, StoreError, atomic_path, map_shard_complete,
                                    read_map_shard, sweep_temp_files, write_map_shard, write_text)
 
@@ -88,3 +88,16 @@ def test_code_version_follows_the_source(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("stage_mod_a", None)  # leave no module of a deleted folder behind
         clear_code_cache()
+
+
+def test_a_stage_key_holds_the_resolved_config_not_the_presets():
+    """Editing a preset (its comment, or a preset the run does not use) leaves every stage's code
+    version as it was: the key holds the settings as resolved. The config's own dataclasses (whose
+    defaults the data stage reads) still count."""
+    def edited(module):
+        return lambda name: read_source(name) + ("\n# edited\n" if name == module else "")
+    for root in ("benchmark.run.data", "benchmark.run.target_maps"):
+        base = code_closure(root)
+        assert code_closure(root, source=edited("benchmark.run.presets")) == base, root
+        assert code_closure(root, source=edited("benchmark.run.config_merge")) == base, root
+        assert code_closure(root, source=edited("benchmark.run.config")) != base, root
