@@ -32,12 +32,14 @@ def adopt_run_seed_instance(ctx: RunContext) -> None:
         return
     archs = []
     for arch in (a for a in cfg.models.names if a not in cfg.models.checkpoints):
-        if (ctx.run_dir / "checkpoints" / f"{arch}-{_instance_key(ctx, arch)}.pt").exists():
+        key, inst = _instance_key(ctx, arch), instance_name(arch, cfg.run.seed)
+        if (ctx.run_dir / "checkpoints" / f"{arch}-{key}.pt").exists():
             archs.append(arch)
-        elif any((ctx.run_dir / "checkpoints").glob(f"{arch}-*.pt")):
+        elif (any((ctx.run_dir / "checkpoints").glob(f"{arch}-*.pt"))
+              and not (ctx.run_dir / "checkpoints" / f"{inst}-{key}.pt").exists()):
             # made by other code or settings: its keys are not the instance's, so nothing of it is reused
             ctx.progress(f"adopt {arch}: not adopted, the single-seed run's checkpoint has another key "
-                         f"(other code or settings); {instance_name(arch, cfg.run.seed)} is trained")
+                         f"(other code or settings), so none of its work is reused for {inst}")
     for arch, n in adopt_single_seed_work(ctx.run_dir, archs, cfg.run.seed).items():
         if n:
             ctx.progress(f"adopt {arch}: {n} stored files of the single-seed run taken as "

@@ -117,3 +117,5 @@ def test_a_seeds_run_adopts_nothing_from_a_single_seed_run_made_with_other_setti
     assert "adopt vgg16_bn: not adopted, the single-seed run's checkpoint has another key" in log, log
     single_key = next((out / "checkpoints").glob("vgg16_bn-*.pt")).stem.split("-", 1)[1]
     assert not list(out.rglob(f"vgg16_bn@s0-{single_key}*")), "a file of the other run under the instance's name"
+    run("train.seeds=[0]")  # resumed once the instance has its own checkpoint: nothing more to say
+    assert (out / "progress.log").read_text().count("not adopted") == 1
