@@ -25,8 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 40, "batch_size": 64, "weight_decay": 5e-4, "precision": "bf16",
                   # three instances per architecture, so the report says which verdicts hold across
                   # training runs ("Across training runs"): 3x the training and explaining of one seed,
-                  # minutes on one GPU (the H200 record trained both models in 143 s). paper-cpu keeps one
-                  # seed: three would take about 4 h on 2 cores (configs/phantom-seeds.toml: the default run x3)
+                  # minutes on one GPU (the H200 record trained both models in 143 s)
                   "seeds": [0, 1, 2]},
         # every per-model entry of the defaults set here: they merge key by key, and the phantom's 3
         # ResNet50 epochs once leaked into a 224 px run this way
@@ -45,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                                "randomisation_ssim": {"max_layers": 8}, "randomisation_spearman": {"max_layers": 8}}},
         "report": {"bootstrap": 1000, "overlay_images": 6},
     },
-    # the paper's explainers and every metric in about 60 minutes on a 2-core CPU (float32), sized by
+    # the paper's explainers and every metric on a 2-core CPU (float32; about 60 minutes per seed), sized by
     # the floor of `--plan`: 64 px and the models that learn there (VGG's compact head, Grad-CAM on
     # the 8x8 layers) on 2000 training images; a stratified 80 scored images; LIME at 1000 samples;
     # curves of 16 steps; ROAD at 5 percentages; 3 randomised stages, occlusion (225 forwards a
@@ -57,7 +56,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # AUROC 0.926 -> 0.968, 0.759 -> 0.884, for ~460 s more training (docs/cpu-training.md)
         # fp32 pinned: "auto" trained bf16 on an AMX CPU and fp32 elsewhere, so the record's models depended
         # on the CPU; the record was made on the 2-core EPYC (AVX2), where "auto" was fp32 (same keys)
-        "train": {"epochs": 10, "batch_size": 32, "weight_decay": 1e-4, "precision": "fp32"},
+        # three instances per architecture, as `paper`: about 3 h on 2 cores (the record, 2026-12-05); `--set 'train.seeds=[]'` makes the
+        # one-instance run (about an hour), and adding the seeds later keeps its work (run/adopt.py)
+        "train": {"epochs": 10, "batch_size": 32, "weight_decay": 1e-4, "precision": "fp32", "seeds": [0, 1, 2]},
         "models": {"names": ["vgg16_bn", "resnet50"],
                    "params": {"vgg16_bn": {"head": "compact", "gradcam_layer": "features.32"},
                               "resnet50": {"gradcam_layer": "layer2"}},
