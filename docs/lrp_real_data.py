@@ -52,7 +52,8 @@ def config(size: int, n_train: int, epochs: int, extra: tuple[str, ...] = ()):
     return load_config(ROOT / "configs" / "covid-qu-ex.toml", [
         f"data.size={size}", f"data.limit.train={n_train}", "data.limit.test=40", f"train.epochs={epochs}",
         "train.batch_size=32" if size < 128 else "train.batch_size=64", "train.weight_decay=5e-4",
-        f"models.train.vgg16_bn.epochs={epochs}", f"models.train.resnet50.epochs={epochs}", *extra], preset)
+        f"models.train.vgg16_bn.epochs={epochs}", f"models.train.resnet50.epochs={epochs}",
+        "train.seeds=[]", *extra], preset)  # one instance per model: paper-cpu now trains three
 
 
 def conservation(model, images, targets, preset: str) -> float:
