@@ -16,8 +16,7 @@ from pathlib import Path
 from ..store.files import atomic_path
 from ..store.instances import instance_name
 from .context import RunContext
-from .train import train_config, train_key
-from cxr_xai_bench.models.precision import resolve_precision
+from .train import instance_train_config
 
 # the folders of stored stage work whose entries start with "<model>-" (files or folders of shards)
 STAGE_DIRS = ("checkpoints", "maps", "scores", "thresholds", "reliability/maps", "reliability/scores")
@@ -32,7 +31,8 @@ def adopt_run_seed_instance(ctx: RunContext) -> None:
         return
     archs = []
     for arch in (a for a in cfg.models.names if a not in cfg.models.checkpoints):
-        key, inst = _instance_key(ctx, arch), instance_name(arch, cfg.run.seed)
+        _, key = instance_train_config(cfg, arch, cfg.run.seed, ctx.device)
+        inst = instance_name(arch, cfg.run.seed)
         if (ctx.run_dir / "checkpoints" / f"{arch}-{key}.pt").exists():
             archs.append(arch)
         elif (any((ctx.run_dir / "checkpoints").glob(f"{arch}-*.pt"))
@@ -44,13 +44,6 @@ def adopt_run_seed_instance(ctx: RunContext) -> None:
         if n:
             ctx.progress(f"adopt {arch}: {n} stored files of the single-seed run taken as "
                          f"{instance_name(arch, cfg.run.seed)}'s (same keys)")
-
-
-def _instance_key(ctx: RunContext, arch: str) -> str:
-    """The checkpoint key of `arch`'s run.seed instance, as the train stage computes it."""
-    tcfg = train_config(ctx.cfg, arch, ctx.cfg.run.seed)
-    tcfg.precision = resolve_precision(tcfg.precision, ctx.device)
-    return train_key(ctx.cfg, arch, ctx.cfg.models.params.get(arch, {}), tcfg)
 
 
 def adopt_single_seed_work(run_dir: Path, archs: list[str], seed: int) -> dict[str, int]:

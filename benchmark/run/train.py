@@ -62,6 +62,13 @@ def train_key(cfg: Config, name: str, params: dict, tcfg: TrainConfig) -> str:
     return stage_key("train", name, params, asdict(tcfg), data_key(cfg, "train"), data_key(cfg, "val"), train_code(name))
 
 
+def instance_train_config(cfg: Config, arch: str, seed: int, device: torch.device) -> tuple[TrainConfig, str]:
+    """The settings `arch` trains with under training seed `seed` on `device`, and its checkpoint key."""
+    tcfg = train_config(cfg, arch, seed)
+    tcfg.precision = resolve_precision(tcfg.precision, device)  # the key holds what "auto" became here
+    return tcfg, train_key(cfg, arch, cfg.models.params.get(arch, {}), tcfg)
+
+
 def train_config(cfg: Config, arch: str, seed: int) -> TrainConfig:
     """The training loop's settings of `arch` with training seed `seed` (train.seeds is the run's list
     of instances, not a setting of one training)."""
@@ -80,9 +87,7 @@ def train_or_load(ctx: RunContext, name: str, train: Batch, val: Batch, seed: in
     params = cfg.models.params.get(arch, {})
     if arch in cfg.models.checkpoints:
         return load_given(ctx, arch, params, val, seed)
-    tcfg = train_config(cfg, arch, seed)
-    tcfg.precision = resolve_precision(tcfg.precision, ctx.device)  # the key holds what "auto" became here
-    key = train_key(cfg, arch, params, tcfg)
+    tcfg, key = instance_train_config(cfg, arch, seed, ctx.device)
     # the file carries the seed it was trained with when the run trains instances (a repeat seed's
     # retraining of two instances is then one file); without train.seeds the names stay as they were
     stem = instance_name(arch, seed) if cfg.train.seeds else arch
